@@ -1,0 +1,42 @@
+"""llmscope: a command-line microscope for Hugging Face language models.
+
+The functions the CLI calls are the Python API, imported lazily so ``import llmscope`` stays cheap::
+
+    import llmscope
+    report = llmscope.inspect_model("gpt2")
+    report.parameters.total   # 124439808
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "inspect_model": "llmscope.architecture",
+    "ArchitectureReport": "llmscope.architecture",
+    "kv_cache_estimate": "llmscope.architecture",
+    "load": "llmscope.loading",
+    "LoadedModel": "llmscope.loading",
+    "resolve": "llmscope.resolve",
+    "ModelSource": "llmscope.resolve",
+    "LlmscopeError": "llmscope.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,117 @@
+"""Options shared by the commands, as ``Annotated`` aliases, and the bundle that loads a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmscope.errors import UsageError
+
+MODEL_PANEL = "Model"
+OUTPUT_PANEL = "Output"
+
+
+def _device(value: str) -> str:
+    from llmscope.loading import validate_device
+
+    try:
+        return validate_device(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _dtype(value: str) -> str:
+    from llmscope.loading import validate_dtype
+
+    try:
+        return validate_dtype(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _export(value: Optional[Path]) -> Optional[Path]:
+    from llmscope.render import check_export_path
+
+    try:
+        return check_export_path(value)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _complete_model(incomplete: str) -> list[str]:
+    from llmscope.completion import complete_model
+
+    return complete_model(incomplete)
+
+
+ModelArg = Annotated[
+    Optional[str],
+    typer.Argument(
+        help="Hub id (gpt2), local folder, or .gguf file. Default: the embedded Gemma 3 270M.",
+        autocompletion=_complete_model,
+        show_default=False,
+    ),
+]
+Model = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id (gpt2), local folder, or .gguf file. Default: the embedded Gemma 3 270M.",
+        autocompletion=_complete_model,
+        rich_help_panel=MODEL_PANEL,
+        show_default=False,
+    ),
+]
+Revision = Annotated[
+    Optional[str],
+    typer.Option(help="Hub revision: branch, tag or commit.", rich_help_panel=MODEL_PANEL, show_default=False),
+]
+GgufFile = Annotated[
+    Optional[str],
+    typer.Option(
+        "--gguf-file", help="The .gguf file inside MODEL (a folder or hub repo).", rich_help_panel=MODEL_PANEL
+    ),
+]
+Device = Annotated[
+    str,
+    typer.Option(
+        help="auto, cpu, cuda, cuda:N or mps. auto spreads a large model over GPUs and CPU.",
+        callback=_device,
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        help="auto, float32, bfloat16 or float16. auto: float32 on CPU, the checkpoint's dtype on GPU.",
+        callback=_dtype,
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Allow running Python code from the model's repository. Off: such models are refused.",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document instead of tables.", rich_help_panel=OUTPUT_PANEL),
+]
+Export = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Also save the picture as FILE.svg, FILE.html or FILE.txt.",
+        callback=_export,
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+        metavar="FILE",
+    ),
+]
+Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same text.", min=0)]
+

@@ -1,0 +1,136 @@
+"""The ``llmscope`` command: registrations, --version, and ``main()``, the one error boundary.
+
+Nothing here imports torch or transformers: ``--help`` and shell completion must stay instant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from llmscope import __version__
+from llmscope.commands import inspect as inspect_cmd
+from llmscope.errors import ExitCode, LlmscopeError
+
+app = typer.Typer(
+    name="llmscope",
+    help="A command-line microscope for Hugging Face language models.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("inspect", epilog=inspect_cmd.EPILOG)(inspect_cmd.command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+) -> None:
+    """A command-line microscope for Hugging Face language models.
+
+    See a model's architecture and parameter budget, how text becomes tokens, what each layer
+    computes, which next tokens it weighs, and how decoding strategies change what it writes.
+    MODEL is a hub id, a local folder, a .gguf file, or nothing for the embedded Gemma 3 270M.
+    """
+    if debug:
+        os.environ["LLMSCOPE_DEBUG"] = "1"
+
+
+# --------------------------------------------------------------------------------------------
+# The error boundary
+
+_TOKEN_PATTERNS = (
+    re.compile(r"hf_[A-Za-z0-9]{8,}"),
+    re.compile(r"(?<=://)[^/\s:@]+(:[^/\s@]*)?@"),  # user:password@ in URLs
+)
+
+
+def scrub(text: str) -> str:
+    """Remove Hugging Face tokens and URL credentials from text shown to the user."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN"):
+        secret = os.environ.get(name)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    text = _TOKEN_PATTERNS[0].sub("hf_***", text)
+    return _TOKEN_PATTERNS[1].sub("***@", text)
+
+
+def _fail(message: str, code: int) -> None:
+    from llmscope import render
+
+    line = scrub(" ".join(message.split()))  # always exactly one line
+    try:
+        render.stderr.print(f"[bold red]Error:[/bold red] {line}", markup=True, highlight=False, soft_wrap=True)
+    except Exception:  # noqa: BLE001 - stderr itself may be gone
+        pass
+    sys.exit(code)
+
+
+def _quiet_broken_pipe() -> None:
+    """stdout's reader went away (``| head``): stop writing, and exit without a word."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(ExitCode.OK)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: every error a user can cause ends here as one line on stderr and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("LLMSCOPE_DEBUG"))
+    try:
+        result = app(args=args, prog_name="llmscope", standalone_mode=False)
+        if isinstance(result, int) and result:
+            sys.exit(result)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        try:
+            sys.stderr.write("\n")
+        except Exception:  # noqa: BLE001
+            pass
+        sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    except LlmscopeError as exc:
+        if debug:
+            raise
+        _fail(str(exc), int(exc.exit_code))
+    except typer.TyperException as exc:  # Typer's usage errors: bad option, missing argument
+        if debug:
+            raise
+        command = getattr(getattr(exc, "ctx", None), "command_path", "llmscope")
+        _fail(f"{exc.format_message()} (see '{command} --help')", int(getattr(exc, "exit_code", 2)))
+    except MemoryError:
+        _fail("out of memory (try a smaller --dtype, a shorter prompt, or --device auto)", ExitCode.ERROR)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if debug:
+            raise
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc} (this is a bug in llmscope; re-run with --debug "
+            "for the traceback and report it)",
+            ExitCode.ERROR,
+        )
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_broken_pipe()

@@ -1,0 +1,1 @@
+"""One small module per command: parse options, call one core function, render its result."""

@@ -1,0 +1,41 @@
+"""``llmscope inspect``: what a model is, from its config alone."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmscope import _options as opt
+
+EPILOG = """[bold]Examples[/bold]
+
+  llmscope inspect                       [dim]# the embedded Gemma 3 270M[/dim]
+  llmscope inspect gpt2 --json
+  llmscope inspect microsoft/Phi-3-mini-4k-instruct --modules
+  llmscope inspect ./model.gguf
+"""
+
+
+def command(
+    model: opt.ModelArg = None,
+    modules: Annotated[bool, typer.Option("--modules", help="Show the module tree, repeated blocks folded.")] = False,
+    revision: opt.Revision = None,
+    gguf_file: opt.GgufFile = None,
+    trust_remote_code: opt.TrustRemoteCode = False,
+    json_: opt.Json = False,
+    export: opt.Export = None,
+) -> None:
+    """Show a model's architecture, parameters and memory, from its config alone.
+
+    The model is built on the meta device: a hub id downloads only config.json, and nothing is
+    loaded into memory, so even a 70B model takes seconds.
+    """
+    from llmscope import render
+    from llmscope.architecture import inspect_model
+    from llmscope.render.architecture import render_architecture
+
+    report = inspect_model(
+        model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code, modules=modules
+    )
+    render.emit(report, render_architecture, json_=json_, export_path=export)

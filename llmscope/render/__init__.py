@@ -1,0 +1,159 @@
+"""The output layer: the stdout and stderr consoles, the JSON emitter, exports and number formats.
+
+stdout carries data (one Rich renderable, or exactly one JSON document); stderr carries talk
+(progress, status, warnings, errors). Renderers for each result type live in the submodules
+(``render.architecture`` ...) and depend only on the result dataclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+
+from llmscope.errors import UsageError
+
+EXPORT_SUFFIXES = (".svg", ".html", ".txt")
+
+stdout = Console(highlight=False, soft_wrap=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+def reset_consoles() -> None:
+    """Re-create the consoles (tests and notebooks swap sys.stdout / sys.stderr)."""
+    global stdout, stderr
+    stdout = Console(highlight=False, soft_wrap=False)
+    stderr = Console(stderr=True, highlight=False)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, enums, paths, tuples and non-finite floats as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_json"):
+            return to_jsonable(value.to_json())
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(result: Any) -> str:
+    return json.dumps(to_jsonable(result), ensure_ascii=False, indent=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Showing results
+
+
+def check_export_path(path: Path | None) -> Path | None:
+    """Validate an --export path before any work (bad suffix or missing folder: usage error)."""
+    if path is None:
+        return None
+    if path.suffix.lower() not in EXPORT_SUFFIXES:
+        raise UsageError(f"--export {path}: unknown format", hint="use a .svg, .html or .txt file name")
+    if not path.expanduser().resolve().parent.is_dir():
+        raise UsageError(f"--export {path}: the folder does not exist")
+    return path
+
+
+def export(renderable: RenderableType, path: Path, *, title: str = "llmscope") -> None:
+    """Save a renderable as SVG, HTML or plain text with Rich's own console export."""
+    import io
+
+    width = stdout.width if stdout.is_terminal else 120
+    console = Console(record=True, file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor")
+    console.print(renderable)
+    suffix = path.suffix.lower()
+    path = path.expanduser()
+    if suffix == ".svg":
+        console.save_svg(str(path), title=title)
+    elif suffix == ".html":
+        console.save_html(str(path))
+    else:
+        console.save_text(str(path))
+    stderr.print(f"[dim]Saved {path}[/dim]")
+
+
+def emit(
+    result: Any,
+    renderer: Callable[[Any], RenderableType],
+    *,
+    json_: bool = False,
+    export_path: Path | None = None,
+) -> None:
+    """Print a result: as one JSON document with ``json_``, else as its Rich rendering."""
+    if json_:
+        sys.stdout.write(json_text(result) + "\n")
+        sys.stdout.flush()
+    else:
+        renderable = renderer(result)
+        stdout.print(renderable)
+    if export_path is not None:
+        export(renderer(result), export_path)
+
+
+@contextlib.contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner on stderr for work without a natural progress count (plain line when not a tty)."""
+    if stderr.is_terminal and not os.environ.get("LLMSCOPE_NO_PROGRESS"):
+        with stderr.status(message):
+            yield
+    else:
+        stderr.print(message)
+        yield
+
+
+# --------------------------------------------------------------------------------------------
+# Numbers, the same way everywhere
+
+
+def fmt_int(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def fmt_bytes(value: float | None) -> str:
+    """Binary units: 1.50 GiB."""
+    if value is None:
+        return "-"
+    value = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
+        value /= 1024
+    return f"{value:.2f} TiB"  # pragma: no cover
+
+
+def fmt_count(value: int | None) -> str:
+    """Short parameter counts: 124.4M, 3.82B."""
+    if value is None:
+        return "-"
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}" if value / size >= 100 else f"{value / size:.3g}{unit}"
+    return str(value)
+
+
+def visible(text: str) -> str:
+    """Whitespace made visible for a token piece: space ·, newline ↵, tab →."""
+    return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→").replace("\r", "␍")

@@ -1,0 +1,206 @@
+"""Rich rendering of an ArchitectureReport (``llmscope inspect``)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from llmscope.architecture import ArchitectureReport, KVCacheEstimate, ModuleNode
+from llmscope.render import fmt_bytes, fmt_count, fmt_int
+
+
+def _kv_table() -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False, expand=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    table.add_column(style="dim")
+    return table
+
+
+def _attention_text(r: ArchitectureReport) -> str:
+    if r.attention == "MHA":
+        return f"MHA: {r.num_attention_heads} heads, each with its own key/value head"
+    if r.attention == "MQA":
+        return f"MQA: all {r.num_attention_heads} query heads share 1 key/value head"
+    return (
+        f"GQA: {r.num_attention_heads} query heads in {r.num_key_value_heads} groups of "
+        f"{r.gqa_group_size}, one key/value head per group"
+    )
+
+
+def _rope_text(r: ArchitectureReport) -> str:
+    if r.position_encoding != "RoPE":
+        return r.position_encoding
+    if isinstance(r.rope_theta, dict):
+        theta = ", ".join(f"{v:,.0f} ({k.replace('_attention', '')})" for k, v in r.rope_theta.items())
+    else:
+        theta = f"{r.rope_theta:,.0f}" if r.rope_theta is not None else "?"
+    text = f"RoPE, theta {theta}"
+    if r.rope_scaling:
+        kinds = {str(v.get("rope_type")) for v in r.rope_scaling.values() if isinstance(v, dict)}
+        kind = r.rope_scaling.get("rope_type") or ", ".join(sorted(kinds)) or "scaled"
+        factor = r.rope_scaling.get("factor")
+        text += f"; scaling {kind}" + (f" x{factor}" if factor else "")
+    return text
+
+
+def _layer_pattern(r: ArchitectureReport) -> str | None:
+    if not r.layer_types or len(set(r.layer_types)) < 2:
+        if r.sliding_window and r.kind == "causal":
+            return f"every layer slides over {r.sliding_window:,} tokens"
+        return None
+    counts: dict[str, int] = {}
+    for t in r.layer_types:
+        counts[t] = counts.get(t, 0) + 1
+    parts = [f"{n} {t.replace('_attention', '')}" for t, n in counts.items()]
+    window = f" (window {r.sliding_window:,})" if r.sliding_window else ""
+    return ", ".join(parts) + window
+
+
+def _shape(r: ArchitectureReport) -> Table:
+    t = _kv_table()
+    t.add_row("layers", fmt_int(r.num_hidden_layers), "num_hidden_layers")
+    t.add_row("hidden size", fmt_int(r.hidden_size), "hidden_size (embedding width)")
+    t.add_row("vocabulary", fmt_int(r.vocab_size), "vocab_size")
+    t.add_row("attention", _attention_text(r), "num_attention_heads / num_key_value_heads")
+    t.add_row("head dim", fmt_int(r.head_dim), "head_dim")
+    ffn = f"{fmt_int(r.intermediate_size)}, {r.mlp}" if r.intermediate_size else r.mlp
+    t.add_row("feed-forward", ffn, f"intermediate_size, {r.hidden_act}" if r.hidden_act else "intermediate_size")
+    norm = (r.norm or "-") + (" + QK-norm" if r.qk_norm else "")
+    t.add_row("normalization", norm, "")
+    t.add_row("positions", _rope_text(r), "rope_parameters" if r.position_encoding == "RoPE" else "")
+    t.add_row("context length", fmt_int(r.max_position_embeddings), "max_position_embeddings")
+    pattern = _layer_pattern(r)
+    if pattern:
+        t.add_row("attention layers", pattern, "layer_types / sliding_window")
+    t.add_row("tied embeddings", "yes: the LM head reuses the embedding matrix" if r.tie_word_embeddings else "no",
+              "tie_word_embeddings")
+    if r.moe:
+        m = r.moe
+        t.add_row(
+            "experts",
+            f"{m.num_experts} per layer in {m.moe_layers} layers, {m.num_experts_per_tok} active per token",
+            "num_experts_per_tok",
+        )
+        t.add_row("one expert", f"{fmt_int(m.parameters_per_expert)} parameters", "")
+    return t
+
+
+def _parameters(r: ArchitectureReport) -> Table:
+    p = r.parameters
+    t = Table(box=box.SIMPLE_HEAD, title="Parameters", title_justify="left", title_style="bold")
+    t.add_column("part")
+    t.add_column("parameters", justify="right")
+    t.add_column("share", justify="right")
+    rows = [
+        ("embeddings", p.embeddings),
+        ("attention", p.attention),
+        ("MLP", p.mlp),
+        ("experts", p.experts),
+        ("router", p.router),
+        ("norms", p.norms),
+        ("LM head" if not r.tie_word_embeddings else "head (tied matrix counted once)", p.lm_head),
+        ("other", p.other),
+    ]
+    for name, value in rows:
+        if value:
+            t.add_row(name, fmt_int(value), f"{100 * value / p.total:.1f}%")
+    t.add_section()
+    t.add_row(Text("total", style="bold"), Text(fmt_int(p.total), style="bold"), fmt_count(p.total))
+    if r.moe:
+        t.add_row(
+            Text("active per token", style="bold"),
+            Text(fmt_int(p.active), style="bold"),
+            f"{100 * p.active / p.total:.1f}%",
+        )
+    return t
+
+
+def _memory(r: ArchitectureReport) -> RenderableType:
+    t = Table(box=box.SIMPLE_HEAD, title="Memory", title_justify="left", title_style="bold")
+    t.add_column("what")
+    t.add_column("bytes", justify="right")
+    t.add_column("note", style="dim")
+    for dtype, size in r.memory.weights.items():
+        note = "weights only, no quantization scales" if dtype == "int4" else ""
+        t.add_row(f"weights, {dtype}", fmt_bytes(size), note)
+    kv: KVCacheEstimate | None = r.memory.kv_cache
+    if kv is None:
+        t.add_row("KV cache", "-", "encoder-only: no cache")
+        return t
+    t.add_section()
+    t.add_row(f"KV cache per token, {kv.dtype}", fmt_bytes(kv.bytes_per_token), "while under every window")
+    for g in kv.layers:
+        kind = g.layer_type.replace("_attention", "")
+        window = f", keeps {g.tokens_kept:,} tokens" if g.sliding_window else ""
+        t.add_row(
+            f"  {len(g.layers)} {kind} layers",
+            fmt_bytes(g.bytes),
+            f"{g.num_key_value_heads} KV heads x {g.head_dim}{window}",
+        )
+    t.add_row(f"KV cache at {kv.context:,} tokens", Text(fmt_bytes(kv.bytes), style="bold"), "batch 1")
+    return t
+
+
+def _gguf(r: ArchitectureReport) -> RenderableType | None:
+    g = r.gguf
+    if g is None:
+        return None
+    t = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"GGUF file: {g.file_type or '?'}, {fmt_bytes(g.file_bytes)}, {g.bits_per_weight:.2f} bits per weight",
+        title_justify="left",
+        title_style="bold",
+    )
+    t.add_column("type")
+    t.add_column("tensors", justify="right")
+    t.add_column("weights", justify="right")
+    t.add_column("stored", justify="right")
+    t.add_column("bits/weight", justify="right")
+    for ty in g.types:
+        t.add_row(ty.type, fmt_int(ty.tensors), fmt_int(ty.elements), fmt_bytes(ty.bytes), f"{ty.bits_per_weight:.2f}")
+    return t
+
+
+def module_tree_renderable(node: ModuleNode) -> Tree:
+    def label(n: ModuleNode) -> Text:
+        text = Text(n.name, style="bold")
+        text.append(f": {n.class_name}", style="cyan")
+        if n.count > 1:
+            text.append(f" x{n.count}", style="magenta")
+        if n.parameters:
+            each = " each" if n.count > 1 else ""
+            text.append(f"  {fmt_int(n.parameters)}{each}", style="dim")
+        return text
+
+    def add(tree: Tree, n: ModuleNode) -> None:
+        for child in n.children:
+            add(tree.add(label(child)), child)
+
+    root = Tree(label(node))
+    add(root, node)
+    return root
+
+
+def render_architecture(r: ArchitectureReport) -> RenderableType:
+    head = Text()
+    head.append(r.architecture, style="bold")
+    head.append(f"  {r.model_type}, {'masked' if r.kind == 'masked' else 'causal'} LM", style="cyan")
+    head.append(f", {fmt_int(r.parameters.total)} parameters ({fmt_count(r.parameters.total)})")
+    if r.dtype:
+        head.append(f", stored as {r.dtype}", style="dim")
+    parts: list[RenderableType] = [
+        Panel(_shape(r), title=head, title_align="left", subtitle=r.source, subtitle_align="right", box=box.ROUNDED),
+        _parameters(r),
+        _memory(r),
+    ]
+    gguf = _gguf(r)
+    if gguf is not None:
+        parts.append(gguf)
+    if r.modules is not None:
+        parts.append(module_tree_renderable(r.modules))
+    return Group(*parts)

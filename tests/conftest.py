@@ -1,0 +1,224 @@
+"""Shared fixtures: an isolated offline environment, tiny random-weight models built once per test
+session from real architectures with ``save_pretrained``, and the real embedded Gemma 3 270M.
+
+Tiny models get real tokenizers trained here with the ``tokenizers`` library (byte-level BPE for
+the decoders, WordPiece for BERT), so tokenizer behaviour is faithful without any download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+CONFIGS = DATA / "configs"
+
+CORPUS = [
+    "The cat sat on the mat because it was tired.",
+    "The quick brown fox jumps over the lazy dog. The dog was not amused.",
+    "def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n",
+    "Paris is the capital of France. Berlin is the capital of Germany.",
+    "Once upon a time, there was a little robot who loved to read books about the sea.",
+    "naïve café résumé — 東京は日本の首都です。 😀🚀 emoji and CJK text",
+    "\tTabs\tand  double  spaces\nand new lines\r\n",
+    "Attention is all you need. Transformers process tokens in parallel.",
+] * 4
+
+# An isolated environment for every test: no network, no user caches.
+_SESSION_CACHE: Path | None = None
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The llmscope cache shared by the whole test session (the demo model is converted once).
+
+    Set LLMSCOPE_TEST_CACHE to keep it between runs while developing.
+    """
+    kept = os.environ.get("LLMSCOPE_TEST_CACHE")
+    return Path(kept) if kept else tmp_path_factory.mktemp("llmscope-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, session_cache: Path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path_factory.getbasetemp() / "hf-home"))
+    monkeypatch.setenv("LLMSCOPE_CACHE", str(session_cache))
+    monkeypatch.setenv("LLMSCOPE_NO_PROGRESS", "1")
+    monkeypatch.delenv("LLMSCOPE_DEBUG", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    yield
+
+
+# --------------------------------------------------------------------------------------------
+# Running the CLI the way a shell does: through main(), the error boundary included
+
+
+@dataclasses.dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run ``llmscope ARGS...`` in-process through ``main()``; returns exit code, stdout, stderr."""
+    from llmscope import render
+    from llmscope.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        render.reset_consoles()
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny tokenizers and models
+
+
+def _bpe_tokenizer(special: list[str], bos: str | None, eos: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.token_to_id(bos))]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos or eos, eos_token=eos, unk_token=None)
+
+
+def _wordpiece_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _save(folder: Path, model, tokenizer) -> Path:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Folders of tiny random-weight models, each a real transformers architecture."""
+    import torch
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MixtralConfig,
+        MixtralForCausalLM,
+    )
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    folders: dict[str, Path] = {}
+    torch.manual_seed(0)
+
+    gpt2_tok = _bpe_tokenizer(["<|endoftext|>"], bos=None, eos="<|endoftext|>")
+    eos = gpt2_tok.convert_tokens_to_ids("<|endoftext|>")
+    gpt2 = GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=2, n_embd=64, n_head=4, n_positions=128, vocab_size=len(gpt2_tok), bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    )
+    folders["gpt2"] = _save(root / "tiny-gpt2", gpt2, gpt2_tok)
+
+    llama_tok = _bpe_tokenizer(["<s>", "</s>", "<|user|>", "<|assistant|>", "<|system|>"], bos="<s>", eos="</s>")
+    llama_tok.chat_template = CHAT_TEMPLATE
+    ids = {t: llama_tok.convert_tokens_to_ids(t) for t in ("<s>", "</s>")}
+    common = dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, vocab_size=len(llama_tok),
+        bos_token_id=ids["<s>"], eos_token_id=ids["</s>"], tie_word_embeddings=False,
+    )
+    folders["llama"] = _save(root / "tiny-llama", LlamaForCausalLM(LlamaConfig(**common)), llama_tok)
+    mixtral = MixtralForCausalLM(MixtralConfig(**common, num_local_experts=4, num_experts_per_tok=2))
+    folders["mixtral"] = _save(root / "tiny-mixtral", mixtral, llama_tok)
+
+    bert_tok = _wordpiece_tokenizer()
+    bert = BertForMaskedLM(
+        BertConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=128, vocab_size=len(bert_tok), pad_token_id=bert_tok.pad_token_id,
+        )
+    )
+    folders["bert"] = _save(root / "tiny-bert", bert, bert_tok)
+    return folders
+
+
+@pytest.fixture
+def config_folder(tmp_path: Path):
+    """A model folder holding only a published config.json (no weights): ``config_folder('gpt2')``."""
+
+    def make(name: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        shutil.copy(CONFIGS / f"{name}.json", folder / "config.json")
+        return folder
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_model():
+    """The real embedded Gemma 3 270M, loaded once per session in float32 on the CPU (slow tests)."""
+    import llmscope
+
+    return llmscope.load(None, device="cpu", dtype="float32")
