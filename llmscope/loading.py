@@ -223,8 +223,8 @@ def _translate(exc: Exception, source: ModelSource, what: str) -> LlmscopeError:
             f"{name}: the pickle checkpoint holds more than plain tensors and was not loaded",
             hint="llmscope only unpickles with torch's weights-only loader; use a safetensors checkpoint",
         )
-    if source.kind == "gguf" and ("gguf" in text.lower() or isinstance(exc, (ValueError, KeyError, IndexError))):
-        return ModelFormatError(f"{name}: not a readable GGUF file ({_first_line(exc)})")
+    if source.kind == "gguf":
+        return ModelFormatError(f"{name}: not a readable or supported GGUF file ({_first_line(exc)})")
     if isinstance(exc, (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError)):
         return ModelFormatError(f"{name}: could not load the {what} ({type(exc).__name__}: {_first_line(exc)})")
     return ModelFormatError(f"{name}: could not load the {what} ({type(exc).__name__}: {_first_line(exc)})")
@@ -240,10 +240,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime, inode) so a second load does not rehash."""
+    """sha256 of a file, remembered per (path, size, mtime, ctime, inode): a second load does not rehash."""
     path = path.resolve()
     st = path.stat()
-    signature = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    # ctime changes on every write and cannot be set back by hand, unlike mtime
+    signature = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
     memo_dir = cache_root() / "digests"
     memo = memo_dir / (hashlib.sha256(signature.encode()).hexdigest()[:32] + ".txt")
     try:

@@ -1,0 +1,214 @@
+"""The loader: the GGUF conversion cache, devices and dtypes, and what it refuses to run."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import llmscope
+from llmscope import loading
+from llmscope.errors import DeviceError, ModelFormatError, RemoteCodeError, UsageError
+from llmscope.resolve import ModelSource, resolve
+
+
+# --------------------------------------------------------------------------------------------
+# The cache's key and its atomic stages (fault injection on the real mechanism)
+
+
+def test_changed_file_gets_a_new_key_even_with_the_same_size_and_mtime(tmp_path: Path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"A" * 1000)
+    first = loading.file_sha256(path)
+    assert loading.file_sha256(path) == first  # memoised
+    stat = path.stat()
+    path.write_bytes(b"B" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+    assert loading.file_sha256(path) != first
+
+
+def _gguf(tmp_path: Path) -> tuple[loading.GgufFile, ModelSource]:
+    path = tmp_path / "x.gguf"
+    path.write_bytes(os.urandom(64))
+    source = ModelSource(kind="gguf", location=str(tmp_path), gguf_file="x.gguf")
+    return loading.GgufFile(path, loading.file_sha256(path)), source
+
+
+def test_killed_conversion_leaves_no_cache(tmp_path: Path, monkeypatch):
+    gguf, source = _gguf(tmp_path)
+
+    def dies_half_way(g, stage, out):
+        (out / "config.json").write_text("{half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loading, "_convert_stage", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        loading.ensure_gguf_stage(gguf, "config", source)
+    assert not gguf.stage("config").exists()
+    assert not list(gguf.entry.glob(".config.tmp-*"))
+
+    monkeypatch.setattr(loading, "_convert_stage", lambda g, s, out: (out / "config.json").write_text("{}"))
+    folder = loading.ensure_gguf_stage(gguf, "config", source)
+    assert json.loads((folder / "config.json").read_text()) == {}
+
+
+def test_leftovers_of_a_dead_process_and_foreign_folders_are_never_served(tmp_path: Path, monkeypatch):
+    gguf, source = _gguf(tmp_path)
+    stale = gguf.entry / ".config.tmp-dead"
+    stale.mkdir(parents=True)
+    gguf.stage("config").mkdir()
+    (gguf.stage("config") / "config.json").write_text('{"wrong": true}')  # no marker: incomplete
+    monkeypatch.setattr(loading, "_convert_stage", lambda g, s, out: (out / "config.json").write_text('{"ok": 1}'))
+    folder = loading.ensure_gguf_stage(gguf, "config", source)
+    assert json.loads((folder / "config.json").read_text()) == {"ok": 1}
+    assert not stale.exists()
+
+
+def test_two_converters_at_once_convert_once(tmp_path: Path, monkeypatch):
+    gguf, source = _gguf(tmp_path)
+    calls = []
+
+    def slow(g, stage, out):
+        calls.append(stage)
+        time.sleep(0.5)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(loading, "_convert_stage", slow)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(loading.ensure_gguf_stage(gguf, "config", source)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["config"] and len(set(results)) == 1
+
+
+def test_full_disk_ends_with_no_cache_and_a_clear_error(tmp_path: Path, monkeypatch):
+    import errno
+
+    gguf, source = _gguf(tmp_path)
+
+    def disk_full(g, stage, out):
+        (out / "model.safetensors").write_bytes(b"x" * 10)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(loading, "_convert_stage", disk_full)
+    with pytest.raises(llmscope.LlmscopeError, match="no space left"):
+        loading.ensure_gguf_stage(gguf, "model", source)
+    assert not gguf.stage("model").exists() and not list(gguf.entry.glob(".model.tmp-*"))
+
+
+# --------------------------------------------------------------------------------------------
+# Devices, dtypes, safety
+
+
+def test_device_and_dtype_names():
+    assert loading.validate_device("CUDA:1") == "cuda:1"
+    assert loading.validate_dtype("bf16") == "bfloat16"
+    with pytest.raises(UsageError):
+        loading.validate_device("gpu")
+    with pytest.raises(UsageError):
+        loading.validate_dtype("int3")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        loading.resolve_device("cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_cuda_load_matches_cpu(tiny_models, dtype):
+    import torch
+
+    cpu = llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="float32")
+    gpu = llmscope.load(str(tiny_models["llama"]), device="cuda", dtype=dtype)
+    assert gpu.device == "cuda:0" and gpu.model.dtype == getattr(torch, dtype)
+    ids = torch.tensor([[1, 5, 9, 12]])
+    a = cpu.model(ids).logits
+    b = gpu.model(ids.to("cuda")).logits.float().cpu()
+    assert torch.allclose(a, b, atol=1e-4 if dtype == "float32" else 5e-2)
+
+
+def test_auto_dtype_is_float32_on_cpu_and_explicit_dtype_is_used(tiny_models):
+    import torch
+
+    auto = llmscope.load(str(tiny_models["gpt2"]), device="cpu")
+    assert auto.model.dtype == torch.float32 and auto.device == "cpu"
+    half = llmscope.load(str(tiny_models["gpt2"]), device="cpu", dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16 and half.dtype == "bfloat16"
+
+
+def test_repository_code_is_never_run_without_the_flag(tmp_path: Path):
+    marker = tmp_path / "ran.txt"
+    (tmp_path / "config.json").write_text(json.dumps({
+        "model_type": "evil-model",
+        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig", "AutoModelForCausalLM": "modeling_evil.Evil"},
+    }))
+    code = f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import PretrainedConfig\n" \
+           "class EvilConfig(PretrainedConfig):\n    model_type = 'evil-model'\n"
+    (tmp_path / "configuration_evil.py").write_text(code)
+    with pytest.raises(RemoteCodeError) as info:
+        llmscope.inspect_model(str(tmp_path))
+    assert "--trust-remote-code" in str(info.value)
+    assert not marker.exists()
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_checkpoint_cannot_run_code(tmp_path: Path, tiny_models):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((tiny_models["gpt2"] / name).read_bytes())
+    with open(folder / "pytorch_model.bin", "wb") as handle:
+        pickle.dump({"transformer.wte.weight": _Payload(str(marker))}, handle)
+    with pytest.raises(ModelFormatError):
+        llmscope.load(str(folder), device="cpu")
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The real embedded model
+
+
+@pytest.mark.slow
+def test_second_load_reads_the_cache_without_converting(demo_model, monkeypatch):
+    def must_not_convert(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(loading, "_convert_stage", must_not_convert)
+    again = llmscope.load(None, device="cpu", dtype="float32")
+    assert sum(p.numel() for p in again.model.parameters()) == 268_098_176
+    assert resolve(None).kind == "embedded"
+
+
+@pytest.mark.slow
+def test_converted_cache_gives_the_same_logits_as_transformers_reading_the_gguf(demo_model):
+    """The cache is faithful: same numbers as transformers' own GGUF loading of the same file."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = loading.embedded_gguf_path()
+    direct = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    text = "The cat sat on the mat because it was tired."
+    assert demo_model.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(direct(ids).logits, demo_model.model(ids).logits)
