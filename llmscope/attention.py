@@ -1,0 +1,313 @@
+"""Attention weights of one layer and head, and where one query token looks in every layer.
+
+The model runs with transformers' eager attention (the only implementation that materialises the
+weights) and ``output_attentions=True``; the weights are exactly what the model's softmax produced,
+causal and sliding-window masks included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from llmscope import loading
+from llmscope.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PretrainedConfig
+
+    from llmscope.loading import LoadedModel
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclasses.dataclass(frozen=True)
+class AttendedToken:
+    position: int
+    token: str
+    weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRanking:
+    """Where the query token looks in one layer: keys ranked by attention weight."""
+
+    layer: int
+    layer_type: str | None  # transformers' name: full_attention, sliding_attention
+    top: list[AttendedToken]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionKind:
+    """How the model attends: heads, key/value groups, sliding windows."""
+
+    num_attention_heads: int
+    num_key_value_heads: int
+    gqa_group_size: int
+    sliding_window: int | None
+    layer_types: list[str] | None
+    causal: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionResult:
+    """``llmscope attention``: one layer's weights (query rows x key columns) for one head or the mean."""
+
+    source: str
+    tokens: list[str]
+    layer: int  # 0-based, after resolving a negative index
+    head: int | None  # None: mean over heads
+    weights: list[list[float]]  # (query, key)
+    num_layers: int
+    kind: AttentionKind
+    layer_type: str | None
+    query: AttendedToken | None = None  # with --token: the query token
+    ranking: list[LayerRanking] | None = None  # with --token: one entry per layer
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights}
+        if self.query is not None:
+            data["query"] = {"position": self.query.position, "token": self.query.token}
+            data["ranking"] = [
+                {
+                    "layer": r.layer,
+                    "layer_type": r.layer_type,
+                    "top": [{"position": t.position, "token": t.token, "weight": t.weight} for t in r.top],
+                }
+                for r in self.ranking or []
+            ]
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Validation that needs only the config
+
+
+def attention_kind(config: PretrainedConfig, *, causal: bool = True) -> AttentionKind:
+    text = config.get_text_config(decoder=True)
+    heads = int(getattr(text, "num_attention_heads"))
+    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+    window = getattr(text, "sliding_window", None)
+    layer_types = list(getattr(text, "layer_types", None) or []) or None
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        window = None  # a window in the config that no layer uses (Mistral-style configs with null types)
+    if getattr(text, "use_sliding_window", True) is False:
+        window = None
+    return AttentionKind(
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        gqa_group_size=heads // kv_heads if kv_heads else 1,
+        sliding_window=int(window) if window else None,
+        layer_types=layer_types,
+        causal=causal,
+    )
+
+
+def resolve_layer(layer: int, num_layers: int) -> int:
+    """A layer index, negative counting from the end, checked against the model's layers."""
+    index = layer + num_layers if layer < 0 else layer
+    if not 0 <= index < num_layers:
+        raise UsageError(
+            f"--layer {layer}: this model has {num_layers} layers",
+            hint=f"use 0 to {num_layers - 1}, or -1 to -{num_layers} counting from the end",
+        )
+    return index
+
+
+def check_head(head: int | None, num_heads: int) -> None:
+    if head is not None and not 0 <= head < num_heads:
+        raise UsageError(f"--head {head}: this model has {num_heads} attention heads", hint=f"use 0 to {num_heads - 1}")
+
+
+def _layer_type(kind: AttentionKind, layer: int) -> str | None:
+    if kind.layer_types and layer < len(kind.layer_types):
+        return kind.layer_types[layer]
+    if kind.sliding_window:
+        return "sliding_attention"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens
+
+
+def token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each token as the text it stands for (special tokens by name)."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    pieces = []
+    for i in ids:
+        if i in special:
+            pieces.append(tokenizer.convert_ids_to_tokens(i))
+        else:
+            pieces.append(tokenizer.decode([i]))
+    return pieces
+
+
+def find_query(token: str, pieces: list[str], offsets: list[tuple[int, int]] | None, prompt: str) -> int:
+    """The position of WORD_OR_POSITION: an integer (negative from the end) or a word of the prompt.
+
+    A word is found in the prompt text (whole word, case-insensitive, first occurrence) and mapped
+    to its last token through the tokenizer's offsets; without offsets, token pieces are compared.
+    """
+    n = len(pieces)
+    text = token.strip()
+    if re.fullmatch(r"-?\d+", text):
+        position = int(text)
+        index = position + n if position < 0 else position
+        if not 0 <= index < n:
+            raise UsageError(f"--token {token}: the prompt has {n} tokens", hint=f"use a position from 0 to {n - 1}")
+        return index
+    if not text:
+        raise UsageError("--token needs a word of the prompt or a token position")
+    if offsets is not None:
+        match = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", prompt, flags=re.IGNORECASE) or re.search(
+            re.escape(text), prompt, flags=re.IGNORECASE
+        )
+        if match:
+            covering = [i for i, (a, b) in enumerate(offsets) if b > a and a < match.end() and b > match.start()]
+            if covering:
+                return covering[-1]
+    for i, piece in enumerate(pieces):
+        if piece.strip().lower() == text.lower():
+            return i
+    shown = " ".join(p.strip() or repr(p) for p in pieces[:20])
+    raise UsageError(f"--token {token!r} is not a word of the prompt", hint=f"the tokens are: {shown}")
+
+
+# --------------------------------------------------------------------------------------------
+# Running the model
+
+
+@contextlib.contextmanager
+def eager_attention(lm: LoadedModel) -> Iterator[bool]:
+    """Switch a loaded model to eager attention for the duration; yields True if it was switched."""
+    current = getattr(lm.model.config, "_attn_implementation", None)
+    if current in (None, "eager"):
+        yield False
+        return
+    lm.model.set_attn_implementation("eager")
+    try:
+        yield True
+    finally:
+        lm.model.set_attn_implementation(current)
+
+
+def attention(
+    prompt: str,
+    *,
+    model: str | LoadedModel | None = None,
+    layer: int = -1,
+    head: int | None = None,
+    token: str | None = None,
+    top: int = 5,
+    revision: str | None = None,
+    gguf_file: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> AttentionResult:
+    """Attention weights of LAYER (negative: from the end) for HEAD, or the mean over heads.
+
+    With ``token`` (a word of the prompt or a position), also rank for that query token the keys
+    it attends to most in every layer (``top`` of them).
+    """
+    import torch
+
+    from llmscope import render
+
+    if not prompt:
+        raise UsageError("the prompt is empty", hint="give some text to look at")
+    if top < 1:
+        raise UsageError(f"--top {top}: must be at least 1")
+    if not isinstance(model, loading.LoadedModel):
+        # Check --layer and --head against the config before loading any weights.
+        from llmscope.resolve import resolve
+
+        source = resolve(model, revision=revision, gguf_file=gguf_file)
+        config = loading.load_config(source, trust_remote_code=trust_remote_code)
+        _check_indices(config, layer, head)
+        render.stderr.print("[dim]Loading with eager attention (needed to read attention weights)[/dim]")
+        model = loading.load_model(
+            source, device=device, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="eager"
+        )
+    lm = model
+    config = lm.config
+    num_layers, num_heads = _check_indices(config, layer, head)
+    index = resolve_layer(layer, num_layers)
+    kind = attention_kind(config, causal=not lm.masked)
+
+    tokenizer = lm.tokenizer
+    encoded = tokenizer(prompt, return_tensors="pt", return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)))
+    ids = encoded["input_ids"].to(lm.device)  # (1, tokens)
+    offsets = [tuple(o) for o in encoded["offset_mapping"][0].tolist()] if "offset_mapping" in encoded else None
+    id_list = ids[0].tolist()
+    pieces = token_pieces(tokenizer, id_list)
+    query = find_query(token, pieces, offsets, prompt) if token is not None else None
+
+    with eager_attention(lm) as switched:
+        if switched:
+            render.stderr.print("[dim]Switched the model to eager attention for this call (to read the weights)[/dim]")
+        with torch.no_grad():
+            kwargs = {"attention_mask": encoded["attention_mask"].to(lm.device)} if "attention_mask" in encoded else {}
+            out = lm.model(ids, output_attentions=True, **kwargs)
+    attentions = out.attentions  # num_layers x (batch, heads, query, key)
+    if not attentions or attentions[0] is None:
+        raise loading.ModelFormatError(
+            f"{lm.source.display_name} did not return attention weights",
+            hint="its attention implementation may not support output_attentions",
+        )
+
+    def pick(layer_weights: torch.Tensor) -> torch.Tensor:  # (batch, heads, q, k) -> (q, k)
+        w = layer_weights[0].float()
+        return w[head] if head is not None else w.mean(dim=0)
+
+    matrix = pick(attentions[index])  # (query, key)
+    ranking = None
+    query_token = None
+    if query is not None:
+        query_token = AttendedToken(position=query, token=pieces[query], weight=1.0)
+        ranking = []
+        for li, layer_weights in enumerate(attentions):
+            row = pick(layer_weights)[query]  # (key,)
+            k = min(top, int(row.shape[0]))
+            values, positions = torch.topk(row, k)
+            ranking.append(
+                LayerRanking(
+                    layer=li,
+                    layer_type=_layer_type(kind, li),
+                    top=[
+                        AttendedToken(position=int(p), token=pieces[int(p)], weight=float(v))
+                        for v, p in zip(values.tolist(), positions.tolist())
+                    ],
+                )
+            )
+    return AttentionResult(
+        source=lm.source.display_name,
+        tokens=pieces,
+        layer=index,
+        head=head,
+        weights=matrix.cpu().tolist(),
+        num_layers=num_layers,
+        kind=kind,
+        layer_type=_layer_type(kind, index),
+        query=query_token,
+        ranking=ranking,
+    )
+
+
+def _check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:
+    text = config.get_text_config(decoder=True)
+    num_layers = int(getattr(text, "num_hidden_layers"))
+    num_heads = int(getattr(text, "num_attention_heads"))
+    resolve_layer(layer, num_layers)
+    check_head(head, num_heads)
+    return num_layers, num_heads
+
+
+# ``llmscope.attention`` is this module, so the package exports the function under this name.
+attention_weights = attention

@@ -1,0 +1,70 @@
+"""``llmscope attention``: a layer's attention weights as a token x token heatmap."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from llmscope import _options as opt
+
+EPILOG = """[bold]Examples[/bold]
+
+  llmscope attention "The cat sat on the mat because it was tired"
+  llmscope attention "The cat sat on the mat because it was tired" --token it
+  llmscope attention "Hello world" --layer 0 --head 2 --json
+  llmscope attention "Hello world" -m gpt2 --export attention.svg
+"""
+
+
+def command(
+    prompt: Annotated[str, typer.Argument(help="The text to look at.", show_default=False)],
+    model: opt.Model = None,
+    layer: Annotated[int, typer.Option("--layer", "-l", help="Layer index; negative counts from the end.")] = -1,
+    head: Annotated[
+        Optional[int],
+        typer.Option("--head", help="Attention head (0-based). Default: the mean over all heads.", min=0),
+    ] = None,
+    token: Annotated[
+        Optional[str],
+        typer.Option(
+            "--token",
+            "-t",
+            help="A word of the prompt or a token position: rank what that token attends to in every layer.",
+            metavar="WORD_OR_POSITION",
+            show_default=False,
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="With --token: tokens listed per layer.", min=1)] = 5,
+    revision: opt.Revision = None,
+    gguf_file: opt.GgufFile = None,
+    device: opt.Device = "auto",
+    dtype: opt.Dtype = "auto",
+    trust_remote_code: opt.TrustRemoteCode = False,
+    json_: opt.Json = False,
+    export: opt.Export = None,
+) -> None:
+    """Show a layer's attention weights as a token x token heatmap.
+
+    Rows are query tokens, columns the keys they attend to; colour is the weight. In a causal model
+    the upper triangle stays empty: no token sees the future. The model is loaded with eager
+    attention, the implementation that materialises the weights.
+    """
+    from llmscope import render
+    from llmscope.attention import attention
+    from llmscope.render.attention import render_attention
+
+    result = attention(
+        prompt,
+        model=model,
+        layer=layer,
+        head=head,
+        token=token,
+        top=top,
+        revision=revision,
+        gguf_file=gguf_file,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    render.emit(result, render_attention, json_=json_, export_path=export)
