@@ -1,0 +1,135 @@
+"""Rich rendering of a MemoryReport (``llmscope memory``)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from llmscope.memory import DevicePlacement, MemoryReport
+from llmscope.render import fmt_bytes, fmt_count, fmt_int
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    if not values:
+        return "-"
+    parts: list[str] = []
+    start = prev = values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(parts)
+
+
+def _needs(r: MemoryReport) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title="Memory needed", title_justify="left", title_style="bold")
+    t.add_column("what")
+    t.add_column("bytes", justify="right")
+    t.add_column("note", style="dim")
+    p = r.parameters
+    note = f"{fmt_int(p.total)} parameters x {r.weights.dtype}"
+    if p.num_experts:
+        note = (
+            f"all {p.num_experts} experts resident: {fmt_count(p.total)} parameters; "
+            f"{fmt_count(p.active)} active per token ({p.num_experts_per_tok} experts)"
+        )
+    t.add_row(f"weights, {r.weights.dtype}", fmt_bytes(r.weights.bytes), note)
+    if r.weights.gguf is not None:
+        g = r.weights.gguf
+        t.add_row(
+            f"  GGUF file, {g.file_type or '?'}",
+            fmt_bytes(g.file_bytes),
+            f"{g.bits_per_weight:.2f} bits per weight as stored; llmscope loads it at {r.weights.dtype}",
+        )
+        for ty in g.types:
+            t.add_row(f"    {ty.type}", fmt_bytes(ty.bytes), f"{fmt_int(ty.tensors)} tensors, {ty.bits_per_weight:.2f} bits/weight")
+    kv = r.kv_cache
+    t.add_section()
+    if kv is None:
+        t.add_row("KV cache", "-", "encoder-only: no cache")
+    else:
+        t.add_row(
+            f"KV cache per token, {kv.dtype}",
+            fmt_bytes(kv.bytes_per_token),
+            f"batch {kv.batch}, while under every window",
+        )
+        for g in kv.layers:
+            kind = g.layer_type.replace("_attention", "")
+            window = f", window {g.sliding_window:,}: keeps {g.tokens_kept:,} tokens" if g.sliding_window else ""
+            t.add_row(
+                f"  {len(g.layers)} {kind} layers",
+                fmt_bytes(g.bytes),
+                f"{g.num_key_value_heads} KV heads x {g.head_dim}{window}",
+            )
+        t.add_row(f"KV cache at {kv.context:,} tokens", fmt_bytes(kv.bytes), f"x {kv.batch} sequences")
+    t.add_section()
+    t.add_row(
+        "transient (estimate)",
+        fmt_bytes(r.transient_bytes),
+        f"logits {fmt_bytes(r.transient['logits'])} (float32), MLP {fmt_bytes(r.transient['mlp'])}",
+    )
+    t.add_section()
+    t.add_row(Text("total", style="bold"), Text(fmt_bytes(r.needed_bytes), style="bold"), "")
+    return t
+
+
+def _verdict(r: MemoryReport) -> Text:
+    where = "this machine" if r.budget_from_machine else "the budget"
+    budget = ", ".join(f"{b.device} {fmt_bytes(b.bytes)}" for b in r.budget)
+    text = Text()
+    if r.fits:
+        text.append("Fits", style="bold green")
+        spilled = [p for p in r.placement or [] if p.device == "cpu" and p.weights_bytes]
+        if spilled:
+            text.append(f" (with {fmt_bytes(spilled[0].weights_bytes)} of weights on the CPU: slow)", style="yellow")
+    else:
+        text.append("Does not fit", style="bold red")
+    text.append(f" in {where} ({budget}): headroom {fmt_bytes(r.headroom_bytes)}.")
+    if r.max_context is not None:
+        cap = ""
+        if r.max_position_embeddings and r.max_context == r.max_position_embeddings:
+            cap = ", the model's maximum"
+        text.append(f"\nLongest context at batch {r.kv_cache.batch if r.kv_cache else 1}: ")
+        text.append(f"{fmt_int(r.max_context)} tokens{cap}", style="bold")
+        if r.placement is not None:
+            text.append(" (all budgets added up)", style="dim")
+        text.append(".")
+    return text
+
+
+def _placement(rows: list[DevicePlacement]) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title="Placement (accelerate)", title_justify="left", title_style="bold")
+    t.add_column("device")
+    t.add_column("layers")
+    t.add_column("bytes", justify="right")
+    t.add_column("budget", justify="right")
+    t.add_column("of which", style="dim")
+    for p in rows:
+        extra = [m for m in p.modules if not any(m.endswith(f".{i}") for i in p.layers)]
+        layers = _ranges(p.layers)
+        if extra:
+            layers += " + " + ", ".join(m.rsplit(".", 1)[-1] or "all" for m in extra)
+        of = f"KV {fmt_bytes(p.kv_cache_bytes)}" if p.kv_cache_bytes else ""
+        if p.transient_bytes:
+            of += (", " if of else "") + f"transient {fmt_bytes(p.transient_bytes)}"
+        style = "red" if p.device == "disk" else ("yellow" if p.device == "cpu" else "")
+        t.add_row(Text(p.device, style=style), layers, fmt_bytes(p.bytes), fmt_bytes(p.budget), of)
+    return t
+
+
+def render_memory(r: MemoryReport) -> RenderableType:
+    head = Text()
+    head.append(r.architecture, style="bold")
+    head.append(f"  {r.model_type}, {r.num_hidden_layers} layers", style="cyan")
+    head.append(f"  {r.source}", style="dim")
+    parts: list[RenderableType] = [head, _needs(r)]
+    if r.placement is not None:
+        parts.append(_placement(r.placement))
+    parts.append(_verdict(r))
+    return Group(*parts)
