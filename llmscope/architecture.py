@@ -475,9 +475,14 @@ def _gguf_info(summary: dict[str, Any]) -> GgufInfo:
 # Module tree
 
 
-def module_tree(module: nn.Module, name: str = "") -> ModuleNode:
-    """The module tree with runs of identical blocks folded ("layers 0-31: Phi3DecoderLayer x32")."""
+def module_tree(module: nn.Module, name: str = "", _seen: set[int] | None = None) -> ModuleNode:
+    """The module tree with runs of identical blocks folded ("layers 0-31: Phi3DecoderLayer x32").
+
+    A tensor shared by two modules (tied embeddings) counts where it is met first.
+    """
     from torch import nn
+
+    seen = set() if _seen is None else _seen
 
     children: list[ModuleNode] = []
     items = list(module.named_children())
@@ -491,11 +496,15 @@ def module_tree(module: nn.Module, name: str = "") -> ModuleNode:
         for run in runs:
             first_name, first = run[0]
             label = first_name if len(run) == 1 else f"{first_name}-{run[-1][0]}"
-            node = module_tree(first, label)
+            node = module_tree(first, label, seen)
             children.append(dataclasses.replace(node, count=len(run)))
     else:
-        children = [module_tree(child, child_name) for child_name, child in items]
-    own = sum(p.numel() for p in module.parameters(recurse=False))
+        children = [module_tree(child, child_name, seen) for child_name, child in items]
+    own = 0
+    for param in module.parameters(recurse=False):
+        if id(param) not in seen:
+            seen.add(id(param))
+            own += param.numel()
     return ModuleNode(
         name=name or type(module).__name__,
         class_name=type(module).__name__,

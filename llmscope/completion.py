@@ -28,3 +28,26 @@ def cached_model_ids() -> list[str]:
 def complete_model(incomplete: str) -> list[str]:
     """Cached hub ids that start with what was typed (paths are left to the shell)."""
     return [m for m in cached_model_ids() if m.startswith(incomplete)]
+
+
+SHELLS = {"bash": "llmscope.bash", "zsh": "llmscope.zsh", "fish": "llmscope.fish"}
+
+
+def completion_script(shell: str) -> str:
+    """The completion script Typer generates for ``llmscope`` in SHELL (bash, zsh, fish)."""
+    from typer.completion import get_completion_script
+
+    return get_completion_script(prog_name="llmscope", complete_var="_LLMSCOPE_COMPLETE", shell=shell)
+
+
+def write_completions(folder: Path) -> None:
+    """Regenerate completions/: ``python -m llmscope.completion completions``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for shell, name in SHELLS.items():
+        (folder / name).write_text(completion_script(shell))
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_completions(Path(sys.argv[1] if len(sys.argv) > 1 else "completions"))

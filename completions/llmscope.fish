@@ -1,0 +1,1 @@
+complete --command llmscope --no-files --arguments "(env _LLMSCOPE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) llmscope)" --condition "env _LLMSCOPE_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) llmscope"

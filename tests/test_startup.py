@@ -1,0 +1,63 @@
+"""--help, every COMMAND --help and shell completion never import torch or transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "accelerate", "gguf", "safetensors", "tokenizers")
+
+PROBE = r"""
+import json, os, sys
+sys.argv = ["llmscope", *json.loads(os.environ["PROBE_ARGS"])]
+from llmscope.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = [m for m in json.loads(os.environ["PROBE_HEAVY"]) if m in sys.modules]
+sys.stderr.write("\nHEAVY=" + json.dumps(heavy) + "\n")
+"""
+
+
+def _imported(args: list[str], **env: str) -> list[str]:
+    environ = {**os.environ, "PROBE_ARGS": json.dumps(args), "PROBE_HEAVY": json.dumps(HEAVY), **env}
+    done = subprocess.run([sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True, timeout=60)
+    line = [x for x in done.stderr.splitlines() if x.startswith("HEAVY=")][-1]
+    return json.loads(line[len("HEAVY="):])
+
+
+def _commands() -> list[str]:
+    from llmscope.cli import app
+
+    return [c.name for c in app.registered_commands]
+
+
+def test_the_command_list_is_what_readme_documents():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    for name in _commands():
+        assert f"## llmscope {name}" in readme, f"README has no section for {name}"
+
+
+def test_root_help_imports_nothing_heavy():
+    assert _imported(["--help"]) == []
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_command_help_imports_nothing_heavy(command):
+    assert _imported([command, "--help"]) == []
+
+
+def test_completion_imports_nothing_heavy():
+    env = {"_LLMSCOPE_COMPLETE": "complete_bash", "COMP_WORDS": "llmscope inspect --", "COMP_CWORD": "2"}
+    assert _imported([], **env) == []
+
+
+def test_import_llmscope_is_cheap():
+    code = "import llmscope, sys; print([m for m in %r if m in sys.modules])" % (HEAVY,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
