@@ -24,6 +24,29 @@ _API = {
     "resolve": "llmscope.resolve",
     "ModelSource": "llmscope.resolve",
     "LlmscopeError": "llmscope.errors",
+    "memory_report": "llmscope.memory",
+    "MemoryReport": "llmscope.memory",
+    "parse_size": "llmscope.memory",
+    "attention_weights": "llmscope.attention",  # = llmscope.attention.attention (the name is the module's)
+    "AttentionResult": "llmscope.attention",
+    "expert_routing": "llmscope.experts",  # = llmscope.experts.experts
+    "ExpertRoutingResult": "llmscope.experts",
+    "pack": "llmscope.packing",
+    "PackingResult": "llmscope.packing",
+    "tokenize": "llmscope.tokens",
+    "decode_ids": "llmscope.tokens",
+    "compare_tokenizers": "llmscope.tokens",
+    "vocab_info": "llmscope.tokens",
+    "TokenizationResult": "llmscope.tokens",
+    "DecodeResult": "llmscope.tokens",
+    "ComparisonResult": "llmscope.tokens",
+    "VocabInfo": "llmscope.tokens",
+    "predict_next_token": "llmscope.next_token",  # = llmscope.next_token.next_token
+    "NextTokenResult": "llmscope.next_token",
+    "Stepper": "llmscope.next_token",
+    "stepper": "llmscope.next_token",
+    "layer_report": "llmscope.layers",  # = llmscope.layers.layers
+    "LayerReport": "llmscope.layers",
 }
 
 __all__ = ["__version__", *_API]

@@ -13,7 +13,14 @@ from typing import Annotated, Optional
 import typer
 
 from llmscope import __version__
+from llmscope.commands import attention as attention_cmd
+from llmscope.commands import experts as experts_cmd
 from llmscope.commands import inspect as inspect_cmd
+from llmscope.commands import layers as layers_cmd
+from llmscope.commands import memory as memory_cmd
+from llmscope.commands import next_token as next_token_cmd
+from llmscope.commands import pack as pack_cmd
+from llmscope.commands import tokenize as tokenize_cmd
 from llmscope.errors import ExitCode, LlmscopeError
 
 app = typer.Typer(
@@ -27,6 +34,13 @@ app = typer.Typer(
 )
 
 app.command("inspect", epilog=inspect_cmd.EPILOG)(inspect_cmd.command)
+app.command("memory", epilog=memory_cmd.EPILOG)(memory_cmd.command)
+app.command("attention", epilog=attention_cmd.EPILOG)(attention_cmd.command)
+app.command("experts", epilog=experts_cmd.EPILOG)(experts_cmd.command)
+app.command("pack", epilog=pack_cmd.EPILOG)(pack_cmd.command)
+app.command("tokenize", epilog=tokenize_cmd.EPILOG)(tokenize_cmd.command)
+app.command("next-token", epilog=next_token_cmd.EPILOG)(next_token_cmd.command)
+app.command("layers", epilog=layers_cmd.EPILOG)(layers_cmd.command)
 
 
 def _version(value: bool) -> None:

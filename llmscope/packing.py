@@ -1,0 +1,283 @@
+"""The cost of padding documents to a fixed sequence length versus packing them back-to-back.
+
+Only the tokenizer is loaded. Each document is tokenized without special tokens; then:
+
+* padding: every document goes into its own sequences; a document longer than ``seq_len`` is split
+  into ``ceil(length / seq_len)`` chunks (nothing is truncated), and each chunk is padded to
+  ``seq_len``;
+* packing: documents are concatenated, each followed by the separator (EOS by default), and the
+  stream is cut into sequences of ``seq_len``; only the last sequence is padded.
+
+Utilisation is the share of the sequence slots that hold document tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmscope import loading
+from llmscope.errors import ModelNotFoundError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmscope.loading import LoadedModel
+
+BATCH = 256  # documents tokenized per call: fast tokenizers work in parallel over a batch
+PROGRESS_BYTES = 1 << 20  # inputs at least this large show a progress bar
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyCost:
+    sequences: int
+    document_tokens: int
+    separator_tokens: int
+    padding_tokens: int
+    utilisation: float  # document tokens / (sequences x seq_len)
+
+
+@dataclasses.dataclass(frozen=True)
+class PackingResult:
+    """``llmscope pack``: padding versus packing the same documents into sequences of ``seq_len``."""
+
+    source: str
+    seq_len: int
+    separator: str
+    separator_ids: list[int]
+    documents: int
+    empty_documents: int  # skipped: no tokens
+    tokens: int  # document tokens, no special tokens
+    shortest: int
+    longest: int
+    mean: float
+    long_documents: int  # longer than seq_len: split into chunks when padding
+    chunks: int  # sequences those long documents take when padding
+    padded: StrategyCost
+    packed: StrategyCost
+    lengths: list[int] = dataclasses.field(repr=False, default_factory=list)  # per document, for the picture
+
+    @property
+    def saved_sequences(self) -> int:
+        return self.padded.sequences - self.packed.sequences
+
+
+# --------------------------------------------------------------------------------------------
+# Reading documents
+
+
+def _documents(
+    inputs: Iterable[str | Path], by_line: bool
+) -> Iterator[tuple[str, int]]:
+    """(text, bytes consumed) per document; files are read as a stream, '-' is stdin."""
+    for item in inputs:
+        if isinstance(item, Path) or item == "-":
+            if str(item) == "-":
+                stream: Any = sys.stdin
+                close = False
+            else:
+                path = Path(item).expanduser()
+                try:
+                    stream = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
+                except FileNotFoundError:
+                    raise ModelNotFoundError(f"no such file: {item}") from None
+                except IsADirectoryError:
+                    raise UsageError(f"{item} is a folder", hint="give text files, or - for standard input") from None
+                except OSError as exc:
+                    raise UsageError(f"cannot read {item}: {exc.strerror}") from None
+                close = True
+            try:
+                if by_line:
+                    for line in stream:
+                        yield line.rstrip("\r\n"), len(line.encode("utf-8", errors="replace"))
+                else:
+                    text = stream.read()
+                    yield text, len(text.encode("utf-8", errors="replace"))
+            finally:
+                if close:
+                    stream.close()
+        else:
+            if by_line:
+                for line in str(item).splitlines():
+                    yield line, len(line.encode("utf-8")) + 1
+            else:
+                yield str(item), len(str(item).encode("utf-8"))
+
+
+def _total_bytes(inputs: list[str | Path]) -> int | None:
+    total = 0
+    for item in inputs:
+        if isinstance(item, Path):
+            try:
+                total += os.path.getsize(Path(item).expanduser())
+            except OSError:
+                return None
+        elif item == "-":
+            return None
+        else:
+            total += len(str(item).encode("utf-8"))
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# The arithmetic
+
+
+def padded_cost(lengths: list[int], seq_len: int) -> StrategyCost:
+    """Each document in its own sequences, long ones split into chunks, every chunk padded."""
+    sequences = sum(math.ceil(n / seq_len) for n in lengths)
+    tokens = sum(lengths)
+    slots = sequences * seq_len
+    return StrategyCost(
+        sequences=sequences,
+        document_tokens=tokens,
+        separator_tokens=0,
+        padding_tokens=slots - tokens,
+        utilisation=tokens / slots if slots else 0.0,
+    )
+
+
+def packed_cost(lengths: list[int], seq_len: int, separator_len: int) -> StrategyCost:
+    """Documents back-to-back, each followed by the separator, cut every ``seq_len`` tokens."""
+    tokens = sum(lengths)
+    separators = separator_len * len(lengths)
+    stream = tokens + separators
+    sequences = math.ceil(stream / seq_len)
+    slots = sequences * seq_len
+    return StrategyCost(
+        sequences=sequences,
+        document_tokens=tokens,
+        separator_tokens=separators,
+        padding_tokens=slots - stream,
+        utilisation=tokens / slots if slots else 0.0,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The public function
+
+
+def pack(
+    files_or_texts: Iterable[str | Path],
+    *,
+    model: str | LoadedModel | None = None,
+    seq_len: int,
+    separator: str | None = None,
+    by_line: bool = False,
+    revision: str | None = None,
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+) -> PackingResult:
+    """Tokenize documents and compare padding each to ``seq_len`` with packing them.
+
+    ``files_or_texts``: ``Path``s are text files (one document each, or one per line with
+    ``by_line``), ``"-"`` is standard input, any other string is a document's text. ``separator``
+    is the text of the token(s) put between packed documents; default: the tokenizer's EOS.
+    """
+    from llmscope import render
+
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise UsageError(f"--seq-len {seq_len}: must be a whole number of at least 1")
+    inputs = list(files_or_texts)
+    if not inputs:
+        raise UsageError("no documents given", hint="name text files, or - for standard input")
+    for item in inputs:
+        if isinstance(item, Path) and str(item) != "-":
+            path = Path(item).expanduser()
+            if not path.exists():
+                raise ModelNotFoundError(f"no such file: {item}")
+            if path.is_dir():
+                raise UsageError(f"{item} is a folder", hint="give text files, or - for standard input")
+
+    if isinstance(model, loading.LoadedModel):
+        tokenizer, source_name = model.tokenizer, model.source.display_name
+    else:
+        from llmscope.resolve import resolve
+
+        source = resolve(model, revision=revision, gguf_file=gguf_file)
+        tokenizer = loading.load_tokenizer(source, trust_remote_code=trust_remote_code)
+        source_name = source.display_name
+
+    if separator is None:
+        if tokenizer.eos_token_id is None:
+            raise UsageError("this tokenizer has no EOS token to separate documents", hint="give one with --separator")
+        separator_ids = [int(tokenizer.eos_token_id)]
+        separator_text = str(tokenizer.eos_token)
+    else:
+        separator_ids = list(tokenizer(separator, add_special_tokens=False)["input_ids"])
+        separator_text = separator
+        if not separator_ids:
+            raise UsageError(f"--separator {separator!r} is no token at all for this tokenizer")
+
+    lengths: list[int] = []
+    empty = 0
+    total_bytes = _total_bytes(inputs)
+    show = (
+        render.stderr.is_terminal
+        and not os.environ.get("LLMSCOPE_NO_PROGRESS")
+        and (total_bytes is None or total_bytes >= PROGRESS_BYTES)
+    )
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("Tokenizing"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[docs]:,} documents"),
+        TimeRemainingColumn(),
+        console=render.stderr,
+        disable=not show,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("tokenize", total=total_bytes, docs=0)
+        batch: list[str] = []
+        batch_bytes = 0
+
+        def flush() -> None:
+            nonlocal empty, batch_bytes
+            if not batch:
+                return
+            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+            for ids in encoded:
+                if ids:
+                    lengths.append(len(ids))
+                else:
+                    empty += 1
+            progress.update(task, advance=batch_bytes, docs=len(lengths) + empty)
+            batch.clear()
+            batch_bytes = 0
+
+        for text, size in _documents(inputs, by_line):
+            batch.append(text)
+            batch_bytes += size
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+
+    if not lengths:
+        raise UsageError("the documents hold no tokens", hint="are the files empty?")
+    long_docs = [n for n in lengths if n > seq_len]
+    return PackingResult(
+        source=source_name,
+        seq_len=seq_len,
+        separator=separator_text,
+        separator_ids=separator_ids,
+        documents=len(lengths),
+        empty_documents=empty,
+        tokens=sum(lengths),
+        shortest=min(lengths),
+        longest=max(lengths),
+        mean=sum(lengths) / len(lengths),
+        long_documents=len(long_docs),
+        chunks=sum(math.ceil(n / seq_len) for n in long_docs),
+        padded=padded_cost(lengths, seq_len),
+        packed=packed_cost(lengths, seq_len, len(separator_ids)),
+        lengths=lengths,
+    )

@@ -1,0 +1,99 @@
+"""llmscope.experts: the router's choices, checked against top-k of router logits computed here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmscope import loading
+from llmscope.architecture import _mixture_of_experts, count_parameters
+from llmscope.errors import LlmscopeError, UsageError
+from llmscope.experts import experts
+
+PROMPT = "The quick brown fox jumps over the lazy dog."
+
+
+@pytest.fixture(scope="module")
+def tiny_mixtral(tiny_models):
+    return loading.load(str(tiny_models["mixtral"]), device="cpu", dtype="float32")
+
+
+def _independent_routing(lm, prompt):
+    """Per layer: (weights, experts) from the gate weight applied to the MoE block's input."""
+    inputs = {}
+    hooks = [
+        layer.mlp.register_forward_hook(lambda mod, inp, out, i=i: inputs.__setitem__(i, inp[0].detach()))
+        for i, layer in enumerate(lm.model.model.layers)
+    ]
+    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    try:
+        with torch.no_grad():
+            lm.model(ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    k = lm.config.num_experts_per_tok
+    out = {}
+    for i, layer in enumerate(lm.model.model.layers):
+        hidden = inputs[i][0]  # (tokens, hidden)
+        logits = hidden @ layer.mlp.gate.weight.T  # (tokens, experts)
+        probs = torch.softmax(logits.float(), dim=-1)
+        top, idx = torch.topk(probs, k, dim=-1)
+        out[i] = (top / top.sum(dim=-1, keepdim=True), idx)  # Mixtral renormalises the top-k
+    return ids, out
+
+
+def test_chosen_experts_match_router_logits_computed_independently(tiny_mixtral):
+    result = experts(PROMPT, model=tiny_mixtral)
+    ids, reference = _independent_routing(tiny_mixtral, PROMPT)
+    assert result.method == "router"
+    assert [layer.layer for layer in result.layers] == list(range(tiny_mixtral.config.num_hidden_layers))
+    assert result.num_experts == 4 and result.num_experts_per_tok == 2
+    for layer in result.layers:
+        weights, idx = reference[layer.layer]
+        assert len(layer.tokens) == ids.shape[1]
+        for p, t in enumerate(layer.tokens):
+            assert t.experts == idx[p].tolist()  # topk orders by weight, as we do
+            torch.testing.assert_close(torch.tensor(t.weights), weights[p])
+            assert abs(sum(t.weights) - 1) < 1e-5
+        counts = torch.bincount(idx.reshape(-1), minlength=4).tolist()
+        assert layer.load == counts
+        assert sum(layer.load) == 2 * ids.shape[1]
+
+
+def test_parameters_match_architecture_counts(tiny_mixtral):
+    result = experts(PROMPT, model=tiny_mixtral)
+    moe = _mixture_of_experts(tiny_mixtral.config, tiny_mixtral.model)
+    counts = count_parameters(tiny_mixtral.model, moe)
+    total = sum(p.numel() for p in tiny_mixtral.model.parameters())
+    assert result.parameters.total == counts.total == total
+    assert result.parameters.active == counts.active
+    per_expert = sum(p.numel() for p in tiny_mixtral.model.model.layers[0].mlp.experts.parameters()) // 4
+    assert result.parameters.per_expert == per_expert
+    unused = sum(c == 0 for layer in result.layers for c in layer.load)
+    assert result.parameters.prompt == total - unused * per_expert
+    assert result.parameters.active <= result.parameters.prompt <= result.parameters.total
+
+
+def test_loads_from_a_folder(tiny_models):
+    result = experts("Hello", model=str(tiny_models["mixtral"]), device="cpu")
+    assert result.layers and result.tokens
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_dense_model_is_refused_before_loading(tiny_models, name):
+    with pytest.raises(LlmscopeError) as info:
+        experts("Hello", model=str(tiny_models[name]), device="cpu")
+    assert "dense" in str(info.value)
+    assert not isinstance(info.value, UsageError)  # exit 1: the model said no
+
+
+def test_dense_loaded_model_is_refused(tiny_models):
+    lm = loading.load(str(tiny_models["llama"]), device="cpu")
+    with pytest.raises(LlmscopeError, match="dense"):
+        experts("Hello", model=lm)
+
+
+def test_empty_prompt(tiny_mixtral):
+    with pytest.raises(UsageError):
+        experts("", model=tiny_mixtral)
