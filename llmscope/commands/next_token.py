@@ -1,0 +1,150 @@
+"""``llmscope next-token``: the next-token distribution, the sampling knobs, and decoding step by step."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from llmscope import _options as opt
+
+EPILOG = """[bold]Examples[/bold]
+
+  llmscope next-token "The capital of France is"          [dim]# the embedded Gemma 3 270M[/dim]
+  llmscope next-token "The capital of France is" --show " Paris" --show " Lyon"
+  llmscope next-token "Once upon a time" --temperature 0.7 --top-p 0.9
+  llmscope next-token "Once upon a time" --steps 8 --json
+  llmscope next-token "Once upon a time" --interactive     [dim]# pick each token by hand[/dim]
+  llmscope next-token "Paris is the [MASK] of France." -m bert-base-uncased
+"""
+
+PROMPT_HELP = (
+    "Pick a rank, or type text to append ('\"' first to type a number); Enter or q to stop"
+)
+
+
+def _check(top_k: int, temperature: float, top_p: Optional[float], steps: int, strategy: str) -> None:
+    from llmscope.errors import UsageError
+    from llmscope.next_token import check_knobs
+
+    try:
+        check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def command(
+    prompt: Annotated[str, typer.Argument(help="The text the model reads.", show_default=False)],
+    model: opt.Model = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Show the K most likely tokens (and keep K when sampling).")] = 10,
+    temperature: Annotated[
+        float, typer.Option("--temperature", "-t", help="Show the distribution after dividing the logits by T.")
+    ] = 1.0,
+    top_p: Annotated[
+        Optional[float],
+        typer.Option("--top-p", "-p", help="Mark the tokens nucleus sampling keeps: the smallest set holding P.",
+                     show_default=False),
+    ] = None,
+    show: Annotated[
+        Optional[list[str]],
+        typer.Option("--show", "-s", help="Also show the probability of this text coming next (repeatable).",
+                     show_default=False),
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", "-n", help="Decode N tokens on the KV cache, one row per step.")] = 0,
+    strategy: Annotated[
+        str, typer.Option(help="How --steps picks: greedy (the top token) or sample (with the knobs above).")
+    ] = "greedy",
+    interactive: Annotated[
+        bool, typer.Option("--interactive", "-i", help="Pick each next token yourself, or type your own text.")
+    ] = False,
+    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template.")] = False,
+    system: Annotated[
+        Optional[str], typer.Option(help="A system message for --chat.", show_default=False)
+    ] = None,
+    seed: opt.Seed = 0,
+    revision: opt.Revision = None,
+    gguf_file: opt.GgufFile = None,
+    device: opt.Device = "auto",
+    dtype: opt.Dtype = "auto",
+    trust_remote_code: opt.TrustRemoteCode = False,
+    json_: opt.Json = False,
+    export: opt.Export = None,
+) -> None:
+    """Show the tokens the model weighs next, and how temperature, top-k and top-p reshape them.
+
+    One forward pass gives the probability of every token in the vocabulary; the table shows the
+    top K with their log-probabilities and running total, and the entropy of the whole
+    distribution. With --steps the model decodes on its KV cache (the prompt is computed once);
+    with --interactive you choose each token. For a masked LM (BERT), each mask token in the
+    prompt is predicted instead.
+    """
+    from llmscope.errors import UsageError
+
+    _check(top_k, temperature, top_p, steps, strategy)
+    if prompt == "":
+        raise UsageError("the prompt is empty", hint="give some text for the model to read")
+    if system is not None and not chat:
+        raise UsageError("--system needs --chat")
+    if interactive and steps:
+        raise UsageError("--interactive and --steps do not go together", hint="choose one")
+
+    from llmscope import render
+    from llmscope.render.next_token import render_next_token
+
+    load_kwargs = dict(
+        model=model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    knobs = dict(top_k=top_k, temperature=temperature, top_p=top_p, strategy=strategy, chat=chat, system=system,
+                 seed=seed)
+    if interactive:
+        result = run_interactive(prompt, json_=json_, **knobs, **load_kwargs)
+    else:
+        from llmscope.next_token import next_token
+
+        result = next_token(prompt, show=tuple(show or ()), steps=steps, **knobs, **load_kwargs)
+    render.emit(result, render_next_token, json_=json_, export_path=export)
+
+
+def run_interactive(prompt: str, *, json_: bool = False, seed: int = 0, **kwargs: object):
+    """The interactive loop: show the candidates, read a choice, continue from it on the cache."""
+    from llmscope import render
+    from llmscope.errors import UsageError
+    from llmscope.next_token import result_from, stepper
+    from llmscope.render.next_token import render_step_choices
+
+    run = stepper(prompt, seed=seed, **kwargs)  # type: ignore[arg-type]
+    initial = run.distribution
+    console = render.stderr if json_ else render.stdout
+    tokenizer = run.lm.tokenizer
+    stop = "stopped"
+    while True:
+        console.print(render_step_choices(run))
+        if run.room is not None and run.room <= 0:
+            stop = "context"
+            break
+        try:
+            answer = typer.prompt(PROMPT_HELP, default="", show_default=False, err=True)
+        except (typer.Abort, EOFError):
+            break
+        if answer.strip().lower() in ("", "q", "quit"):
+            break
+        stripped = answer.strip()
+        try:
+            if stripped.isdigit():
+                rank = int(stripped)
+                if not 1 <= rank <= len(run.candidates):
+                    render.stderr.print(f"[yellow]No rank {rank}: pick 1 to {len(run.candidates)}[/yellow]")
+                    continue
+                run.advance([run.candidates[rank - 1].id])
+            else:
+                text = answer[1:] if answer.startswith('"') else answer
+                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                run.advance(list(ids), typed=True, text=text)
+        except UsageError as exc:
+            render.stderr.print(f"[yellow]{exc}[/yellow]")
+            if run.room is not None and run.room <= 0:
+                stop = "context"
+                break
+    return result_from(run, prompt=prompt, text=run.text,
+                       initial=initial, seed=seed, stop_reason=stop)

@@ -1,0 +1,327 @@
+"""What each layer computes: hidden-state shapes and norms, the logit lens, and the KV cache.
+
+One forward pass with ``output_hidden_states=True`` (and ``use_cache=True`` for decoders). The logit
+lens applies the model's own final norm and LM head (and final logit softcapping, where the config
+has it) to every layer's hidden state. transformers returns the last hidden state *after* the final
+norm; a hook on the final norm captures its input, so every layer goes through the same lens and the
+last layer's prediction is the model's own next token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any, Literal
+
+from llmscope import loading
+from llmscope.errors import ModelFormatError, UsageError
+from llmscope.loading import LoadedModel
+from llmscope.next_token import check_prompt, encode_prompt, token_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f", "final_norm")
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclasses.dataclass(frozen=True)
+class LensPrediction:
+    token: str
+    id: int
+    prob: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One entry of ``hidden_states``: index 0 is the embeddings, index i the output of layer i-1."""
+
+    index: int  # index into outputs.hidden_states
+    name: str  # the module that produced it: "model.embed_tokens", "model.layers.3"
+    shape: list[int]  # (batch, tokens, hidden)
+    norm: float  # L2 norm of the focus token's hidden state (before the final norm)
+    delta_norm: float | None  # L2 norm of what this layer added at the focus token
+    cosine_to_previous: float | None  # cosine between this and the previous hidden state there
+    lens: LensPrediction  # the logit lens at the focus token
+    lens_top: list[LensPrediction]  # its top few
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheLayer:
+    layer: int
+    key_shape: list[int]  # (batch, key/value heads, tokens kept, head dim)
+    value_shape: list[int]
+    bytes: int
+    layer_type: str | None  # full_attention / sliding_attention, where the config says
+
+
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+    cache_class: str
+    dtype: str
+    layers: list[CacheLayer]
+    bytes: int  # keys and values of every layer, for this prompt
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerReport:
+    model: str
+    kind: Literal["causal", "masked"]
+    prompt: str
+    input_ids: list[int]
+    tokens: list[str]
+    dtype: str
+    position: int  # the focus token: the last one (causal), the first mask (masked LM), or the last
+    final_norm: str | None  # module name of the final norm the lens applies
+    lm_head: str  # module name of the head the lens applies
+    softcapping: float | None
+    layers: list[LayerRow]
+    final_check: float  # max |lens probs - model probs| at the last layer (0 up to rounding)
+    grid: list[list[LensPrediction]] | None  # --all-tokens: [hidden_states index][position]
+    kv_cache: KVCache | None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.grid is None:
+            del out["grid"]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the pieces
+
+
+def find_final_norm(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The norm applied after the last layer: a direct child of the base model named like one."""
+    base = getattr(model, "base_model", model)
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    for holder in [base] + ([decoder] if decoder is not None and decoder is not base else []):
+        for name in FINAL_NORM_NAMES:
+            module = getattr(holder, name, None)
+            if module is not None and hasattr(module, "forward") and not isinstance(module, type):
+                full = next((n for n, m in model.named_modules() if m is module), name)
+                return full, module
+    return None
+
+
+def find_layer_list(model: nn.Module, count: int) -> str | None:
+    from torch import nn
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count and name:
+            return name
+    return None
+
+
+def _head(lm: LoadedModel) -> tuple[str, Any]:
+    """The LM head as a callable (hidden -> logits) and its module name."""
+    model = lm.model
+    if lm.masked:
+        for name in ("cls", "lm_head", "predictions", "generator_lm_head"):
+            module = getattr(model, name, None)
+            if module is not None:
+                return name, module
+    head = model.get_output_embeddings()
+    if head is None:
+        raise ModelFormatError(f"{lm.source.display_name}: no LM head found for the logit lens")
+    name = next((n for n, m in model.named_modules() if m is head), "lm_head")
+    return name, head
+
+
+def _scaling(config: Any) -> tuple[float | None, Any]:
+    """Final logit softcapping (Gemma) and other output scaling the model applies to its logits."""
+    cap = getattr(config, "final_logit_softcapping", None)
+    scale = getattr(config, "logit_scale", None)  # Cohere multiplies
+    divide = getattr(config, "logits_scaling", None)  # Granite divides
+
+    def apply(logits: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if isinstance(scale, (int, float)) and scale != 1:
+            logits = logits * scale
+        if isinstance(divide, (int, float)) and divide != 1:
+            logits = logits / divide
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    return (cap or None), apply
+
+
+# --------------------------------------------------------------------------------------------
+# The core function
+
+
+def layers(
+    prompt: str,
+    *,
+    model: str | LoadedModel | None = None,
+    all_tokens: bool = False,
+    chat: bool = False,
+    system: str | None = None,
+    top: int = 3,
+    revision: str | None = None,
+    gguf_file: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LayerReport:
+    """Run PROMPT once with hidden states kept: per layer shape, norm, change and logit lens; the KV cache."""
+    import torch
+
+    check_prompt(prompt)
+    if top < 1:
+        raise UsageError(f"--top {top}: must be at least 1")
+    lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+                      trust_remote_code=trust_remote_code)
+    text, ids = encode_prompt(lm, prompt, chat=chat, system=system)
+    tokenizer = lm.tokenizer
+    masked = lm.masked
+    if masked and tokenizer.mask_token_id is not None and tokenizer.mask_token_id in ids:
+        position = ids.index(tokenizer.mask_token_id)
+    else:
+        position = len(ids) - 1
+
+    norm_found = None if masked else find_final_norm(lm.model)
+    captured: dict[str, torch.Tensor] = {}
+    handle = None
+    if norm_found is not None:
+        def hook(_module: Any, args: tuple[Any, ...], output: Any) -> None:
+            captured["input"] = args[0]
+            captured["output"] = output
+
+        handle = norm_found[1].register_forward_hook(hook)
+
+    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
+    try:
+        with torch.inference_mode():
+            if masked:
+                out = lm.model(input_ids=input_ids, output_hidden_states=True)
+            else:
+                from transformers import DynamicCache
+
+                out = lm.model(input_ids=input_ids, output_hidden_states=True, use_cache=True,
+                               past_key_values=DynamicCache(config=lm.config))
+    finally:
+        if handle is not None:
+            handle.remove()
+
+    hidden = list(out.hidden_states)  # num_layers + 1 of (batch, tokens, hidden)
+    if norm_found is not None and "input" in captured:
+        # transformers hands back the last hidden state after the final norm; put the layer's own
+        # output (the norm's input) in its place so every layer meets the same lens.
+        if captured["output"].shape == hidden[-1].shape and torch.equal(captured["output"], hidden[-1]):
+            hidden[-1] = captured["input"]
+
+    head_name, head = _head(lm)
+    cap, scale = _scaling(lm.config)
+    norm = norm_found[1] if norm_found is not None else None
+
+    def lens(h: torch.Tensor) -> torch.Tensor:
+        """(..., hidden) -> (..., vocab) logits, as the model computes them from its last layer."""
+        with torch.inference_mode():
+            h = h.to(next(head.parameters()).device)
+            if norm is not None:
+                h = norm(h)
+            return scale(head(h))
+
+    def prediction(probs: torch.Tensor, k: int) -> list[LensPrediction]:
+        top_ = torch.topk(probs, k)
+        return [LensPrediction(token=token_text(tokenizer, i), id=i, prob=p)
+                for p, i in zip(top_.values.tolist(), top_.indices.tolist())]
+
+    layer_list = find_layer_list(lm.model, len(hidden) - 1)
+    embed = lm.model.get_input_embeddings()
+    embed_name = next((n for n, m in lm.model.named_modules() if m is embed), "embeddings")
+    parent = embed_name.rpartition(".")[0]
+    if parent.endswith("embeddings"):  # BERT: the embeddings block (words + positions + norm)
+        embed_name = parent
+
+    rows: list[LayerRow] = []
+    previous = None
+    last_probs = None
+    for index, h in enumerate(hidden):
+        vector = h[0, position]  # (hidden,)
+        probs = torch.softmax(lens(vector), dim=-1)  # (vocab,)
+        last_probs = probs
+        delta = cosine = None
+        if previous is not None:
+            delta = float(torch.linalg.vector_norm((vector - previous).double()))
+            cosine = float(torch.nn.functional.cosine_similarity(vector.double(), previous.double(), dim=0))
+        name = embed_name if index == 0 else (f"{layer_list}.{index - 1}" if layer_list else f"layer {index - 1}")
+        tops = prediction(probs, min(top, probs.shape[-1]))
+        rows.append(
+            LayerRow(
+                index=index,
+                name=name,
+                shape=list(h.shape),
+                norm=float(torch.linalg.vector_norm(vector.double())),
+                delta_norm=delta,
+                cosine_to_previous=cosine,
+                lens=tops[0],
+                lens_top=tops,
+            )
+        )
+        previous = vector
+
+    model_probs = torch.softmax(out.logits[0, position], dim=-1)  # (vocab,)
+    final_check = float((last_probs.to(model_probs.device) - model_probs).abs().max())
+
+    grid = None
+    if all_tokens:
+        grid = []
+        for h in hidden:
+            probs = torch.softmax(lens(h[0]), dim=-1)  # (tokens, vocab)
+            best = probs.max(dim=-1)
+            grid.append([LensPrediction(token=token_text(tokenizer, i), id=i, prob=p)
+                         for p, i in zip(best.values.tolist(), best.indices.tolist())])
+
+    return LayerReport(
+        model=lm.source.display_name,
+        kind="masked" if masked else "causal",
+        prompt=prompt,
+        input_ids=ids,
+        tokens=[token_text(tokenizer, t) for t in ids],
+        dtype=lm.dtype,
+        position=position,
+        final_norm=norm_found[0] if norm_found is not None else None,
+        lm_head=head_name,
+        softcapping=cap,
+        layers=rows,
+        final_check=final_check if math.isfinite(final_check) else float("nan"),
+        grid=grid,
+        kv_cache=None if masked else _cache_report(out.past_key_values, lm.config),
+    )
+
+
+def _cache_report(cache: Any, config: Any) -> KVCache | None:
+    if cache is None:
+        return None
+    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    layer_types = getattr(text_config, "layer_types", None) or []
+    rows: list[CacheLayer] = []
+    dtype = None
+    for i, layer in enumerate(getattr(cache, "layers", [])):
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if keys is None or values is None or keys.numel() == 0:
+            continue
+        dtype = str(keys.dtype).replace("torch.", "")
+        size = keys.numel() * keys.element_size() + values.numel() * values.element_size()
+        rows.append(
+            CacheLayer(
+                layer=i,
+                key_shape=list(keys.shape),
+                value_shape=list(values.shape),
+                bytes=size,
+                layer_type=layer_types[i] if i < len(layer_types) else None,
+            )
+        )
+    return KVCache(cache_class=type(cache).__name__, dtype=dtype or "-", layers=rows, bytes=sum(r.bytes for r in rows))
+
+
+# The name in ``llmscope``'s lazy API: ``llmscope.layers`` is this module once it is imported.
+layer_report = layers

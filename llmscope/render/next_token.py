@@ -1,0 +1,181 @@
+"""Rich rendering of a NextTokenResult (``llmscope next-token``) and of one interactive step."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from llmscope.next_token import Candidate, Distribution, NextTokenResult, Step
+from llmscope.render import visible
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmscope.next_token import Stepper
+
+BAR_WIDTH = 10
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(prob: float, width: int = BAR_WIDTH) -> str:
+    """A probability as a bar of ``width`` cells (full = 1.0), in eighths of a cell."""
+    cells = max(0.0, min(1.0, prob)) * width
+    full = int(cells)
+    rest = int((cells - full) * 8)
+    text = "█" * full + (_EIGHTHS[rest] if full < width and rest else "")
+    return text.ljust(width)
+
+
+def pct(prob: float | None) -> str:
+    if prob is None:
+        return "-"
+    if prob >= 0.0995:
+        return f"{100 * prob:.1f}%"
+    if prob >= 0.000995:
+        return f"{100 * prob:.2f}%"
+    return f"{prob:.1e}"
+
+
+def token_cell(token: str) -> Text:
+    return Text(visible(token) or "∅", style="bold")
+
+
+def candidate_table(d: Distribution, *, temperature: float, top_p: float | None, title: str | None = None) -> Table:
+    knobs = temperature != 1.0 or top_p is not None
+    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", title_style="bold", pad_edge=False)
+    t.add_column("#", justify="right", style="dim")
+    t.add_column("token", no_wrap=True, max_width=18, overflow="ellipsis")
+    t.add_column("id", justify="right", style="dim")
+    t.add_column("prob", justify="right")
+    t.add_column("", no_wrap=True, style="cyan")
+    t.add_column("logprob", justify="right")
+    if knobs:
+        if temperature != 1.0:
+            t.add_column(f"T={temperature:g}", justify="right")
+        if top_p is not None:
+            t.add_column(f"top-p {top_p:g}", justify="center")
+        t.add_column("sampled", justify="right")
+    else:
+        t.add_column("cumul.", justify="right", style="dim")
+    for c in d.candidates:
+        row: list[RenderableType] = [str(c.rank), token_cell(c.token), str(c.id), pct(c.prob), bar(c.prob),
+                                     f"{c.logprob:.2f}"]
+        if knobs:
+            if temperature != 1.0:
+                row.append(pct(c.prob_temperature))
+            if top_p is not None:
+                row.append(Text("kept", style="green") if c.kept_top_p else Text("cut", style="red"))
+            row.append(pct(c.prob_sampling) if c.prob_sampling else Text("0", style="dim"))
+        else:
+            row.append(pct(c.cumulative_prob))
+        t.add_row(*row)
+    return t
+
+
+def summary(d: Distribution, *, temperature: float, top_p: float | None) -> Text:
+    text = Text()
+    text.append("entropy ", style="dim")
+    text.append(f"{d.entropy:.3f} nats ({d.entropy_bits:.2f} bits)")
+    if d.entropy_temperature is not None:
+        text.append(f", at T={temperature:g}: {d.entropy_temperature:.3f} nats")
+    if temperature != 1.0 or top_p is not None:
+        text.append("\nsampling keeps ", style="dim")
+        parts = [f"top-k {d.top_k_kept}"]
+        if d.top_p_kept is not None:
+            parts.append(f"top-p alone {d.top_p_kept:,}")
+        text.append(", ".join(parts) + f"; all applied: {d.sampling_kept} token{'s' if d.sampling_kept != 1 else ''}")
+    return text
+
+
+def shown_table(d: Distribution) -> Table | None:
+    if not d.shown:
+        return None
+    t = Table(box=box.SIMPLE_HEAD, title="Asked about", title_justify="left", title_style="bold", pad_edge=False)
+    t.add_column("text", no_wrap=True, max_width=20, overflow="ellipsis")
+    t.add_column("tokens", max_width=24, overflow="ellipsis")
+    t.add_column("rank", justify="right")
+    t.add_column("prob", justify="right")
+    t.add_column("logprob", justify="right")
+    t.add_column("all tokens", justify="right")
+    for s in d.shown:
+        t.add_row(
+            token_cell(s.text),
+            " ".join(visible(x) for x in s.tokens),
+            f"{s.rank:,}",
+            pct(s.prob),
+            f"{s.logprob:.2f}",
+            pct(s.sequence_prob) if s.sequence_prob is not None else "-",
+        )
+    return t
+
+
+def steps_table(steps: list[Step], runners_up: int = 3) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title="Steps", title_justify="left", title_style="bold", pad_edge=False)
+    t.add_column("step", justify="right", style="dim")
+    t.add_column("chosen", no_wrap=True, max_width=16, overflow="ellipsis")
+    t.add_column("prob", justify="right")
+    t.add_column("runners-up", overflow="ellipsis", no_wrap=True)
+    for i, s in enumerate(steps, 1):
+        chosen = token_cell(s.chosen.token)
+        if s.chosen.typed:
+            chosen.append(" (typed)", style="magenta")
+        others = [c for c in s.candidates if c.id != s.chosen.id or s.chosen.typed][:runners_up]
+        rest = Text()
+        for j, c in enumerate(others):
+            if j:
+                rest.append("  ")
+            rest.append(visible(c.token) or "∅")
+            rest.append(f" {pct(c.prob)}", style="dim")
+        t.add_row(str(i), chosen, pct(s.chosen.prob), rest)
+    return t
+
+
+def header(r: NextTokenResult) -> Text:
+    text = Text()
+    text.append(r.model, style="bold")
+    text.append(f"  {len(r.input_ids)} prompt tokens, {r.dtype}", style="dim")
+    text.append("\n")
+    text.append(visible(r.text) if len(r.text) <= 200 else visible(r.text[-200:]), style="cyan")
+    return text
+
+
+def render_next_token(r: NextTokenResult) -> RenderableType:
+    parts: list[RenderableType] = [header(r)]
+    if r.kind == "masked":
+        for m in r.masks:
+            title = f"Mask at position {m.position}"
+            parts.append(candidate_table(m.distribution, temperature=r.temperature, top_p=r.top_p, title=title))
+            parts.append(summary(m.distribution, temperature=r.temperature, top_p=r.top_p))
+        shown = shown_table(r.masks[0].distribution) if r.masks else None
+    else:
+        d = r.distribution
+        assert d is not None
+        parts.append(candidate_table(d, temperature=r.temperature, top_p=r.top_p, title="Next token"))
+        parts.append(summary(d, temperature=r.temperature, top_p=r.top_p))
+        shown = shown_table(d)
+    if shown is not None:
+        parts.append(shown)
+    if r.steps:
+        parts.append(steps_table(r.steps))
+        text = Text("continuation: ", style="dim")
+        text.append(visible(r.generated_text), style="bold")
+        if r.stop_reason:
+            text.append(f"  (stopped: {r.stop_reason})", style="dim")
+        parts.append(text)
+    return Group(*parts)
+
+
+def render_step_choices(run: Stepper) -> RenderableType:
+    """One interactive step: the text so far and the candidates for the next token."""
+    text = Text()
+    text.append(visible(run.text), style="dim")
+    text.append(visible(run.generated_text), style="bold cyan")
+    d = run.distribution
+    title = f"Step {len(run.steps) + 1}: next token"
+    return Group(text, candidate_table(d, temperature=run.temperature, top_p=run.top_p, title=title),
+                 summary(d, temperature=run.temperature, top_p=run.top_p))
+
+
+__all__ = ["bar", "candidate_table", "render_next_token", "render_step_choices", "Candidate"]

@@ -1,0 +1,174 @@
+"""next_token(): probabilities equal transformers' own softmax; steps equal model.generate; masks; errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import llmscope
+from llmscope.errors import UsageError
+from llmscope.next_token import next_token, stepper
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_models):
+    return {name: llmscope.load(str(path), device="cpu", dtype="float32") for name, path in tiny_models.items()}
+
+
+def _reference_probs(lm, ids):
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids])).logits[0, -1]
+    return torch.softmax(logits, dim=-1)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mixtral"])
+def test_probabilities_equal_transformers(loaded, name):
+    lm = loaded[name]
+    result = next_token("The cat sat on the", model=lm, top_k=7)
+    ids = lm.tokenizer("The cat sat on the")["input_ids"]
+    assert result.input_ids == ids
+    probs = _reference_probs(lm, ids)
+    expected = torch.topk(probs, 7)
+    assert [c.id for c in result.candidates] == expected.indices.tolist()
+    for c in result.candidates:
+        assert c.prob == pytest.approx(float(probs[c.id]), abs=1e-5)
+        assert c.logprob == pytest.approx(math.log(float(probs[c.id])), abs=1e-4)
+    assert result.candidates[-1].cumulative_prob == pytest.approx(float(expected.values.sum()), abs=1e-5)
+    entropy = float(-(probs * torch.log(probs)).sum())
+    assert result.distribution.entropy == pytest.approx(entropy, abs=1e-4)
+
+
+def test_show_reports_first_token_and_whole_text(loaded):
+    lm = loaded["gpt2"]
+    prompt = "The cat sat on"
+    result = next_token(prompt, model=lm, show=[" the mat"])
+    shown = result.distribution.shown[0]
+    ids = lm.tokenizer(prompt)["input_ids"]
+    extra = lm.tokenizer(" the mat", add_special_tokens=False)["input_ids"]
+    assert shown.ids == extra and len(extra) > 1
+    probs = _reference_probs(lm, ids)
+    assert shown.prob == pytest.approx(float(probs[extra[0]]), abs=1e-5)
+    assert shown.rank == int((probs > probs[extra[0]]).sum()) + 1
+    # the whole text: the product of each token's probability, computed step by step here
+    total, context = 0.0, list(ids)
+    for t in extra:
+        total += math.log(float(_reference_probs(lm, context)[t]))
+        context.append(t)
+    assert shown.sequence_logprob == pytest.approx(total, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mixtral"])
+def test_greedy_steps_equal_generate_and_reuse_the_cache(loaded, name):
+    lm = loaded[name]
+    result = next_token("Once upon a time", model=lm, steps=6)
+    ids = torch.tensor([result.input_ids])
+    generated = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=6)
+    assert [s.chosen.id for s in result.steps] == generated[0, ids.shape[1]:].tolist()
+    run = stepper("Once upon a time", model=lm)
+    for _ in range(6):
+        run.step()
+    assert run.forward_passes == 7  # the prompt once, then one pass per new token
+    assert run.cache.get_seq_length() == len(result.input_ids) + 6
+
+
+def test_step_candidates_equal_a_fresh_forward_pass(loaded):
+    lm = loaded["llama"]
+    run = stepper("The dog", model=lm, top_k=5)
+    run.step()
+    run.advance(lm.tokenizer(" jumps", add_special_tokens=False)["input_ids"], typed=True, text=" jumps")
+    probs = _reference_probs(lm, run.ids)
+    for c in run.candidates:
+        assert c.prob == pytest.approx(float(probs[c.id]), abs=1e-5)
+    typed = run.steps[-1].chosen
+    assert typed.typed and typed.token == " jumps"
+
+
+def test_knobs_use_transformers_warpers(loaded):
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    lm = loaded["llama"]
+    result = next_token("The cat", model=lm, top_k=20, temperature=0.5, top_p=0.05)
+    ids = torch.tensor([result.input_ids])
+    with torch.no_grad():
+        logits = lm.model(ids).logits[:, -1]
+    tempered = TemperatureLogitsWarper(0.5)(ids, logits)
+    final = TopPLogitsWarper(0.05)(ids, TopKLogitsWarper(20)(ids, tempered))
+    sampling = torch.softmax(final, -1)[0]
+    top_p_alone = torch.isfinite(TopPLogitsWarper(0.05)(ids, tempered))[0]
+    for c in result.candidates:
+        assert c.prob_temperature == pytest.approx(float(torch.softmax(tempered, -1)[0, c.id]), abs=1e-5)
+        assert c.prob_sampling == pytest.approx(float(sampling[c.id]), abs=1e-5)
+        assert c.kept_top_p == bool(top_p_alone[c.id])
+    assert result.distribution.sampling_kept == int(torch.isfinite(final).sum())
+
+
+def test_sampling_is_seeded_and_stays_inside_top_k(loaded):
+    lm = loaded["gpt2"]
+    a = next_token("The", model=lm, steps=5, strategy="sample", top_k=3, seed=7)
+    b = next_token("The", model=lm, steps=5, strategy="sample", top_k=3, seed=7)
+    assert [s.chosen.id for s in a.steps] == [s.chosen.id for s in b.steps]
+    for s in a.steps:
+        assert s.chosen.id in [c.id for c in s.candidates[:3]]
+
+
+def test_masked_lm_predicts_each_mask(loaded):
+    lm = loaded["bert"]
+    prompt = "The cat [MASK] on the [MASK]."
+    result = next_token(prompt, model=lm, top_k=5)
+    ids = lm.tokenizer(prompt)["input_ids"]
+    positions = [i for i, t in enumerate(ids) if t == lm.tokenizer.mask_token_id]
+    assert [m.position for m in result.masks] == positions and len(positions) == 2
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([ids])).logits[0]
+    for m in result.masks:
+        probs = torch.softmax(logits[m.position], -1)
+        assert [c.id for c in m.distribution.candidates] == torch.topk(probs, 5).indices.tolist()
+        for c in m.distribution.candidates:
+            assert c.prob == pytest.approx(float(probs[c.id]), abs=1e-5)
+
+
+def test_masked_lm_without_mask_names_the_mask_token(loaded):
+    with pytest.raises(UsageError, match=r"\[MASK\]"):
+        next_token("The cat sat", model=loaded["bert"])
+
+
+def test_chat_template(loaded):
+    lm = loaded["llama"]
+    result = next_token("Hi", model=lm, chat=True, system="Be brief.")
+    expected = lm.tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        tokenize=False, add_generation_prompt=True,
+    )
+    assert result.text == expected and result.text.endswith("<|assistant|>\n")
+    probs = _reference_probs(lm, result.input_ids)
+    assert result.candidates[0].prob == pytest.approx(float(probs.max()), abs=1e-5)
+    with pytest.raises(UsageError, match="chat template"):
+        next_token("Hi", model=loaded["gpt2"], chat=True)
+
+
+def test_bad_prompts_and_values(loaded):
+    lm = loaded["gpt2"]
+    with pytest.raises(UsageError, match="empty"):
+        next_token("", model=lm)
+    with pytest.raises(UsageError, match="context"):
+        next_token("the cat " * 100, model=lm)  # the tiny GPT-2 has 128 positions
+    with pytest.raises(UsageError, match="context"):
+        next_token("The cat", model=lm, steps=200)
+    for bad in (dict(top_k=0), dict(temperature=0.0), dict(top_p=1.5), dict(steps=-1), dict(strategy="beam")):
+        with pytest.raises(UsageError):
+            next_token("x", model=lm, **bad)
+
+
+@pytest.mark.slow
+def test_demo_model_matches_transformers(demo_model):
+    prompt = "The capital of France is"
+    result = next_token(prompt, model=demo_model, steps=4)
+    ids = torch.tensor([result.input_ids])
+    with torch.no_grad():
+        probs = torch.softmax(demo_model.model(ids).logits[0, -1], -1)
+    for c in result.candidates:
+        assert c.prob == pytest.approx(float(probs[c.id]), abs=1e-5)
+    generated = demo_model.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=4)
+    assert [s.chosen.id for s in result.steps] == generated[0, ids.shape[1]:].tolist()
