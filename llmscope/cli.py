@@ -16,7 +16,6 @@ from llmscope import __version__
 from llmscope.commands import attention as attention_cmd
 from llmscope.commands import experts as experts_cmd
 from llmscope.commands import inspect as inspect_cmd
-from llmscope.commands import memory as memory_cmd
 from llmscope.commands import layers as layers_cmd
 from llmscope.commands import memory as memory_cmd
 from llmscope.commands import next_token as next_token_cmd
@@ -35,7 +34,6 @@ app = typer.Typer(
 )
 
 app.command("inspect", epilog=inspect_cmd.EPILOG)(inspect_cmd.command)
-app.command("memory", epilog=memory_cmd.EPILOG)(memory_cmd.command)
 app.command("memory", epilog=memory_cmd.EPILOG)(memory_cmd.command)
 app.command("attention", epilog=attention_cmd.EPILOG)(attention_cmd.command)
 app.command("experts", epilog=experts_cmd.EPILOG)(experts_cmd.command)
