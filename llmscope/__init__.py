@@ -27,9 +27,6 @@ _API = {
     "memory_report": "llmscope.memory",
     "MemoryReport": "llmscope.memory",
     "parse_size": "llmscope.memory",
-    "memory_report": "llmscope.memory",
-    "MemoryReport": "llmscope.memory",
-    "parse_size": "llmscope.memory",
     "attention_weights": "llmscope.attention",  # = llmscope.attention.attention (the name is the module's)
     "AttentionResult": "llmscope.attention",
     "expert_routing": "llmscope.experts",  # = llmscope.experts.experts
