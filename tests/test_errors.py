@@ -1,0 +1,69 @@
+"""The error boundary as a shell sees it: exit codes, Ctrl-C, closed pipes, secrets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _llmscope(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "llmscope", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_closed_pipe_exits_quietly(config_folder):
+    folder = config_folder("gpt2")
+    done = subprocess.run(
+        f"{sys.executable} -m llmscope inspect {folder} --modules | head -n 1; echo \"rc=${{PIPESTATUS[0]}}\"",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=120,
+    )
+    assert done.stdout.strip().endswith("rc=0"), done.stdout
+    assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr, done.stderr
+
+
+def test_ctrl_c_while_loading_exits_130_quietly_and_leaves_no_cache(tmp_path: Path):
+    """Interrupt the first conversion of the embedded model: exit 130, no traceback, no half cache."""
+    cache = tmp_path / "cache"
+    proc = _llmscope("inspect", env={"LLMSCOPE_CACHE": str(cache)})
+    time.sleep(6)  # well inside the conversion, which takes far longer
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and out == ""
+    stages = list((cache / "gguf").glob("*/*")) if (cache / "gguf").exists() else []
+    assert [s for s in stages if s.is_dir()] == []  # neither a finished stage nor a temporary one
+
+
+def test_tokens_never_appear_in_errors(cli, monkeypatch):
+    secret = "hf_" + "SeCrEt" * 6
+    monkeypatch.setenv("HF_TOKEN", secret)
+    result = cli("inspect", f"https://user:{secret}@example.com/some/model")
+    assert result.exit_code == 1
+    assert secret not in result.stderr and secret not in result.stdout
+    assert "Error:" in result.stderr
+
+
+def test_version(cli):
+    import llmscope
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"llmscope {llmscope.__version__}"
+
+
+def test_no_arguments_prints_help(cli):
+    result = cli()
+    assert "inspect" in result.stdout + result.stderr
+
