@@ -60,7 +60,7 @@ def test_rendering_at_80_columns(cli, config_folder):
     out = result.stdout
     assert all(len(line) <= 80 for line in out.splitlines())
     assert "Phi3ForCausalLM" in out
-    assert "32 sliding layers" in out and "keeps 2,046 tokens" in out
+    assert "32 sliding layers" in out and "keeps 2,046" in out
     assert "Does not fit" in out or "Fits" in out
     assert "Longest context" in out
 

@@ -33,7 +33,7 @@ def _needs(r: MemoryReport) -> Table:
     t.add_column("bytes", justify="right")
     t.add_column("note", style="dim")
     p = r.parameters
-    note = f"{fmt_int(p.total)} parameters x {r.weights.dtype}"
+    note = f"{fmt_int(p.total)} parameters"
     if p.num_experts:
         note = (
             f"all {p.num_experts} experts resident: {fmt_count(p.total)} parameters; "
@@ -45,10 +45,10 @@ def _needs(r: MemoryReport) -> Table:
         t.add_row(
             f"  GGUF file, {g.file_type or '?'}",
             fmt_bytes(g.file_bytes),
-            f"{g.bits_per_weight:.2f} bits per weight as stored; llmscope loads it at {r.weights.dtype}",
+            f"as stored: {g.bits_per_weight:.2f} bits/weight",
         )
         for ty in g.types:
-            t.add_row(f"    {ty.type}", fmt_bytes(ty.bytes), f"{fmt_int(ty.tensors)} tensors, {ty.bits_per_weight:.2f} bits/weight")
+            t.add_row(f"    {ty.type}", fmt_bytes(ty.bytes), f"{fmt_int(ty.tensors)} tensors, {ty.bits_per_weight:.2f} bits")
     kv = r.kv_cache
     t.add_section()
     if kv is None:
@@ -57,22 +57,22 @@ def _needs(r: MemoryReport) -> Table:
         t.add_row(
             f"KV cache per token, {kv.dtype}",
             fmt_bytes(kv.bytes_per_token),
-            f"batch {kv.batch}, while under every window",
+            "under every window",
         )
         for g in kv.layers:
             kind = g.layer_type.replace("_attention", "")
-            window = f", window {g.sliding_window:,}: keeps {g.tokens_kept:,} tokens" if g.sliding_window else ""
+            window = f", keeps {g.tokens_kept:,} (window {g.sliding_window:,})" if g.sliding_window else ""
             t.add_row(
                 f"  {len(g.layers)} {kind} layers",
                 fmt_bytes(g.bytes),
-                f"{g.num_key_value_heads} KV heads x {g.head_dim}{window}",
+                f"{g.num_key_value_heads} KV x {g.head_dim}{window}",
             )
-        t.add_row(f"KV cache at {kv.context:,} tokens", fmt_bytes(kv.bytes), f"x {kv.batch} sequences")
+        t.add_row(f"KV cache at {kv.context:,} tokens", fmt_bytes(kv.bytes), f"batch {kv.batch}")
     t.add_section()
     t.add_row(
         "transient (estimate)",
         fmt_bytes(r.transient_bytes),
-        f"logits {fmt_bytes(r.transient['logits'])} (float32), MLP {fmt_bytes(r.transient['mlp'])}",
+        f"logits {fmt_bytes(r.transient['logits'])}, MLP {fmt_bytes(r.transient['mlp'])}",
     )
     t.add_section()
     t.add_row(Text("total", style="bold"), Text(fmt_bytes(r.needed_bytes), style="bold"), "")
