@@ -14,7 +14,9 @@ import typer
 
 from llmscope import __version__
 from llmscope.commands import attention as attention_cmd
+from llmscope.commands import compare as compare_cmd
 from llmscope.commands import experts as experts_cmd
+from llmscope.commands import generate as generate_cmd
 from llmscope.commands import inspect as inspect_cmd
 from llmscope.commands import layers as layers_cmd
 from llmscope.commands import memory as memory_cmd
@@ -41,6 +43,8 @@ app.command("pack", epilog=pack_cmd.EPILOG)(pack_cmd.command)
 app.command("tokenize", epilog=tokenize_cmd.EPILOG)(tokenize_cmd.command)
 app.command("next-token", epilog=next_token_cmd.EPILOG)(next_token_cmd.command)
 app.command("layers", epilog=layers_cmd.EPILOG)(layers_cmd.command)
+app.command("generate", epilog=generate_cmd.EPILOG)(generate_cmd.command)
+app.command("compare", epilog=compare_cmd.EPILOG)(compare_cmd.command)
 
 
 def _version(value: bool) -> None:

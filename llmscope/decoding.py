@@ -762,7 +762,8 @@ def generate(
         strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    chat = chat or system is not None
+    if system is not None and not chat:
+        raise UsageError("--system needs --chat")
     lm = loading.load(
         model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
         trust_remote_code=trust_remote_code,
@@ -829,7 +830,8 @@ def compare(
         strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    chat = chat or system is not None
+    if system is not None and not chat:
+        raise UsageError("--system needs --chat")
     lm = loading.load(
         model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
         trust_remote_code=trust_remote_code,

@@ -1,0 +1,135 @@
+"""Rich rendering of a GenerationResult (``llmscope generate``) and a ComparisonResult (``compare``)."""
+
+from __future__ import annotations
+
+import math
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from llmscope.decoding import ComparisonResult, GenerationResult
+
+# Probability bands for --show-probs, most to least likely: (lower bound, style, legend label).
+PROB_BANDS = (
+    (0.9, "bold green", "≥ 90%"),
+    (0.5, "green", "50–90%"),
+    (0.2, "yellow", "20–50%"),
+    (0.05, "dark_orange", "5–20%"),
+    (0.0, "bold red", "< 5%"),
+)
+
+
+def prob_style(prob: float) -> str:
+    for low, style, _ in PROB_BANDS:
+        if prob >= low:
+            return style
+    return PROB_BANDS[-1][1]
+
+
+def prob_legend() -> Text:
+    text = Text("colour = the model's probability of each token: ", style="dim")
+    for i, (_, style, label) in enumerate(PROB_BANDS):
+        text.append("■ ", style=style)
+        text.append(label, style=style)
+        if i < len(PROB_BANDS) - 1:
+            text.append("  ")
+    return text
+
+
+def _num(value: float | None, fmt: str, unit: str = "") -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:{fmt}}{unit}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value * 1000:,.0f} ms" if value < 1 else f"{value:,.2f} s"
+
+
+def generated_text(result: GenerationResult, *, show_probs: bool = False) -> Text:
+    """The generated text, each token coloured by its probability with ``show_probs``."""
+    if not show_probs:
+        return Text(result.text)
+    text = Text()
+    for piece, prob in zip(result.token_texts, result.token_probs):
+        text.append(piece, style=prob_style(prob))
+    return text
+
+
+def render_stats(result: GenerationResult) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, show_header=False, pad_edge=False, expand=False)
+    t.add_column(style="bold cyan", no_wrap=True)
+    t.add_column()
+    t.add_row("strategy", result.settings.label)
+    stop = {"eos": "end of text (EOS)", "length": "length (--max-new-tokens)"}.get(result.stop_reason, result.stop_reason)
+    t.add_row("tokens", f"{result.num_tokens:,} generated after {result.prompt_tokens:,} prompt tokens; stop: {stop}")
+    first = _seconds(result.time_to_first_token) if result.time_to_first_token is not None else "- (beam search)"
+    t.add_row("speed", f"{_num(result.tokens_per_second, ',.1f')} tokens/s; first token after {first}; "
+                       f"total {_seconds(result.total_time)}")
+    t.add_row("confidence", f"mean log-prob {_num(result.mean_logprob, '.3f')}, "
+                            f"perplexity {_num(result.perplexity, ',.2f')}")
+    c = result.kv_cache_comparison
+    if c is not None:
+        same = "same tokens" if c.same_token_ids else "tokens differ (rounding)"
+        t.add_row(
+            "KV cache",
+            f"without: {_num(c.uncached_tokens_per_second, ',.1f')} tokens/s ({_seconds(c.uncached_seconds)}); "
+            f"with: {_num(c.cached_tokens_per_second, ',.1f')} tokens/s ({_seconds(c.cached_seconds)}); "
+            f"[bold]{_num(c.speedup, '.1f')}x faster with the cache[/bold], {same}",
+        )
+    return t
+
+
+def render_generation(
+    result: GenerationResult, *, show_text: bool = True, show_probs: bool = False
+) -> RenderableType:
+    """The text (unless it was already streamed), the statistics, and the colour legend."""
+    parts: list[RenderableType] = []
+    if show_text:
+        prompt = Text("" if result.chat else result.prompt, style="dim")
+        parts.append(prompt + generated_text(result, show_probs=show_probs))
+        parts.append(Text())
+    parts.append(render_stats(result))
+    if show_probs:
+        parts.append(prob_legend())
+    return Group(*parts)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "").replace("\n", "↵ ").strip()
+
+
+def render_comparison(result: ComparisonResult) -> RenderableType:
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=True, title_justify="left")
+    t.add_column("strategy", style="bold cyan", no_wrap=True)
+    t.add_column("text", ratio=1, overflow="fold")
+    t.add_column("mean\nlog-p", justify="right", no_wrap=True)
+    t.add_column("dist-\n1/2", justify="right", no_wrap=True)
+    t.add_column("rep", justify="right", no_wrap=True)
+    t.add_column("len", justify="right", no_wrap=True)
+    t.add_column("time", justify="right", no_wrap=True)
+    for r in result.results:
+        length = f"{r.num_tokens}" + ("" if r.stop_reason == "length" else "·")
+        t.add_row(
+            r.settings.label.replace(" ", "\n", 1) if len(r.settings.label) > 10 else r.settings.label,
+            Text(_one_line(r.text)),
+            _num(r.mean_logprob, ".2f"),
+            f"{_num(r.distinct_1, '.2f')}\n{_num(r.distinct_2, '.2f')}",
+            _num(r.repetition, ".2f"),
+            length,
+            _seconds(r.total_time),
+        )
+    prompt = Text("prompt: ", style="dim") + Text(_one_line(result.prompt))
+    notes = Text(
+        f"{len(result.batched)} strategies ran as one batch, one forward pass per step "
+        f"({_seconds(result.batch_time)}); beam search ran apart. Total {_seconds(result.total_time)}.\n"
+        "mean log-p: the model's own log-probability per token (higher = more expected); dist-1/2: distinct "
+        "unigrams/bigrams (diversity); rep: share of 4-grams repeated; len: tokens (· = stopped at EOS); "
+        "time: when the row finished.",
+        style="dim",
+    )
+    return Group(prompt, t, notes)
