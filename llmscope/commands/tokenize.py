@@ -1,0 +1,188 @@
+"""``llmscope tokenize``: how a model's tokenizer cuts text (only the tokenizer is loaded)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from llmscope import _options as opt
+from llmscope.errors import UsageError
+
+EPILOG = """[bold]Examples[/bold]
+
+  llmscope tokenize "Hello, world!"                 [dim]# the embedded Gemma 3 270M[/dim]
+  llmscope tokenize "def f(x): return x" -m gpt2 --json
+  echo "naïve café 東京 😀" | llmscope tokenize -    [dim]# standard input (newline included)[/dim]
+  llmscope tokenize --file notes.txt --compare gpt2,bert-base-uncased
+  llmscope tokenize "Hi there" -m ./my-chat-model --chat --system "Be brief."
+  llmscope tokenize --ids 2,9259,1902
+  llmscope tokenize --vocab -m gpt2
+"""
+
+INPUT_PANEL = "Input"
+VIEW_PANEL = "Views"
+
+
+def _decode_utf8(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{where} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+        ) from None
+
+
+def read_text(text: Optional[str], file: Optional[Path]) -> str:
+    """TEXT, TEXT '-' (standard input, bytes decoded as strict UTF-8), or --file PATH."""
+    if file is not None:
+        if text is not None:
+            raise UsageError("give TEXT or --file, not both")
+        path = file.expanduser()
+        if not path.exists():
+            raise UsageError(f"--file {file}: no such file")
+        if path.is_dir():
+            raise UsageError(f"--file {file}: is a folder, not a file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--file {file}: cannot read it ({exc.strerror})") from None
+        return _decode_utf8(data, f"--file {file}")
+    if text == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # a text stream (notebooks, tests): already decoded
+            return sys.stdin.read() if sys.stdin is not None else ""
+        return _decode_utf8(stream.read(), "standard input")
+    if text is None:
+        raise UsageError("no text to tokenize", hint="give TEXT, - for standard input, --file PATH, --ids or --vocab")
+    return text
+
+
+def _compare_models(values: Optional[list[str]]) -> list[str]:
+    models: list[str] = []
+    for value in values or []:
+        parts = [p.strip() for p in value.split(",")]
+        if any(not p for p in parts):
+            raise UsageError(f"--compare {value!r}: empty model name", hint="e.g. --compare gpt2,bert-base-uncased")
+        models.extend(parts)
+    return models
+
+
+def command(
+    text: Annotated[
+        Optional[str],
+        typer.Argument(help="The text to tokenize; - reads standard input (as UTF-8).", show_default=False),
+    ] = None,
+    model: opt.Model = None,
+    file: Annotated[
+        Optional[Path],
+        typer.Option("--file", "-f", help="Read the text from a UTF-8 file.", rich_help_panel=INPUT_PANEL,
+                     show_default=False, metavar="PATH"),
+    ] = None,
+    chat: Annotated[
+        bool,
+        typer.Option("--chat", help="Send the text as a user message through the model's chat template.",
+                     rich_help_panel=INPUT_PANEL),
+    ] = False,
+    system: Annotated[
+        Optional[str],
+        typer.Option("--system", help="A system message before the user message (with --chat).",
+                     rich_help_panel=INPUT_PANEL, show_default=False),
+    ] = None,
+    add_special_tokens: Annotated[
+        bool,
+        typer.Option("--add-special-tokens/--no-add-special-tokens",
+                     help="Let the tokenizer add its special tokens (BOS, [CLS]...), as it does by default.",
+                     rich_help_panel=INPUT_PANEL),
+    ] = True,
+    ids: Annotated[
+        Optional[str],
+        typer.Option("--ids", help="The reverse: token ids (504,3575,...) to tokens and text.",
+                     rich_help_panel=VIEW_PANEL, show_default=False, metavar="IDS"),
+    ] = None,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option("--compare", "-c", help="Also tokenize with these models, side by side (repeat, or a,b,c).",
+                     rich_help_panel=VIEW_PANEL, show_default=False, metavar="MODEL"),
+    ] = None,
+    vocab: Annotated[
+        bool,
+        typer.Option("--vocab", help="Show the vocabulary: size, special tokens, tokenizer type and pipeline.",
+                     rich_help_panel=VIEW_PANEL),
+    ] = False,
+    revision: opt.Revision = None,
+    gguf_file: opt.GgufFile = None,
+    trust_remote_code: opt.TrustRemoteCode = False,
+    json_: opt.Json = False,
+    export: opt.Export = None,
+) -> None:
+    """Show exactly how a model's tokenizer cuts text into tokens.
+
+    Token boundaries in colour, a table of ids, vocabulary strings, pieces and character offsets,
+    and which special tokens the tokenizer added and why. Only the tokenizer is loaded, never the
+    weights, so this is quick even for a 70B model.
+    """
+    from llmscope import render
+
+    compare_models = _compare_models(compare)
+    # Everything checked before anything loads.
+    if vocab and (text is not None or file is not None or ids is not None or chat or compare_models):
+        raise UsageError("--vocab shows the tokenizer itself: it takes no TEXT, --file, --ids, --chat or --compare")
+    if ids is not None and (text is not None or file is not None or chat or compare_models):
+        raise UsageError("--ids decodes token ids: it takes no TEXT, --file, --chat or --compare")
+    if system is not None and not chat:
+        raise UsageError("--system needs --chat")
+
+    if vocab:
+        from llmscope.render.tokens import render_vocab
+        from llmscope.tokens import vocab_info
+
+        info = vocab_info(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+        render.emit(info, render_vocab, json_=json_, export_path=export)
+        return
+    if ids is not None:
+        from llmscope.render.tokens import render_decode
+        from llmscope.tokens import decode_ids, parse_ids
+
+        id_list = parse_ids(ids)
+        decoded = decode_ids(
+            id_list, model=model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code
+        )
+        render.emit(decoded, render_decode, json_=json_, export_path=export)
+        return
+
+    content = read_text(text, file)
+    if compare_models:
+        from llmscope.render.tokens import render_comparison
+        from llmscope.tokens import compare_tokenizers
+
+        comparison = compare_tokenizers(
+            content,
+            [model, *compare_models],
+            revision=revision,
+            gguf_file=gguf_file,
+            trust_remote_code=trust_remote_code,
+            chat=chat,
+            system=system,
+            add_special_tokens=add_special_tokens,
+        )
+        render.emit(comparison, render_comparison, json_=json_, export_path=export)
+        return
+
+    from llmscope.render.tokens import render_tokenization
+    from llmscope.tokens import tokenize
+
+    result = tokenize(
+        content,
+        model=model,
+        revision=revision,
+        gguf_file=gguf_file,
+        trust_remote_code=trust_remote_code,
+        chat=chat,
+        system=system,
+        add_special_tokens=add_special_tokens,
+    )
+    render.emit(result, render_tokenization, json_=json_, export_path=export)
