@@ -60,7 +60,7 @@ class RoutingGrid:
 def _load(r: ExpertRoutingResult) -> Table:
     t = Table(
         box=box.SIMPLE_HEAD,
-        title="Expert load: tokens routed to each expert",
+        title="Expert load (tokens per expert)",
         title_justify="left",
         title_style="bold",
     )
@@ -91,7 +91,7 @@ def _parameters(r: ExpertRoutingResult) -> Table:
     t.add_row("total", fmt_int(p.total), share(p.total), fmt_count(p.total))
     t.add_row("active per token", fmt_int(p.active), share(p.active),
               f"{r.num_experts_per_tok} of {r.num_experts} experts per layer")
-    t.add_row("used by this prompt", fmt_int(p.prompt), share(p.prompt), "every expert at least one token chose")
+    t.add_row("used by this prompt", fmt_int(p.prompt), share(p.prompt), "experts any token chose")
     t.add_row("one expert", fmt_int(p.per_expert), share(p.per_expert), "of one layer")
     return t
 

@@ -84,6 +84,8 @@ class Picture:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         r = self.r
         width = max(10, min(64, options.max_width - 14))
+        if r.seq_len <= width:  # whole characters per token
+            width = r.seq_len * (width // r.seq_len)
         for name, rows, total in (
             ("padded", padded_layout(r.lengths, r.seq_len, SEQUENCES_SHOWN), r.padded.sequences),
             ("packed", packed_layout(r.lengths, r.seq_len, len(r.separator_ids), SEQUENCES_SHOWN), r.packed.sequences),
@@ -94,16 +96,17 @@ class Picture:
                 line.append_text(_bar(row, r.seq_len, width))
                 yield line
         yield Text(
-            f"  █ a document (colour per document)  │ separator {visible(r.separator)}  ░ padding; "
-            f"1 character ≈ {r.seq_len / width:.3g} tokens",
+            f"  █ a document (a colour each)  │ {visible(r.separator)}  ░ padding  "
+            + (f"(1 token = {width // r.seq_len} characters)" if r.seq_len <= width else
+               f"(1 character ≈ {r.seq_len / width:.3g} tokens)"),
             style="dim",
         )
 
 
 def render_packing(r: PackingResult) -> RenderableType:
-    title = Text()
+    title = Text(overflow="fold")
     title.append(f"Packing {fmt_int(r.documents)} documents into sequences of {fmt_int(r.seq_len)} tokens", style="bold")
-    title.append(f"  {r.source}", style="dim")
+    title.append(f"\n  {r.source}", style="dim")
     facts = Text(
         f"  {fmt_int(r.tokens)} tokens; documents {fmt_int(r.shortest)} to {fmt_int(r.longest)} tokens, "
         f"mean {r.mean:,.1f}",
@@ -115,8 +118,9 @@ def render_packing(r: PackingResult) -> RenderableType:
     if r.long_documents:
         notes.append(
             Text(
-                f"  {fmt_int(r.long_documents)} documents are longer than {fmt_int(r.seq_len)} tokens: padding splits "
-                f"them into {fmt_int(r.chunks)} chunks (nothing is truncated); packing lets them span sequences",
+                f"  {fmt_int(r.long_documents)} documents are longer than {fmt_int(r.seq_len)} tokens: padding "
+                f"splits them into {fmt_int(r.chunks)} chunks (nothing is truncated); packing lets them span "
+                "sequences",
                 style="yellow",
             )
         )
