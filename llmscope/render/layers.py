@@ -23,6 +23,10 @@ def prob_style(prob: float) -> str:
     return "dim"
 
 
+def _num(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:,.1f}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
 def _short(token: str, width: int = 8) -> str:
     text = visible(token) or "∅"
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -46,8 +50,8 @@ def layer_table(r: LayerReport) -> Table:
         t.add_row(
             name,
             "×".join(str(s) for s in row.shape),
-            f"{row.norm:.4g}",
-            f"{row.delta_norm:.4g}" if row.delta_norm is not None else "-",
+            _num(row.norm),
+            _num(row.delta_norm) if row.delta_norm is not None else "-",
             f"{row.cosine_to_previous:.2f}" if row.cosine_to_previous is not None else "-",
             lens,
             pct(row.lens.prob),
