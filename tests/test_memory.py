@@ -405,3 +405,13 @@ def test_embedded_model_cache_matches_its_forward_pass(demo_model):
     )
     assert report.kv_cache.bytes == truth
     assert report.parameters.total == sum(p.numel() for p in demo_model.model.parameters())
+
+
+def test_memory_with_cpu_spill_is_planned(config_folder):
+    folder = config_folder("phi3-mini-4k-instruct")
+    report = memory_report(str(folder), memory="4GiB", cpu="16GiB")
+    plan = _check_plan(report, folder)
+    assert set(plan) == {"memory", "cpu"} and plan["memory"] and plan["cpu"]
+    assert report.fits
+    # the KV cache of the offloaded layers is held where they run: the first device
+    assert next(p for p in report.placement if p.device == "memory").kv_cache_bytes == report.kv_cache.bytes
