@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -212,37 +213,48 @@ def render_decode(result: DecodeResult) -> RenderableType:
     )
 
 
+SHORT_CATEGORY = {"letters": "letters", "digits": "digits", "whitespace": "space", "punctuation": "punct",
+                  "CJK": "CJK", "emoji": "emoji", "other": "other", "special": "special"}
+
+
+def short_name(model: str) -> str:
+    """A model's name for a narrow column: a local path's last part, the embedded model's short name."""
+    if model.startswith(("/", "~", ".")):
+        return PurePath(model).name or model
+    return model.split(" (")[0] if " (embedded" in model else model
+
+
 def render_comparison(result: ComparisonResult) -> RenderableType:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False, title_justify="left")
-    table.add_column("model", overflow="fold")
-    table.add_column("tokens", justify="right", style="bold")
-    table.add_column("chars/token", justify="right")
-    table.add_column("vs first", justify="right")
+    summary = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
+    summary.add_column("model", overflow="fold", max_width=40)
+    summary.add_column("tokens", justify="right", style="bold")
+    summary.add_column("vs first", justify="right")
+    summary.add_column("chars/token", justify="right")
+    kinds = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False, collapse_padding=True,
+                  title="tokens by the kind of character they start with", title_justify="left", title_style="dim")
+    kinds.add_column("model", overflow="fold", max_width=20)
     for kind in result.categories:
-        table.add_column(kind, justify="right", style="dim")
+        kinds.add_column(SHORT_CATEGORY.get(kind, kind), justify="right")
     base = result.results[0].num_tokens if result.results else 0
     for r, counts in zip(result.results, result.tokens_by_category):
         cpt = r.characters_per_token
-        ratio = f"×{r.num_tokens / base:.2f}" if base else "-"
-        table.add_row(
-            r.model,
+        summary.add_row(
+            short_name(r.model),
             fmt_int(r.num_tokens),
+            f"×{r.num_tokens / base:.2f}" if base else "-",
             "-" if cpt is None else f"{cpt:.2f}",
-            ratio,
-            *(fmt_int(counts.get(k, 0)) for k in result.categories),
         )
+        kinds.add_row(short_name(r.model), *(fmt_int(counts.get(k, 0)) for k in result.categories))
     parts: list[RenderableType] = [
-        Text.assemble(
-            (f"{len(result.text):,} characters", "bold"),
-            ("; token counts per kind of character each token starts with", "dim"),
-        ),
-        table,
+        Text(f"{len(result.text):,} characters through {len(result.results)} tokenizers", style="bold"),
+        summary,
+        kinds,
     ]
     for r in result.results:
         parts.append(
             Panel(
                 boundaries(r) if r.tokens else Text("(no tokens)", style="dim"),
-                title=f"[bold]{r.model}[/bold] · {r.num_tokens:,} tokens",
+                title=f"[bold]{short_name(r.model)}[/bold] · {r.num_tokens:,} tokens",
                 title_align="left",
                 box=box.ROUNDED,
             )
