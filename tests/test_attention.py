@@ -119,3 +119,28 @@ def test_demo_model_sliding_layers_and_mqa(demo_model):
     assert result.layer_type == demo_model.config.layer_types[0]
     assert result.kind.num_key_value_heads == demo_model.config.num_key_value_heads
     assert [r.layer_type for r in result.ranking] == list(demo_model.config.layer_types)
+
+
+def test_sliding_window_layers_mask_old_tokens(tiny_models):
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    from llmscope.resolve import resolve
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+        vocab_size=400, sliding_window=3, attn_implementation="eager",
+    )
+    folder = str(tiny_models["llama"])
+    lm = loading.LoadedModel(
+        model=MistralForCausalLM(config).eval(), tokenizer=AutoTokenizer.from_pretrained(folder),
+        source=resolve(folder), device="cpu", dtype="float32",
+    )
+    result = attention(PROMPT, model=lm, layer=1, head=2)
+    w = torch.tensor(result.weights)
+    n = w.shape[0]
+    q, k = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    assert torch.all(w[(q - k >= 3) | (k > q)] == 0)  # outside the window, or the future
+    assert torch.all(w[(q - k < 3) & (k <= q)] > 0)
+    assert result.layer_type == "sliding_attention" and result.kind.sliding_window == 3
+    assert result.kind.num_key_value_heads == 1

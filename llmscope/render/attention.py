@@ -31,6 +31,15 @@ def weight_color(value: float) -> Color:
     return Color.from_rgb(*_STOPS[-1][1])
 
 
+SHADES = "·░▒▓█"
+
+
+def shade(weight: float, peak: float) -> str:
+    """A block character for a weight (sqrt scale), readable without colour too."""
+    scaled = math.sqrt(max(weight, 0.0) / peak) if peak else 0.0
+    return SHADES[min(len(SHADES) - 1, int(scaled * len(SHADES)))]
+
+
 def _label(position: int, token: str, width: int = LABEL_WIDTH) -> Text:
     piece = visible(token)
     room = width - 4
@@ -61,10 +70,8 @@ def kind_notes(r: AttentionResult) -> list[str]:
     if r.layer_type == "sliding_attention" and k.sliding_window:
         n = len(r.tokens)
         reach = "longer than" if n > k.sliding_window else "within"
-        notes.append(
-            f"layer {r.layer} is a sliding-window layer: each token sees at most the last {k.sliding_window:,} "
-            f"tokens (this prompt, {n} tokens, is {reach} the window)"
-        )
+        notes.append(f"layer {r.layer} slides: each token sees at most the last {k.sliding_window:,} tokens")
+        notes.append(f"(this prompt, {n} tokens, is {reach} the window)")
     elif r.layer_type and k.sliding_window:
         notes.append(f"layer {r.layer} is a {r.layer_type.replace('_', ' ')} layer (others slide over {k.sliding_window:,})")
     if k.causal:
@@ -95,14 +102,15 @@ class Heatmap:
             line = _label(i, r.tokens[i])
             for j in range(shown):
                 w = weights[i][j]
-                if w == 0.0:  # masked out (causal or outside the window): no colour at all
+                if w == 0.0:  # masked out (causal or outside the window): nothing drawn
                     line.append(" " * CELL)
                 else:
-                    line.append(" " * CELL, style=Style(bgcolor=weight_color(math.sqrt(w / peak))))
+                    line.append(shade(w, peak) * CELL, style=Style(color=weight_color(math.sqrt(w / peak))))
             yield line
         legend = Text(" " * LABEL_WIDTH + "0 ", style="dim", no_wrap=True)
         for step in range(12):
-            legend.append(" ", style=Style(bgcolor=weight_color(math.sqrt((step + 0.5) / 12))))
+            w = ((step + 0.5) / 12) ** 2
+            legend.append(shade(w, 1.0), style=Style(color=weight_color(math.sqrt(w))))
         legend.append(f" {peak:.3f}   colour ~ sqrt(weight / max); blank = masked", style="dim")
         yield legend
         if shown < n:
@@ -143,7 +151,7 @@ def render_attention(r: AttentionResult) -> RenderableType:
     title = Text()
     title.append(f"Attention, layer {r.layer}", style="bold")
     title.append(f" of 0-{r.num_layers - 1}, {_head_text(r)}", style="cyan")
-    title.append(f"  {r.source}", style="dim")
+    title.append(f"\n  {r.source}", style="dim")
     parts: list[RenderableType] = [title]
     parts.extend(Text(f"  {note}", style="dim") for note in kind_notes(r))
     parts.append(Text(""))

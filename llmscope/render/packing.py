@@ -118,7 +118,8 @@ def render_packing(r: PackingResult) -> RenderableType:
     if r.long_documents:
         notes.append(
             Text(
-                f"  {fmt_int(r.long_documents)} documents are longer than {fmt_int(r.seq_len)} tokens: padding "
+                f"  {fmt_int(r.long_documents)} document{'s are' if r.long_documents != 1 else ' is'} longer than "
+                f"{fmt_int(r.seq_len)} tokens: padding "
                 f"splits them into {fmt_int(r.chunks)} chunks (nothing is truncated); packing lets them span "
                 "sequences",
                 style="yellow",
