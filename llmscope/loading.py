@@ -626,7 +626,7 @@ def load(
     """Resolve and load MODEL in one call; a LoadedModel passes through unchanged.
 
     This is what every core function calls, so a notebook can load once and reuse:
-    ``lm = llmscope.load("gpt2"); llmscope.next_token("Hello", model=lm)``.
+    ``lm = llmscope.load("gpt2"); llmscope.predict_next_token("Hello", model=lm)``.
     """
     if isinstance(model, LoadedModel):
         return model
