@@ -116,12 +116,12 @@ def render_packing(r: PackingResult) -> RenderableType:
     if r.empty_documents:
         notes.append(Text(f"  {fmt_int(r.empty_documents)} empty documents skipped", style="dim"))
     if r.long_documents:
+        one = r.long_documents == 1
         notes.append(
             Text(
-                f"  {fmt_int(r.long_documents)} document{'s are' if r.long_documents != 1 else ' is'} longer than "
-                f"{fmt_int(r.seq_len)} tokens: padding "
-                f"splits them into {fmt_int(r.chunks)} chunks (nothing is truncated); packing lets them span "
-                "sequences",
+                f"  {fmt_int(r.long_documents)} document{' is' if one else 's are'} longer than {fmt_int(r.seq_len)} "
+                f"tokens: padding splits {'it' if one else 'them'} into {fmt_int(r.chunks)} chunks (nothing is "
+                f"truncated); packing lets {'it' if one else 'them'} span sequences",
                 style="yellow",
             )
         )
