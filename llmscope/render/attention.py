@@ -73,7 +73,8 @@ def kind_notes(r: AttentionResult) -> list[str]:
         notes.append(f"layer {r.layer} slides: each token sees at most the last {k.sliding_window:,} tokens")
         notes.append(f"(this prompt, {n} tokens, is {reach} the window)")
     elif r.layer_type and k.sliding_window:
-        notes.append(f"layer {r.layer} is a {r.layer_type.replace('_', ' ')} layer (others slide over {k.sliding_window:,})")
+        kind = r.layer_type.replace("_", " ")
+        notes.append(f"layer {r.layer} is a {kind} layer (others slide over {k.sliding_window:,})")
     if k.causal:
         notes.append("causal: a token sees only itself and earlier tokens (the empty upper triangle)")
     else:

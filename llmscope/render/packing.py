@@ -105,7 +105,9 @@ class Picture:
 
 def render_packing(r: PackingResult) -> RenderableType:
     title = Text(overflow="fold")
-    title.append(f"Packing {fmt_int(r.documents)} documents into sequences of {fmt_int(r.seq_len)} tokens", style="bold")
+    title.append(
+        f"Packing {fmt_int(r.documents)} documents into sequences of {fmt_int(r.seq_len)} tokens", style="bold"
+    )
     title.append(f"\n  {r.source}", style="dim")
     facts = Text(
         f"  {fmt_int(r.tokens)} tokens; documents {fmt_int(r.shortest)} to {fmt_int(r.longest)} tokens, "
