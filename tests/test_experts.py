@@ -97,3 +97,37 @@ def test_dense_loaded_model_is_refused(tiny_models):
 def test_empty_prompt(tiny_mixtral):
     with pytest.raises(UsageError):
         experts("", model=tiny_mixtral)
+
+
+def test_qwen2_moe_without_renormalisation_and_a_dense_layer(tiny_models):
+    """Qwen2-MoE with norm_topk_prob=False keeps raw softmax weights; layer 1 is a plain MLP."""
+    from transformers import AutoTokenizer, Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    from llmscope.resolve import resolve
+
+    torch.manual_seed(0)
+    config = Qwen2MoeConfig(
+        hidden_size=32, intermediate_size=64, moe_intermediate_size=16, shared_expert_intermediate_size=32,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=400, num_experts=6,
+        num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[1],
+    )
+    folder = str(tiny_models["llama"])
+    lm = loading.LoadedModel(
+        model=Qwen2MoeForCausalLM(config).eval(), tokenizer=AutoTokenizer.from_pretrained(folder),
+        source=resolve(folder), device="cpu", dtype="float32",
+    )
+    captured = {}
+    block = lm.model.model.layers[0].mlp
+    hook = block.register_forward_hook(lambda mod, inp, out: captured.setdefault("x", inp[0].detach()))
+    result = experts(PROMPT, model=lm)
+    hook.remove()
+    assert [layer.layer for layer in result.layers] == [0]
+    hidden = captured["x"].reshape(-1, 32)  # (tokens, hidden)
+    probs = torch.softmax(hidden @ block.gate.weight.T, dim=-1)  # (tokens, experts)
+    top, idx = torch.topk(probs, 2, dim=-1)
+    got_idx = torch.tensor([t.experts for t in result.layers[0].tokens])
+    got_w = torch.tensor([t.weights for t in result.layers[0].tokens])
+    assert torch.equal(got_idx, idx)
+    torch.testing.assert_close(got_w, top)  # not renormalised: sums are below 1
+    assert torch.all(got_w.sum(dim=-1) < 1)
+    assert result.num_experts == 6

@@ -101,6 +101,8 @@ class Heatmap:
         yield header
         for i in range(shown):
             line = _label(i, r.tokens[i])
+            if r.query is not None and i == r.query.position:
+                line.stylize("bold reverse", 0, LABEL_WIDTH - 1)  # the --token row
             for j in range(shown):
                 w = weights[i][j]
                 if w == 0.0:  # masked out (causal or outside the window): nothing drawn
