@@ -35,16 +35,27 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("inspect", epilog=inspect_cmd.EPILOG)(inspect_cmd.command)
-app.command("memory", epilog=memory_cmd.EPILOG)(memory_cmd.command)
-app.command("attention", epilog=attention_cmd.EPILOG)(attention_cmd.command)
-app.command("experts", epilog=experts_cmd.EPILOG)(experts_cmd.command)
-app.command("pack", epilog=pack_cmd.EPILOG)(pack_cmd.command)
-app.command("tokenize", epilog=tokenize_cmd.EPILOG)(tokenize_cmd.command)
-app.command("next-token", epilog=next_token_cmd.EPILOG)(next_token_cmd.command)
-app.command("layers", epilog=layers_cmd.EPILOG)(layers_cmd.command)
-app.command("generate", epilog=generate_cmd.EPILOG)(generate_cmd.command)
-app.command("compare", epilog=compare_cmd.EPILOG)(compare_cmd.command)
+def _help(function: object) -> str:
+    """A command's docstring with each paragraph joined into one line, so Rich can wrap it."""
+    import inspect
+
+    return "\n\n".join(" ".join(p.split()) for p in (inspect.getdoc(function) or "").split("\n\n"))
+
+
+# In the order a learner meets them: what the model is, what it reads, what it computes, what it writes.
+for _name, _module in (
+    ("inspect", inspect_cmd),
+    ("memory", memory_cmd),
+    ("tokenize", tokenize_cmd),
+    ("next-token", next_token_cmd),
+    ("layers", layers_cmd),
+    ("generate", generate_cmd),
+    ("compare", compare_cmd),
+    ("attention", attention_cmd),
+    ("experts", experts_cmd),
+    ("pack", pack_cmd),
+):
+    app.command(_name, help=_help(_module.command), epilog=_module.EPILOG)(_module.command)
 
 
 def _version(value: bool) -> None:
