@@ -126,12 +126,12 @@ def command(
             out.print(Text(token.text, style=prob_style(token.prob) if show_probs else ""), end="", soft_wrap=True)
             out.file.flush()
 
-    if stream and not chat:
-        out.print(Text(prompt, style="dim"), end="", soft_wrap=True)
     if settings.strategy == "beam" and not json_:
         render.stderr.print(f"[dim]Beam search with {settings.num_beams} beams: the text comes when it is done.[/dim]")
     if not kv_cache and not json_:
         render.stderr.print("[dim]Generating without the KV cache, then again with it to compare.[/dim]")
+    if stream and not chat:
+        out.print(Text(prompt, style="dim"), end="", soft_wrap=True)
     result = generate(
         prompt, model=lm, strategy=settings.strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         typical_p=typical_p, num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
