@@ -44,7 +44,7 @@ _API = {
     "vocab_info": "llmscope.tokens",
     "TokenizationResult": "llmscope.tokens",
     "DecodeResult": "llmscope.tokens",
-    "ComparisonResult": "llmscope.tokens",
+    "TokenizerComparison": "llmscope.tokens",
     "VocabInfo": "llmscope.tokens",
     "predict_next_token": "llmscope.next_token",  # = llmscope.next_token.next_token
     "NextTokenResult": "llmscope.next_token",

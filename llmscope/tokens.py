@@ -123,7 +123,7 @@ class DecodeResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class ComparisonResult:
+class TokenizerComparison:
     """``compare_tokenizers()``: one text through several tokenizers."""
 
     text: str
@@ -656,7 +656,7 @@ def compare_tokenizers(
     chat: bool = False,
     system: str | None = None,
     add_special_tokens: bool = True,
-) -> ComparisonResult:
+) -> TokenizerComparison:
     """TEXT through each tokenizer of MODELS (the first is the baseline); ``revision`` and
     ``gguf_file`` apply to the first model only."""
     if not models:
@@ -678,7 +678,7 @@ def compare_tokenizers(
     by_category = [_tokens_by_category(r) for r in results]
     present = {k for counts in by_category for k in counts}
     order = (*CATEGORIES, "special")
-    return ComparisonResult(
+    return TokenizerComparison(
         text=text,
         results=tuple(results),
         categories=tuple(k for k in order if k in present),

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pytest
 
+# Set before anything imports huggingface_hub, which reads these once at import time: tests never
+# touch the network, even from module-level imports during collection.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
 DATA = Path(__file__).parent / "data"
 CONFIGS = DATA / "configs"
 

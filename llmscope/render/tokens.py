@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmscope.render import fmt_int
-from llmscope.tokens import ComparisonResult, DecodeResult, TokenInfo, TokenizationResult, VocabInfo
+from llmscope.tokens import TokenizerComparison, DecodeResult, TokenInfo, TokenizationResult, VocabInfo
 
 # Alternating backgrounds, as in tokenizer playgrounds; readable with light or dark text.
 PALETTE = ("on #1f4e79", "on #5b3a6e", "on #2e6b4f", "on #7a5a1e", "on #6e2f3f", "on #245f6b")
@@ -224,7 +224,7 @@ def short_name(model: str) -> str:
     return model.split(" (")[0] if " (embedded" in model else model
 
 
-def render_comparison(result: ComparisonResult) -> RenderableType:
+def render_comparison(result: TokenizerComparison) -> RenderableType:
     summary = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
     summary.add_column("model", overflow="fold", max_width=40)
     summary.add_column("tokens", justify="right", style="bold")
