@@ -142,6 +142,58 @@ def checkpoint_dtype(config: PretrainedConfig) -> str | None:
     return str(value).replace("torch.", "")
 
 
+def available_ram() -> int:
+    """Bytes of RAM the system can give without swapping (psutil comes with accelerate)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        raise
+
+
+def check_weights_fit(weight_bytes: int, target: str, dtype: str, name: str) -> None:
+    """Refuse to load weights that cannot fit, instead of being killed by the OOM killer.
+
+    ``target`` is 'cpu', 'cuda:N', 'mps' or 'auto' (GPUs and RAM together, as accelerate spreads).
+    """
+    import torch
+
+    if os.environ.get("LLMSCOPE_SKIP_MEMORY_CHECK"):
+        return
+    if target.startswith("cuda"):
+        available = int(torch.cuda.mem_get_info(int(target.split(":")[1]))[0])
+        where = f"free on {target}"
+    elif target == "auto":
+        gpus = sum(int(torch.cuda.mem_get_info(i)[0]) for i in range(torch.cuda.device_count()))
+        available = gpus + available_ram()
+        where = "free on the GPUs and in RAM together"
+    else:
+        available = available_ram()
+        where = "of RAM available"
+    if weight_bytes <= 0.95 * available:
+        return
+    from llmscope.render import fmt_bytes
+
+    hints = []
+    for smaller, size in (("bfloat16", 2), ("float16", 2)):
+        if dtype == "float32" and weight_bytes * size / 4 <= 0.95 * available:
+            hints.append(f"--dtype {smaller}")
+            break
+    if target != "auto" and torch.cuda.is_available():
+        hints.append("--device auto (spreads it over the GPUs and the CPU)")
+    hint = "try " + " or ".join(hints) if hints else "use a smaller model or a machine with more memory"
+    raise ResourceError(
+        f"{name} needs {fmt_bytes(weight_bytes)} for its weights in {dtype}, but only "
+        f"{fmt_bytes(available)} is {where}",
+        hint=hint,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Turning library errors into one line with a hint
 
@@ -589,6 +641,10 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, target, config)
     cls = model_class(config, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
+    with translate_errors(source, what="config"):
+        meta = build_meta_model(config, trust_remote_code=trust_remote_code)
+    weight_bytes = sum(p.numel() for p in meta.parameters()) * torch_dtype.itemsize  # tied: once
+    check_weights_fit(weight_bytes, target, str(torch_dtype).replace("torch.", ""), source.display_name)
     location, kwargs = _pretrained_location(source, "model")
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation

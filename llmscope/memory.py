@@ -10,7 +10,6 @@ With several devices, accelerate's ``infer_auto_device_map`` plans where each la
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -87,23 +86,6 @@ class DeviceBudget:
     source: str  # 'given', or where this machine's number came from
 
 
-def _available_ram() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # pragma: no cover - psutil comes with accelerate
-        pass
-    try:  # pragma: no cover
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover
-        pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))  # pragma: no cover
-
-
 def machine_budget() -> list[DeviceBudget]:
     """This machine: free memory of each CUDA GPU (plus available RAM to spill into), else available RAM."""
     import torch
@@ -113,7 +95,7 @@ def machine_budget() -> list[DeviceBudget]:
         for i in range(torch.cuda.device_count()):
             free, _ = torch.cuda.mem_get_info(i)
             gpus.append(DeviceBudget(f"cuda:{i}", int(free), "free GPU memory"))
-    ram = DeviceBudget("cpu", _available_ram(), "available RAM")
+    ram = DeviceBudget("cpu", loading.available_ram(), "available RAM")
     return [*gpus, ram]
 
 

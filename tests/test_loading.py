@@ -212,3 +212,16 @@ def test_converted_cache_gives_the_same_logits_as_transformers_reading_the_gguf(
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.equal(direct(ids).logits, demo_model.model(ids).logits)
+
+
+def test_weights_that_cannot_fit_are_refused_before_loading(tiny_models, monkeypatch):
+    """A machine with less free RAM than the weights: a clear refusal naming a dtype that fits."""
+    from llmscope.errors import ResourceError
+
+    config = loading.load_config(resolve(str(tiny_models["llama"])))
+    weight_bytes = 4 * sum(p.numel() for p in loading.build_meta_model(config).parameters())
+    monkeypatch.setattr(loading, "available_ram", lambda: int(weight_bytes * 0.8))
+    with pytest.raises(ResourceError) as info:
+        llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="float32")
+    assert "--dtype bfloat16" in str(info.value)
+    assert llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="bfloat16").dtype == "bfloat16"
