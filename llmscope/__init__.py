@@ -24,6 +24,8 @@ _API = {
     "resolve": "llmscope.resolve",
     "ModelSource": "llmscope.resolve",
     "LlmscopeError": "llmscope.errors",
+    "show": "llmscope.render",
+    "renderable": "llmscope.render",
     "generate": "llmscope.decoding",
     "compare": "llmscope.decoding",
     "GenerationResult": "llmscope.decoding",

@@ -157,3 +157,39 @@ def fmt_count(value: int | None) -> str:
 def visible(text: str) -> str:
     """Whitespace made visible for a token piece: space ·, newline ↵, tab →."""
     return text.replace(" ", "·").replace("\n", "↵").replace("\t", "→").replace("\r", "␍")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebooks: show any result with its renderer (Rich draws HTML in Jupyter by itself)
+
+_RENDERERS = {  # result class name -> "module:function" inside llmscope.render
+    "ArchitectureReport": "architecture:render_architecture",
+    "MemoryReport": "memory:render_memory",
+    "TokenizationResult": "tokens:render_tokenization",
+    "DecodeResult": "tokens:render_decode",
+    "TokenizerComparison": "tokens:render_comparison",
+    "VocabInfo": "tokens:render_vocab",
+    "NextTokenResult": "next_token:render_next_token",
+    "LayerReport": "layers:render_layers",
+    "GenerationResult": "decoding:render_generation",
+    "ComparisonResult": "decoding:render_comparison",
+    "AttentionResult": "attention:render_attention",
+    "ExpertRoutingResult": "experts:render_experts",
+    "PackingResult": "packing:render_packing",
+}
+
+
+def renderable(result: Any) -> RenderableType:
+    """The Rich renderable the CLI draws for a result of the Python API."""
+    import importlib
+
+    target = _RENDERERS.get(type(result).__name__)
+    if target is None:
+        raise TypeError(f"no renderer for {type(result).__name__}")
+    module, function = target.split(":")
+    return getattr(importlib.import_module(f"llmscope.render.{module}"), function)(result)
+
+
+def show(result: Any) -> None:
+    """Draw a result as the CLI would: ``llmscope.show(llmscope.inspect_model("gpt2"))``."""
+    Console().print(renderable(result))
