@@ -635,29 +635,39 @@ def load_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
 ) -> LoadedModel:
-    """Load weights and tokenizer for running. ``device='auto'`` uses accelerate's device map."""
+    """Load weights and tokenizer for running. ``device='auto'`` uses accelerate's device map.
+
+    The tokenizer loads in a second thread while the weights load: for a 262k-token vocabulary its
+    tokenizer.json takes as long to parse as a small model's weights take to read.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     target = resolve_device(device)
     config = load_config(source, trust_remote_code=trust_remote_code)
     torch_dtype = resolve_dtype(dtype, target, config)
     cls = model_class(config, trust_remote_code=trust_remote_code)
-    tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     with translate_errors(source, what="config"):
         meta = build_meta_model(config, trust_remote_code=trust_remote_code)
     weight_bytes = sum(p.numel() for p in meta.parameters()) * torch_dtype.itemsize  # tied: once
     check_weights_fit(weight_bytes, target, str(torch_dtype).replace("torch.", ""), source.display_name)
+    # Convert what a GGUF still needs first, one stage at a time; then read both folders at once.
+    _pretrained_location(source, "tokenizer")
     location, kwargs = _pretrained_location(source, "model")
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     device_map: Any = "auto" if target == "auto" else {"": target}
-    with translate_errors(source, what="weights"):
-        _quiet_transformers()
-        model = cls.from_pretrained(
-            location,
-            dtype=torch_dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            **kwargs,
-        )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tokenizer_job = pool.submit(load_tokenizer, source, trust_remote_code=trust_remote_code)
+        with translate_errors(source, what="weights"):
+            _quiet_transformers()
+            model = cls.from_pretrained(
+                location,
+                dtype=torch_dtype,
+                device_map=device_map,
+                trust_remote_code=trust_remote_code,
+                **kwargs,
+            )
+        tokenizer = tokenizer_job.result()
     model.eval()
     input_device = str(next(model.parameters()).device) if target == "auto" else target
     return LoadedModel(
