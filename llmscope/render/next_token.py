@@ -31,6 +31,8 @@ def bar(prob: float, width: int = BAR_WIDTH) -> str:
 def pct(prob: float | None) -> str:
     if prob is None:
         return "-"
+    if prob == 0:
+        return "0%"  # cut by top-k / top-p: exactly zero, not a tiny number
     if prob >= 0.0995:
         return f"{100 * prob:.1f}%"
     if prob >= 0.000995:
