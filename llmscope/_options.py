@@ -113,5 +113,8 @@ Export = Annotated[
         metavar="FILE",
     ),
 ]
-Seed = Annotated[int, typer.Option(help="Random seed: the same seed gives the same text.", min=0)]
+MAX_SEED = 2**64 - 1  # the largest seed torch's generators take
+Seed = Annotated[
+    int, typer.Option(help="Random seed: the same seed gives the same text.", min=0, max=MAX_SEED)
+]
 

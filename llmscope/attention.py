@@ -244,6 +244,9 @@ def attention(
     tokenizer = lm.tokenizer
     encoded = tokenizer(prompt, return_tensors="pt", return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)))
     ids = encoded["input_ids"].to(lm.device)  # (1, tokens)
+    from llmscope.next_token import check_context
+
+    check_context(lm, ids.shape[-1])
     offsets = [tuple(o) for o in encoded["offset_mapping"][0].tolist()] if "offset_mapping" in encoded else None
     id_list = ids[0].tolist()
     pieces = token_pieces(tokenizer, id_list)

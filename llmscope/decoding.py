@@ -155,8 +155,8 @@ def validate_values(
         raise bad("--max-new-tokens", max_new_tokens, "must be 1 or more")
     if repetition_penalty is not None and not (repetition_penalty > 0 and math.isfinite(repetition_penalty)):
         raise bad("--repetition-penalty", repetition_penalty, "must be more than 0 (1 means no penalty)")
-    if seed is not None and seed < 0:
-        raise bad("--seed", seed, "must be 0 or more")
+    if seed is not None and not 0 <= seed <= 2**64 - 1:
+        raise bad("--seed", seed, "must be 0 or more, and below 2**64")
 
 
 def infer_strategy(
@@ -448,6 +448,15 @@ def encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool = False, system: s
 
         ids = torch.tensor([[bos]])
     return ids.to(lm.device)
+
+
+def check_prompt(lm: LoadedModel, prompt: str, *, chat: bool = False, system: str | None = None) -> None:
+    """Raise what generation would raise about this model and prompt, before anything is printed."""
+    _causal(lm)
+    prompt_length = encode_prompt(lm, prompt, chat=chat, system=system).shape[-1]
+    room = _context_room(lm, prompt_length)
+    if room is not None and room < 1:
+        raise UsageError(f"the prompt ({prompt_length} tokens) fills the model's whole context")
 
 
 def stop_token_ids(lm: LoadedModel, *, chat: bool = False) -> list[int]:

@@ -166,6 +166,9 @@ def experts(
 
     encoded = lm.tokenizer(prompt, return_tensors="pt")
     ids = encoded["input_ids"].to(lm.device)  # (1, tokens)
+    from llmscope.next_token import check_context
+
+    check_context(lm, ids.shape[-1])
     from llmscope.attention import token_pieces
 
     pieces = token_pieces(lm.tokenizer, ids[0].tolist())

@@ -61,12 +61,17 @@ def cache_root() -> Path:
 
 
 def _quiet_transformers() -> None:
-    """Keep transformers' own warnings off the screen (their progress bars stay)."""
+    """Keep transformers' and huggingface_hub's own warnings off the screen (their progress bars stay).
+
+    Without this, an unreachable Hub prints two warning lines per retry before llmscope's one line.
+    """
     if os.environ.get("LLMSCOPE_DEBUG"):
         return
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hub_logging.set_verbosity_error()
 
 
 def validate_device(device: str) -> str:

@@ -55,10 +55,16 @@ def parse_size(text: str | int) -> int:
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
         raise UsageError(f"cannot read the size {text!r}", hint="write it like 24GiB, 80GB, 512MiB")
-    value = int(float(match.group(1)) * _UNITS[unit])
+    number = float(match.group(1)) * _UNITS[unit]
+    if not number < 2**80:  # a yottabyte: beyond any machine, and infinity cannot become an int
+        raise UsageError(f"size {text!r}: too large", hint="write it like 24GiB, 80GB, 512MiB")
+    value = int(number)
     if value <= 0:
         raise UsageError(f"size {text!r}: must be more than 0")
     return value
+
+
+MAX_GPUS = 4096  # far beyond any machine; a bigger count would only build a huge list
 
 
 def parse_gpus(text: str | list[int | str]) -> list[int]:
@@ -69,13 +75,15 @@ def parse_gpus(text: str | list[int | str]) -> list[int]:
         match = re.fullmatch(r"\s*([0-9]+)\s*[xX*]\s*(.+)", text)
         if match:
             count = int(match.group(1))
-            if count <= 0:
-                raise UsageError(f"--gpus {text}: the number of GPUs must be more than 0")
+            if not 0 < count <= MAX_GPUS:
+                raise UsageError(f"--gpus {text}: the number of GPUs must be 1 to {MAX_GPUS}")
             sizes = [parse_size(match.group(2))] * count
         else:
             sizes = [parse_size(s) for s in text.split(",") if s.strip()]
     if not sizes:
         raise UsageError(f"cannot read --gpus {text!r}", hint="write it like 2x80GiB or 24GiB,48GiB")
+    if len(sizes) > MAX_GPUS:
+        raise UsageError(f"--gpus: {len(sizes)} GPUs, more than {MAX_GPUS}")
     return sizes
 
 

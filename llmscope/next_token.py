@@ -174,8 +174,12 @@ class NextTokenResult:
 # Validation shared with the commands
 
 
-def check_knobs(*, top_k: int, temperature: float, top_p: float | None, steps: int, strategy: str) -> None:
+def check_knobs(
+    *, top_k: int, temperature: float, top_p: float | None, steps: int, strategy: str, seed: int = 0
+) -> None:
     """Raise UsageError for values out of range (called before any model loads)."""
+    if not 0 <= seed <= 2**64 - 1:
+        raise UsageError(f"--seed {seed}: must be 0 or more, and below 2**64")
     if top_k < 1:
         raise UsageError(f"--top-k {top_k}: must be at least 1")
     if not (temperature > 0 and math.isfinite(temperature)):
@@ -204,6 +208,16 @@ def context_length(lm: LoadedModel) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def check_context(lm: LoadedModel, n_tokens: int) -> None:
+    """Refuse a prompt longer than the model's context (positions past it are out of range or untrained)."""
+    limit = context_length(lm)
+    if limit is not None and n_tokens > limit:
+        raise UsageError(
+            f"the prompt is {n_tokens:,} tokens, longer than the model's context of {limit:,} tokens",
+            hint="shorten the prompt",
+        )
 
 
 def encode_prompt(
@@ -528,7 +542,7 @@ def stepper(
     trust_remote_code: bool = False,
 ) -> Stepper:
     """A Stepper on the prompt, ready for ``step()`` / ``advance(ids)`` (the interactive mode)."""
-    check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=0, strategy=strategy)
+    check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=0, strategy=strategy, seed=seed)
     check_prompt(prompt)
     lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
                       trust_remote_code=trust_remote_code)
@@ -596,7 +610,7 @@ def next_token(
     """
     import torch
 
-    check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy)
+    check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy, seed=seed)
     check_prompt(prompt)
     lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
                       trust_remote_code=trust_remote_code)

@@ -14,6 +14,7 @@ Utilisation is the share of the sequence slots that hold document tokens.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -80,12 +81,13 @@ def _documents(
     for item in inputs:
         if isinstance(item, Path) or item == "-":
             if str(item) == "-":
-                stream: Any = sys.stdin
+                buffer = getattr(sys.stdin, "buffer", None)  # bytes, decoded here as strict UTF-8
+                stream: Any = sys.stdin if buffer is None else io.TextIOWrapper(buffer, encoding="utf-8", newline="")
                 close = False
             else:
                 path = Path(item).expanduser()
                 try:
-                    stream = open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
+                    stream = open(path, encoding="utf-8", newline="")  # noqa: SIM115
                 except FileNotFoundError:
                     raise ModelNotFoundError(f"no such file: {item}") from None
                 except IsADirectoryError:
@@ -100,9 +102,17 @@ def _documents(
                 else:
                     text = stream.read()
                     yield text, len(text.encode("utf-8", errors="replace"))
+            except UnicodeDecodeError as exc:
+                where = "standard input" if str(item) == "-" else str(item)
+                raise UsageError(
+                    f"{where} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})",
+                    hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+                ) from None
             finally:
                 if close:
                     stream.close()
+                elif stream is not sys.stdin:
+                    stream.detach()  # leave standard input open
         else:
             if by_line:
                 for line in str(item).splitlines():

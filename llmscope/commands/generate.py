@@ -110,7 +110,7 @@ def command(
     from rich.text import Text
 
     from llmscope import loading, render
-    from llmscope.decoding import GeneratedToken, generate
+    from llmscope.decoding import GeneratedToken, check_prompt, generate
     from llmscope.render.decoding import prob_style, render_generation
 
     with render.status("Loading the model"):
@@ -118,6 +118,7 @@ def command(
             model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
             trust_remote_code=trust_remote_code,
         )
+    check_prompt(lm, prompt, chat=chat, system=system)  # its errors come before the prompt is echoed
     stream = not json_ and settings.strategy != "beam"
     out = render.stdout
 

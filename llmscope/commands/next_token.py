@@ -127,6 +127,9 @@ def run_interactive(prompt: str, *, json_: bool = False, seed: int = 0, **kwargs
             answer = typer.prompt(PROMPT_HELP, default="", show_default=False, err=True)
         except (typer.Abort, EOFError):
             break
+        except UnicodeDecodeError:
+            render.stderr.print("[yellow]The answer is not valid UTF-8: stopping here.[/yellow]")
+            break
         if answer.strip().lower() in ("", "q", "quit"):
             break
         stripped = answer.strip()

@@ -1,0 +1,622 @@
+"""Every command against the mistakes users make and the inputs attackers send.
+
+Each case must end with a non-zero exit (2 for a usage error, 1 for a runtime error), exactly one
+line starting with ``Error:`` on stderr, nothing on stdout and no traceback. An error that reaches
+``cli.main``'s last line of defence ("unexpected ... this is a bug in llmscope") fails the test:
+it means a library error leaked untranslated.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+USAGE, RUNTIME = 2, 1
+
+# Every command, and the arguments that make it run on MODEL (a path or hub id).
+COMMANDS = ("inspect", "memory", "tokenize", "next-token", "layers", "generate", "compare", "attention",
+            "experts", "pack")
+LOADS_WEIGHTS = ("next-token", "layers", "generate", "compare", "attention", "experts")
+LOADS_TOKENIZER = ("tokenize", "pack", *LOADS_WEIGHTS)
+HAS_DEVICE = LOADS_WEIGHTS
+PROMPT = "The cat sat on the mat"
+
+
+@pytest.fixture(scope="module")
+def doc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("docs") / "doc.txt"
+    path.write_text("The cat sat on the mat. The dog was not amused.\n")
+    return path
+
+
+def argv(command: str, model: str | Path, *extra: str, doc: Path | None = None, prompt: str = PROMPT) -> list[str]:
+    """``llmscope COMMAND`` pointed at MODEL with the least it needs to run."""
+    model = str(model)
+    if command in ("inspect", "memory"):
+        return [command, model, *extra]
+    if command == "pack":
+        return [command, str(doc), "--seq-len", "16", "-m", model, *extra]
+    return [command, prompt, "-m", model, *extra]
+
+
+def clean_error(result, code: int) -> str:
+    """Exactly one 'Error:' line on stderr, nothing on stdout, no traceback, the exit code given."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, f"exit {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "", result.stdout
+    assert "this is a bug in llmscope" not in lines[0], lines[0]
+    assert result.exit_code == code, f"exit {result.exit_code}: {lines[0]}"
+    return lines[0]
+
+
+def copy_model(folder: Path, tmp_path: Path, name: str = "model") -> Path:
+    target = tmp_path / name
+    shutil.copytree(folder, target)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# Models that are not there
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_missing_model_path(cli, command, doc):
+    line = clean_error(cli(*argv(command, "./no/such/model", doc=doc)), RUNTIME)
+    assert "no such file or folder" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unknown_hub_id_offline(cli, command, doc):
+    line = clean_error(cli(*argv(command, "someone/model-that-is-not-cached", doc=doc)), RUNTIME)
+    assert "HF_HUB_OFFLINE" in line and "someone/model-that-is-not-cached" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_folder_without_a_model(cli, command, doc, tmp_path):
+    line = clean_error(cli(*argv(command, tmp_path, doc=doc)), RUNTIME)
+    assert "without config.json" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_file_that_is_not_a_model(cli, command, doc):
+    line = clean_error(cli(*argv(command, doc, doc=doc)), RUNTIME)
+    assert "not a .gguf file" in line
+
+
+class _NotFoundHub(http.server.BaseHTTPRequestHandler):
+    """A stand-in for the Hub that knows no repository (answers as huggingface.co does)."""
+
+    def _answer(self) -> None:
+        body = b'{"error": "Repository not found"}'
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("X-Error-Message", "Repository not found")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _online(*args: str, endpoint: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": endpoint,
+           "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "5"}
+    return subprocess.run([sys.executable, "-m", "llmscope", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.parametrize("command", ["inspect", "generate"])
+def test_unknown_hub_id_online(command):
+    """Online, against a local stand-in for the Hub that answers 404 RepoNotFound."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFoundHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        args = ["inspect", "someone/no-such-model"] if command == "inspect" else [
+            "generate", "Hi", "-m", "someone/no-such-model"]
+        done = _online(*args, endpoint=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert done.returncode == RUNTIME and len(errors) == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert "no model 'someone/no-such-model' on the Hugging Face Hub" in errors[0]
+    assert [line for line in done.stderr.splitlines() if line.strip() and "Loading" not in line] == errors
+
+
+def test_hub_unreachable_online():
+    """Online with the Hub unreachable (a port nobody listens on): one line saying so."""
+    with socket.socket() as sock:  # a free port, closed again: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = _online("inspect", "someone/no-such-model", endpoint=f"http://127.0.0.1:{port}")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert done.returncode == RUNTIME and len(errors) == 1, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert "not reachable" in errors[0], errors[0]
+    assert [line for line in done.stderr.splitlines() if line.strip()] == errors  # no retry warnings
+
+
+# --------------------------------------------------------------------------------------------
+# Corrupt and truncated files
+
+
+@pytest.mark.parametrize("command", LOADS_WEIGHTS)
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_safetensors(cli, command, damage, tiny_models, tmp_path, doc):
+    folder = copy_model(tiny_models["llama"], tmp_path)
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    if damage == "garbage":
+        weights.write_bytes(os.urandom(len(data)))
+    elif damage == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    else:
+        weights.write_bytes(b"")
+    line = clean_error(cli(*argv(command, folder, doc=doc)), RUNTIME)
+    assert str(folder) in line
+
+
+@pytest.mark.parametrize("command", ["inspect", "memory", *LOADS_WEIGHTS])
+@pytest.mark.parametrize("damage", ["not json", "truncated", "a list", "no model_type"])
+def test_corrupt_config_json(cli, command, damage, tiny_models, tmp_path, doc):
+    folder = copy_model(tiny_models["gpt2"], tmp_path)
+    config = folder / "config.json"
+    text = config.read_text()
+    if damage == "not json":
+        config.write_bytes(os.urandom(200))
+    elif damage == "truncated":
+        config.write_text(text[: len(text) // 2])
+    elif damage == "a list":
+        config.write_text("[1, 2, 3]")
+    else:
+        data = json.loads(text)
+        del data["model_type"]
+        data.pop("architectures", None)
+        config.write_text(json.dumps(data))
+    line = clean_error(cli(*argv(command, folder, doc=doc)), RUNTIME)
+    assert str(folder) in line
+
+
+@pytest.mark.parametrize("command", LOADS_TOKENIZER)
+@pytest.mark.parametrize("damage", ["not json", "truncated", "wrong shape"])
+def test_corrupt_tokenizer_json(cli, command, damage, tiny_models, tmp_path, doc):
+    folder = copy_model(tiny_models["gpt2"], tmp_path)
+    tokenizer = folder / "tokenizer.json"
+    text = tokenizer.read_text()
+    if damage == "not json":
+        tokenizer.write_bytes(os.urandom(300))
+    elif damage == "truncated":
+        tokenizer.write_text(text[: len(text) // 2])
+    else:
+        tokenizer.write_text(json.dumps({"model": {"type": "NoSuchModel"}, "version": "1.0"}))
+    line = clean_error(cli(*argv(command, folder, doc=doc)), RUNTIME)
+    assert str(folder) in line
+
+
+def _write_gguf(path: Path) -> bytes:
+    """A small, well-formed GGUF (llama metadata and one tensor) written with the gguf package."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_context_length(64)
+    writer.add_embedding_length(8)
+    writer.add_head_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((16, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("damage", ["truncated", "header only", "garbage"])
+def test_truncated_or_corrupt_gguf(cli, command, damage, tmp_path, doc):
+    whole = _write_gguf(tmp_path / "whole.gguf")
+    path = tmp_path / "broken.gguf"
+    if damage == "truncated":
+        path.write_bytes(whole[: len(whole) // 2])
+    elif damage == "header only":
+        path.write_bytes(whole[:10])
+    else:
+        path.write_bytes(b"GGUF" + os.urandom(500))
+    line = clean_error(cli(*argv(command, path, doc=doc)), RUNTIME)
+    assert "broken.gguf" in line
+    assert not [p for p in (Path(os.environ["LLMSCOPE_CACHE"]) / "gguf").glob("*/*") if p.is_dir()
+                and (p / "llmscope-cache.json").exists() and "broken" in (p / "llmscope-cache.json").read_text()]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("model_type", ["not-an-architecture", "vit"])
+def test_unsupported_architecture(cli, command, model_type, tiny_models, tmp_path, doc):
+    folder = copy_model(tiny_models["gpt2"], tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = model_type
+    config["architectures"] = ["ViTForImageClassification" if model_type == "vit" else "NotAnArchitecture"]
+    (folder / "config.json").write_text(json.dumps(config))
+    result = cli(*argv(command, folder, doc=doc))
+    if command in ("tokenize", "pack"):  # only the tokenizer is read: it is intact
+        assert result.exit_code == 0, result.stderr
+        return
+    line = clean_error(result, RUNTIME)
+    assert "unsupported architecture" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Devices
+
+
+@pytest.mark.parametrize("command", HAS_DEVICE)
+@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
+def test_cuda_without_a_gpu(cli, command, device, tiny_models):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    model = tiny_models["mixtral" if command == "experts" else "gpt2"]
+    line = clean_error(cli(*argv(command, model, "--device", device)), RUNTIME)
+    assert "no CUDA GPU" in line and "--device cpu" in line
+
+
+@pytest.mark.parametrize("command", HAS_DEVICE)
+@pytest.mark.parametrize("option,value", [("--device", "tpu"), ("--device", "cuda:x"), ("--dtype", "int4")])
+def test_unknown_device_or_dtype(cli, command, option, value, tiny_models):
+    line = clean_error(cli(*argv(command, tiny_models["gpt2"], option, value)), USAGE)
+    assert value in line
+
+
+# --------------------------------------------------------------------------------------------
+# Out-of-range values for every numeric option, and unknown strategy names
+
+HUGE = str(10**30)
+OUT_OF_RANGE = [
+    # memory
+    ("memory", ["--context", "0"]),
+    ("memory", ["--context", "-5"]),
+    ("memory", ["--context", "abc"]),
+    ("memory", ["--batch", "0"]),
+    ("memory", ["--batch", "-1"]),
+    ("memory", ["--memory", "0GiB"]),
+    ("memory", ["--memory", "-1GiB"]),
+    ("memory", ["--memory", "lots"]),
+    ("memory", ["--memory", "nanGiB"]),
+    ("memory", ["--cpu", "0"]),
+    ("memory", ["--gpus", "0x80GiB"]),
+    ("memory", ["--gpus", "2x"]),
+    ("memory", ["--gpus", ","]),
+    ("memory", ["--gpus", f"{HUGE}x80GiB"]),
+    ("memory", ["--gpus", "100000000x80GiB"]),
+    ("memory", ["--memory", "9" * 400 + "GiB"]),
+    ("memory", ["--cpu", "9" * 400 + "GiB"]),
+    ("memory", ["--kv-dtype", "int3"]),
+    ("memory", ["--memory", "8GiB", "--gpus", "2x8GiB"]),
+    # tokenize
+    ("tokenize", ["--ids", "-1"]),
+    ("tokenize", ["--ids", "abc"]),
+    ("tokenize", ["--ids", ","]),
+    ("tokenize", ["--ids", "1.5"]),
+    ("tokenize", ["--ids", HUGE]),
+    ("tokenize", ["--ids", "99999"]),
+    # next-token
+    ("next-token", ["--top-k", "0"]),
+    ("next-token", ["--top-k", "-3"]),
+    ("next-token", ["--temperature", "0"]),
+    ("next-token", ["--temperature", "-1"]),
+    ("next-token", ["--temperature", "nan"]),
+    ("next-token", ["--temperature", "inf"]),
+    ("next-token", ["--top-p", "0"]),
+    ("next-token", ["--top-p", "1.5"]),
+    ("next-token", ["--top-p", "nan"]),
+    ("next-token", ["--steps", "-1"]),
+    ("next-token", ["--steps", HUGE]),
+    ("next-token", ["--seed", "-1"]),
+    ("next-token", ["--seed", HUGE]),
+    ("next-token", ["--strategy", "telepathy"]),
+    # layers
+    ("layers", ["--top", "0"]),
+    ("layers", ["--top", "-1"]),
+    # generate
+    ("generate", ["--temperature", "-1"]),
+    ("generate", ["--temperature", "nan"]),
+    ("generate", ["--temperature", "inf"]),
+    ("generate", ["--top-k", "0"]),
+    ("generate", ["--top-p", "0"]),
+    ("generate", ["--top-p", "1.5"]),
+    ("generate", ["--min-p", "-0.1"]),
+    ("generate", ["--min-p", "1.5"]),
+    ("generate", ["--typical-p", "0"]),
+    ("generate", ["--typical-p", "2"]),
+    ("generate", ["--num-beams", "0"]),
+    ("generate", ["--max-new-tokens", "0"]),
+    ("generate", ["--max-new-tokens", "-5"]),
+    ("generate", ["--repetition-penalty", "0"]),
+    ("generate", ["--repetition-penalty", "-1"]),
+    ("generate", ["--repetition-penalty", "inf"]),
+    ("generate", ["--seed", "-1"]),
+    ("generate", ["--seed", HUGE]),
+    ("generate", ["--seed", str(2**64)]),
+    ("generate", ["--strategy", "telepathy"]),
+    ("generate", ["--strategy", ""]),
+    ("generate", ["--strategy", "greedy", "--top-p", "0.5"]),
+    ("generate", ["--num-beams", "3", "--strategy", "top-k"]),
+    # compare
+    ("compare", ["--strategies", "telepathy"]),
+    ("compare", ["--strategies", ""]),
+    ("compare", ["--strategies", "greedy,,beam"]),
+    ("compare", ["--strategies", "greedy=3"]),
+    ("compare", ["--strategies", "top-p=abc"]),
+    ("compare", ["--strategies", "top-p=2"]),
+    ("compare", ["--strategies", "top-k=0"]),
+    ("compare", ["--strategies", "beam=0"]),
+    ("compare", ["--strategies", "sample=-1"]),
+    ("compare", ["--temperature", "-1"]),
+    ("compare", ["--top-k", "0"]),
+    ("compare", ["--top-p", "0"]),
+    ("compare", ["--min-p", "2"]),
+    ("compare", ["--typical-p", "0"]),
+    ("compare", ["--num-beams", "0"]),
+    ("compare", ["--max-new-tokens", "0"]),
+    ("compare", ["--repetition-penalty", "0"]),
+    ("compare", ["--seed", "-1"]),
+    ("compare", ["--seed", HUGE]),
+    # attention
+    ("attention", ["--layer", "2"]),
+    ("attention", ["--layer", "-3"]),
+    ("attention", ["--layer", HUGE]),
+    ("attention", ["--head", "4"]),
+    ("attention", ["--head", "-1"]),
+    ("attention", ["--top", "0"]),
+    ("attention", ["--token", "99"]),
+    ("attention", ["--token", "-99"]),
+    ("attention", ["--token", "zebra"]),
+    # pack
+    ("pack", ["--seq-len", "0"]),
+    ("pack", ["--seq-len", "-1"]),
+    ("pack", ["--seq-len", "abc"]),
+]
+
+
+@pytest.mark.parametrize("command,extra", OUT_OF_RANGE, ids=[f"{c} {' '.join(e)[:40]}" for c, e in OUT_OF_RANGE])
+def test_out_of_range_values(cli, command, extra, tiny_models, doc):
+    if command == "pack":
+        args = ["pack", str(doc), "-m", str(tiny_models["gpt2"]), *extra]
+    else:
+        args = argv(command, tiny_models["gpt2"], *extra)
+    clean_error(cli(*args), USAGE)
+
+
+# Large but valid values: clamped to what the model has, never a crash.
+HUGE_BUT_VALID = [
+    ("next-token", ["--top-k", HUGE]),
+    ("next-token", ["--seed", str(2**64 - 1)]),
+    ("layers", ["--top", HUGE]),
+    ("generate", ["--top-k", HUGE, "-n", "2"]),
+    ("generate", ["--max-new-tokens", HUGE]),
+    ("generate", ["--seed", str(2**64 - 1), "--strategy", "sample", "-n", "2"]),
+    ("attention", ["--top", HUGE, "--token", "-1"]),
+    ("pack", ["--seq-len", HUGE]),
+    ("memory", ["--context", "100000", "--allow-longer", "--batch", "1000"]),
+]
+
+
+@pytest.mark.parametrize("command,extra", HUGE_BUT_VALID, ids=[f"{c} {' '.join(e)[:40]}" for c, e in HUGE_BUT_VALID])
+def test_huge_but_valid_values(cli, command, extra, tiny_models, doc):
+    if command == "pack":
+        args = ["pack", str(doc), "-m", str(tiny_models["gpt2"]), *extra]
+    else:
+        args = argv(command, tiny_models["gpt2"], *extra)
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "Error" not in result.stderr
+
+
+def test_two_stdins_and_missing_files_for_pack(cli, tiny_models, tmp_path):
+    gpt2 = str(tiny_models["gpt2"])
+    clean_error(cli("pack", "-", "-", "--seq-len", "8", "-m", gpt2), USAGE)
+    clean_error(cli("pack", str(tmp_path / "nope.txt"), "--seq-len", "8", "-m", gpt2), USAGE)
+    clean_error(cli("pack", str(tmp_path), "--seq-len", "8", "-m", gpt2), USAGE)
+
+
+def test_tokenize_file_mistakes(cli, tiny_models, tmp_path):
+    gpt2 = str(tiny_models["gpt2"])
+    clean_error(cli("tokenize", "-f", str(tmp_path / "nope.txt"), "-m", gpt2), USAGE)
+    clean_error(cli("tokenize", "-f", str(tmp_path), "-m", gpt2), USAGE)
+    clean_error(cli("tokenize", "text", "-f", str(tmp_path), "-m", gpt2), USAGE)
+
+
+# --------------------------------------------------------------------------------------------
+# Prompts longer than the model's context (the tiny models hold 128 or 256 positions)
+
+LONG = "the cat sat on the mat " * 200  # about 1,200 tokens
+
+
+@pytest.mark.parametrize("command", ["next-token", "layers", "generate", "compare", "attention", "experts"])
+def test_prompt_longer_than_the_context(cli, command, tiny_models):
+    model = tiny_models["mixtral" if command == "experts" else "gpt2"]
+    line = clean_error(cli(*argv(command, model, prompt=LONG)), USAGE)
+    assert "context" in line
+
+
+def test_steps_past_the_context(cli, tiny_models):
+    prompt = "the cat sat on the mat " * 15  # under 128 tokens, but not with 100 more
+    line = clean_error(cli("next-token", prompt, "-m", str(tiny_models["gpt2"]), "--steps", "100"), USAGE)
+    assert "context" in line
+
+
+def test_bert_prompt_longer_than_its_context(cli, tiny_models):
+    line = clean_error(cli("next-token", LONG + " [MASK]", "-m", str(tiny_models["bert"])), USAGE)
+    assert "context" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Empty input and invalid UTF-8
+
+
+@pytest.mark.parametrize("command", ["next-token", "layers", "attention", "experts"])
+def test_empty_prompt(cli, command, tiny_models):
+    model = tiny_models["mixtral" if command == "experts" else "gpt2"]
+    line = clean_error(cli(*argv(command, model, prompt="")), USAGE)
+    assert "empty" in line
+
+
+@pytest.mark.parametrize("command", ["generate", "compare"])
+def test_empty_prompt_writes_from_the_start_token(cli, command, tiny_models):
+    """generate and compare accept an empty prompt: they start from BOS, as model.generate does."""
+    result = cli(command, "", "-m", str(tiny_models["gpt2"]), "-n", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data
+
+
+def test_empty_prompt_without_a_start_token(cli, tiny_models, tmp_path):
+    folder = copy_model(tiny_models["gpt2"], tmp_path)
+    for name in ("config.json", "generation_config.json"):
+        path = folder / name
+        if path.exists():
+            data = json.loads(path.read_text())
+            data["bos_token_id"] = None
+            path.write_text(json.dumps(data))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["bos_token"] = None
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    result = cli("generate", "", "-m", str(folder), "-n", "3")
+    if result.exit_code != 0:
+        clean_error(result, USAGE)
+
+
+def test_empty_file_for_pack(cli, tiny_models, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    line = clean_error(cli("pack", str(empty), "--seq-len", "8", "-m", str(tiny_models["gpt2"])), USAGE)
+    assert "no tokens" in line
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    """Standard input as a process gets it: bytes under a strict UTF-8 text layer."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+INVALID_UTF8 = b"caf\xe9 \xff\xfe na\xefve"
+
+
+def test_invalid_utf8_on_stdin_for_tokenize(cli, monkeypatch, tiny_models):
+    _stdin(monkeypatch, INVALID_UTF8)
+    line = clean_error(cli("tokenize", "-", "-m", str(tiny_models["gpt2"])), USAGE)
+    assert "not valid UTF-8" in line and "0xe9" in line
+
+
+def test_invalid_utf8_file_for_tokenize(cli, tiny_models, tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(INVALID_UTF8)
+    line = clean_error(cli("tokenize", "-f", str(path), "-m", str(tiny_models["gpt2"])), USAGE)
+    assert "not valid UTF-8" in line
+
+
+def test_invalid_utf8_on_stdin_for_pack(cli, monkeypatch, tiny_models):
+    _stdin(monkeypatch, INVALID_UTF8)
+    result = cli("pack", "-", "--seq-len", "8", "-m", str(tiny_models["gpt2"]))
+    line = clean_error(result, USAGE)
+    assert "UTF-8" in line
+
+
+def test_empty_stdin_for_tokenize_and_pack(cli, monkeypatch, tiny_models):
+    from transformers import AutoTokenizer
+
+    _stdin(monkeypatch, b"")
+    result = cli("tokenize", "-", "-m", str(tiny_models["llama"]), "--json")
+    assert result.exit_code == 0, result.stderr
+    # nothing but what the tokenizer adds by itself (the BOS)
+    assert result.json()["ids"] == AutoTokenizer.from_pretrained(tiny_models["llama"])("")["input_ids"]
+    _stdin(monkeypatch, b"")
+    clean_error(cli("pack", "-", "--seq-len", "8", "-m", str(tiny_models["gpt2"])), USAGE)
+
+
+def test_invalid_utf8_on_a_real_stdin(tiny_models):
+    """The same through a real process and pipe, where Python's own stdin decoding applies."""
+    done = subprocess.run(
+        [sys.executable, "-m", "llmscope", "tokenize", "-", "-m", str(tiny_models["gpt2"])],
+        input=INVALID_UTF8, capture_output=True, timeout=120,
+        env={**os.environ, "PYTHONIOENCODING": "", "LC_ALL": "C.UTF-8"},
+    )
+    err = done.stderr.decode()
+    assert done.returncode == USAGE, err
+    assert done.stdout == b"" and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("Error:")] == [
+        next(line for line in err.splitlines() if "not valid UTF-8" in line)
+    ]
+
+
+def test_invalid_utf8_in_interactive_answers(cli, monkeypatch, tiny_models):
+    _stdin(monkeypatch, b"\xff\xfe\n")
+    result = cli("next-token", PROMPT, "-m", str(tiny_models["gpt2"]), "--interactive")
+    assert result.exit_code in (0, USAGE), result.stderr
+    assert "Traceback" not in result.stderr and "this is a bug" not in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Commands that do not fit the model
+
+
+def test_dense_model_for_experts(cli, tiny_models):
+    line = clean_error(cli("experts", PROMPT, "-m", str(tiny_models["llama"])), RUNTIME)
+    assert "mixture-of-experts" in line or "dense" in line
+
+
+@pytest.mark.parametrize("command", ["generate", "compare"])
+def test_masked_lm_cannot_write(cli, command, tiny_models):
+    clean_error(cli(*argv(command, tiny_models["bert"])), USAGE)
+
+
+@pytest.mark.parametrize("command", ["next-token", "layers", "generate", "compare"])
+def test_chat_without_a_chat_template(cli, command, tiny_models):
+    line = clean_error(cli(*argv(command, tiny_models["gpt2"], "--chat")), USAGE)
+    assert "chat template" in line
+
+
+@pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare"])
+def test_system_without_chat(cli, command, tiny_models):
+    line = clean_error(cli(*argv(command, tiny_models["llama"], "--system", "Be brief.")), USAGE)
+    assert "--chat" in line
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_unknown_option(cli, command, tiny_models, doc):
+    line = clean_error(cli(*argv(command, tiny_models["gpt2"], "--no-such-option", doc=doc)), USAGE)
+    assert "--no-such-option" in line
+
+
+@pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare", "attention",
+                                     "experts", "inspect", "memory", "pack"])
+def test_export_to_an_unknown_format(cli, command, tiny_models, doc, tmp_path):
+    line = clean_error(cli(*argv(command, tiny_models["gpt2"], "--export", str(tmp_path / "x.pdf"), doc=doc)),
+                       USAGE)
+    assert "x.pdf" in line
+
+
+# --------------------------------------------------------------------------------------------
+# One run on the real embedded model: a prompt beyond nothing but a bad layer index
+
+
+@pytest.mark.slow
+def test_demo_model_layer_out_of_range(cli):
+    line = clean_error(cli("attention", "Hello", "--layer", "18"), USAGE)
+    assert "18 layers" in line
