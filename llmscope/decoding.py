@@ -436,7 +436,10 @@ def encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool = False, system: s
                 f"{lm.source.display_name} has no chat template", hint="drop --chat to continue plain text"
             )
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        encoded = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with loading.translate_errors(lm.source, what="chat template"):  # jinja's sandbox errors included
+            encoded = tok.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
         ids = encoded["input_ids"]
     else:
         ids = tok(prompt, return_tensors="pt")["input_ids"]

@@ -231,6 +231,12 @@ def _translate(exc: Exception, source: ModelSource, what: str) -> LlmscopeError:
     text = " ".join(str(e) for e in _chain(exc))
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
+    if "SecurityError" in names:  # jinja's sandbox stopped a chat template
+        return ModelFormatError(
+            f"{name}: its chat template tried something jinja's sandbox forbids, and was stopped "
+            f"({_first_line(exc)})",
+            hint="the template may be malicious; nothing was run",
+        )
     if "trust_remote_code" in text:
         return RemoteCodeError(
             f"{name} needs to run custom code from its repository to load",

@@ -14,7 +14,7 @@ import unicodedata
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from llmscope.errors import LlmscopeError, UsageError
+from llmscope.errors import LlmscopeError, ModelFormatError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
@@ -459,6 +459,11 @@ def _render_chat(tokenizer: PreTrainedTokenizerBase, name: str, text: str, syste
         raise
     except Exception as exc:  # noqa: BLE001 - template errors are the model's, shown as one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if type(exc).__name__ == "SecurityError":  # jinja's sandbox stopped the template
+            raise ModelFormatError(
+                f"{name}: its chat template tried something jinja's sandbox forbids, and was stopped ({first})",
+                hint="the template may be malicious; nothing was run",
+            ) from exc
         raise UsageError(f"{name}: its chat template failed to render these messages ({first})") from exc
     return rendered, messages
 

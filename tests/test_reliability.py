@@ -620,3 +620,49 @@ def test_export_to_an_unknown_format(cli, command, tiny_models, doc, tmp_path):
 def test_demo_model_layer_out_of_range(cli):
     line = clean_error(cli("attention", "Hello", "--layer", "18"), USAGE)
     assert "18 layers" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Chat templates render in jinja's sandbox: a malicious one is stopped, never run
+
+MALICIOUS_TEMPLATES = {
+    "subclasses": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "os via globals": "{{ cycler.__init__.__globals__.os.popen('touch MARKER').read() }}",
+    "os via context": "{{ self._TemplateReference__context.cycler.__init__.__globals__.os.system('touch MARKER') }}",
+    "mutate messages": "{{ messages.append({'role': 'x'}) }}{{ messages | length }}",
+}
+
+
+@pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare"])
+@pytest.mark.parametrize("name", list(MALICIOUS_TEMPLATES))
+def test_malicious_chat_template_is_stopped(cli, command, name, tiny_models, tmp_path):
+    marker = tmp_path / "PWNED"
+    folder = copy_model(tiny_models["llama"], tmp_path)
+    template = MALICIOUS_TEMPLATES[name].replace("MARKER", str(marker))
+    (folder / "chat_template.jinja").write_text(template)
+    # the template really is the one transformers will apply
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(folder).chat_template == template
+    line = clean_error(cli(*argv(command, folder, "--chat")), RUNTIME)
+    assert "sandbox forbids" in line and "unsafe" in line
+    assert not marker.exists()
+
+
+def test_harmless_tricks_render_without_running_anything(cli, tiny_models, tmp_path):
+    """Attribute lookups the sandbox allows but that reach nothing: the template renders, nothing runs."""
+    folder = copy_model(tiny_models["llama"], tmp_path)
+    template = "{{ ''.format.__self__ }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    (folder / "chat_template.jinja").write_text(template)
+    result = cli("tokenize", "hello", "-m", str(folder), "--chat", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["text"] == "hello"
+
+
+def test_a_template_that_loops_forever_is_bounded(cli, tiny_models, tmp_path):
+    folder = copy_model(tiny_models["llama"], tmp_path)
+    (folder / "chat_template.jinja").write_text("{% for i in range(10**12) %}x{% endfor %}")
+    for command in ("tokenize", "generate"):
+        result = cli(*argv(command, folder, "--chat"))
+        line = clean_error(result, result.exit_code)
+        assert result.exit_code in (USAGE, RUNTIME) and "Range too big" in line
