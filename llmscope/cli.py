@@ -122,9 +122,25 @@ def _quiet_broken_pipe() -> None:
     sys.exit(ExitCode.OK)
 
 
+def _not_utf8(args: list[str]) -> str | None:
+    """The first argument that was not valid UTF-8 (Python keeps such bytes as lone surrogates), unless
+    it names an existing file: paths may be any bytes, text may not."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            if not os.path.lexists(arg):
+                raw = arg.encode("utf-8", "surrogateescape")
+                return f"argument {raw!r} is not valid UTF-8 (byte 0x{ord(arg[exc.start]) & 0xFF:02x})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: every error a user can cause ends here as one line on stderr and an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    problem = _not_utf8(args)
+    if problem:
+        _fail(f"{problem} (convert it first, e.g. with iconv -f latin1 -t utf-8)", ExitCode.USAGE)
     debug = "--debug" in args or bool(os.environ.get("LLMSCOPE_DEBUG"))
     try:
         result = app(args=args, prog_name="llmscope", standalone_mode=False)

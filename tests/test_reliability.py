@@ -666,3 +666,36 @@ def test_a_template_that_loops_forever_is_bounded(cli, tiny_models, tmp_path):
         result = cli(*argv(command, folder, "--chat"))
         line = clean_error(result, result.exit_code)
         assert result.exit_code in (USAGE, RUNTIME) and "Range too big" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Invalid UTF-8 in arguments: Python keeps those bytes as lone surrogates ("caf\udce9")
+
+
+@pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare", "attention",
+                                     "experts"])
+def test_invalid_utf8_argument(cli, command, tiny_models):
+    line = clean_error(cli(*argv(command, tiny_models["gpt2"], prompt="caf\udce9")), USAGE)
+    assert "not valid UTF-8" in line and "0xe9" in line
+
+
+def test_invalid_utf8_in_an_option_value(cli, tiny_models):
+    line = clean_error(cli("next-token", "Hi", "-m", str(tiny_models["gpt2"]), "--show", "\udcff"), USAGE)
+    assert "not valid UTF-8" in line
+
+
+def test_a_file_name_that_is_not_utf8_still_works(cli, tiny_models, tmp_path):
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.txt"))
+    path.write_text("The cat sat on the mat.")
+    result = cli("pack", str(path), "--seq-len", "8", "-m", str(tiny_models["gpt2"]))
+    assert result.exit_code == 0, result.stderr
+
+
+def test_invalid_utf8_argument_in_a_real_process(tiny_models):
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"llmscope", b"tokenize", b"caf\xe9", b"-m", bytes(tiny_models["gpt2"])],
+        capture_output=True, timeout=120,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == USAGE and done.stdout == b"", err
+    assert err.startswith("Error:") and "not valid UTF-8" in err and len(err.strip().splitlines()) == 1
