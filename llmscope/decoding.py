@@ -48,6 +48,9 @@ ALIASES = {
 DEFAULT_COMPARE = ("greedy", "sample", "top-k", "top-p", "beam")
 
 DEFAULT_TEMPERATURE = 1.0
+# Below this, logits divided by the temperature overflow to inf and softmax gives NaN (sampling would
+# crash); 0 means greedy instead.
+MIN_TEMPERATURE = 1e-4
 DEFAULT_TOP_K = 50
 DEFAULT_TOP_P = 0.9
 DEFAULT_MIN_P = 0.05
@@ -141,6 +144,9 @@ def validate_values(
 
     if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
         raise bad("--temperature", temperature, "must be 0 or more (0 always picks the most likely token)")
+    if temperature is not None and 0 < temperature < MIN_TEMPERATURE:
+        raise bad("--temperature", temperature, f"must be 0 or at least {MIN_TEMPERATURE:g} (smaller values "
+                  "overflow; 0 always picks the most likely token)")
     if top_k is not None and top_k < 1:
         raise bad("--top-k", top_k, "must be 1 or more")
     if top_p is not None and not (0 < top_p <= 1):

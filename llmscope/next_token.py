@@ -182,8 +182,13 @@ def check_knobs(
         raise UsageError(f"--seed {seed}: must be 0 or more, and below 2**64")
     if top_k < 1:
         raise UsageError(f"--top-k {top_k}: must be at least 1")
+    from llmscope.decoding import MIN_TEMPERATURE
+
     if not (temperature > 0 and math.isfinite(temperature)):
         raise UsageError(f"--temperature {temperature}: must be above 0", hint="for always the top token use greedy")
+    if temperature < MIN_TEMPERATURE:  # the scaled logits would overflow to inf, the probabilities to NaN
+        raise UsageError(f"--temperature {temperature}: must be at least {MIN_TEMPERATURE:g}",
+                         hint="for always the top token use greedy")
     if top_p is not None and not (0 < top_p <= 1):
         raise UsageError(f"--top-p {top_p}: must be in (0, 1]")
     if steps < 0:

@@ -488,6 +488,10 @@ def tokenize(
     """
     if not isinstance(text, str):
         raise UsageError(f"text must be a str, not {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: what Python makes of bytes that are not UTF-8
+        raise UsageError(f"the text is not valid Unicode: a lone surrogate at character {exc.start}") from None
     if system is not None and not chat:
         raise UsageError("--system only makes sense with --chat")
     tokenizer, name = _get_tokenizer(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
