@@ -702,3 +702,28 @@ def test_invalid_utf8_argument_in_a_real_process(tiny_models):
     err = done.stderr.decode()
     assert done.returncode == USAGE and done.stdout == b"", err
     assert err.startswith("Error:") and "not valid UTF-8" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C in the middle of generating (SIGINT reaches Python as KeyboardInterrupt in the forward pass)
+
+
+@pytest.mark.parametrize("command", ["generate", "compare", "next-token"])
+def test_ctrl_c_while_generating_exits_130_quietly(cli, command, tiny_models, monkeypatch):
+    from transformers import GPT2LMHeadModel
+
+    forward = GPT2LMHeadModel.forward
+    calls = []
+
+    def interrupted_on_the_third_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(GPT2LMHeadModel, "forward", interrupted_on_the_third_step)
+    extra = ["--steps", "10"] if command == "next-token" else ["-n", "10"]
+    result = cli(*argv(command, tiny_models["gpt2"], *extra))
+    assert len(calls) == 3
+    assert result.exit_code == 130
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr
