@@ -159,8 +159,10 @@ def validate_values(
         raise bad("--num-beams", num_beams, "must be 1 or more")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise bad("--max-new-tokens", max_new_tokens, "must be 1 or more")
-    if repetition_penalty is not None and not (repetition_penalty > 0 and math.isfinite(repetition_penalty)):
-        raise bad("--repetition-penalty", repetition_penalty, "must be more than 0 (1 means no penalty)")
+    if repetition_penalty is not None and not (MIN_TEMPERATURE <= repetition_penalty <= 1 / MIN_TEMPERATURE):
+        # beyond these the penalised logits overflow to inf and sampling gets NaN probabilities
+        raise bad("--repetition-penalty", repetition_penalty,
+                  f"must be from {MIN_TEMPERATURE:g} to {1 / MIN_TEMPERATURE:g} (1 means no penalty)")
     if seed is not None and not 0 <= seed <= 2**64 - 1:
         raise bad("--seed", seed, "must be 0 or more, and below 2**64")
 

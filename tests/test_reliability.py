@@ -353,6 +353,8 @@ OUT_OF_RANGE = [
     ("generate", ["--repetition-penalty", "0"]),
     ("generate", ["--repetition-penalty", "-1"]),
     ("generate", ["--repetition-penalty", "inf"]),
+    ("generate", ["--repetition-penalty", "1e-230"]),
+    ("generate", ["--repetition-penalty", "1e38"]),
     ("generate", ["--seed", "-1"]),
     ("generate", ["--seed", HUGE]),
     ("generate", ["--seed", str(2**64)]),
