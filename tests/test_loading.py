@@ -225,3 +225,27 @@ def test_weights_that_cannot_fit_are_refused_before_loading(tiny_models, monkeyp
         llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="float32")
     assert "--dtype bfloat16" in str(info.value)
     assert llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="bfloat16").dtype == "bfloat16"
+
+
+@pytest.mark.slow
+def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
+    """Two real processes race on a fresh cache: one converts, the other waits and reads its result."""
+    import subprocess
+    import sys
+
+    gguf_path = loading.embedded_gguf_path()  # the real 270M GGUF, assembled in the session cache
+    code = (
+        "from llmscope import loading; from llmscope.resolve import resolve; import sys\n"
+        "s = resolve(sys.argv[1]); g = loading.gguf_file_for(s)\n"
+        "print(loading.ensure_gguf_stage(g, 'config', s))\n"
+    )
+    env = {**os.environ, "LLMSCOPE_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(gguf_path)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    folders = {out.strip() for out, _ in outputs}
+    assert len(folders) == 1
+    assert sum(err.count("Reading the GGUF metadata") for _, err in outputs) == 1  # converted once
+    config = json.loads((Path(folders.pop()) / "config.json").read_text())
+    assert config["model_type"] == "gemma3_text"
