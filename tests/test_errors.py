@@ -67,3 +67,16 @@ def test_no_arguments_prints_help(cli):
     result = cli()
     assert "inspect" in result.stdout + result.stderr
 
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_generating_exits_130_quietly():
+    """A real SIGINT once text is streaming: exit 130, no traceback, no error line."""
+    proc = _llmscope("generate", "Once upon a time", "--max-new-tokens", "2000", "--device", "cpu")
+    first = proc.stdout.read(1)  # the stream has begun: we are inside the decode loop
+    assert first != "", proc.communicate()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Error" not in err
