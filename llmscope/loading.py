@@ -288,8 +288,6 @@ def _translate(exc: Exception, source: ModelSource, what: str) -> LlmscopeError:
         )
     if source.kind == "gguf":
         return ModelFormatError(f"{name}: not a readable or supported GGUF file ({_first_line(exc)})")
-    if isinstance(exc, (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError)):
-        return ModelFormatError(f"{name}: could not load the {what} ({type(exc).__name__}: {_first_line(exc)})")
     return ModelFormatError(f"{name}: could not load the {what} ({type(exc).__name__}: {_first_line(exc)})")
 
 

@@ -145,12 +145,12 @@ def fmt_bytes(value: float | None) -> str:
 
 
 def fmt_count(value: int | None) -> str:
-    """Short parameter counts: 124.4M, 3.82B."""
+    """Short parameter counts, three significant digits: 124M, 3.82B."""
     if value is None:
         return "-"
     for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= size:
-            return f"{value / size:.3g}{unit}" if value / size >= 100 else f"{value / size:.3g}{unit}"
+            return f"{value / size:.3g}{unit}"
     return str(value)
 
 
