@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+from typer.completion import completion_init
 
 from llmscope import __version__
 from llmscope.commands import attention as attention_cmd
@@ -29,11 +30,14 @@ app = typer.Typer(
     name="llmscope",
     help="A command-line microscope for Hugging Face language models.",
     no_args_is_help=True,
-    add_completion=True,
+    add_completion=False,  # declared on root() below, as plain bool flags
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# What Typer's add_completion would have done besides adding its flags: register the bash, zsh,
+# fish and PowerShell completers (a few dict entries, no imports).
+completion_init()
 
 def _help(function: object) -> str:
     """A command's docstring with each paragraph joined into one line, so Rich can wrap it."""
@@ -58,19 +62,64 @@ for _name, _module in (
     app.command(_name, help=_help(_module.command), epilog=_module.EPILOG)(_module.command)
 
 
+def _root_help(ctx: typer.Context, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        typer.echo(ctx.get_help(), color=ctx.color)
+        raise typer.Exit()
+
+
+def _install_completion(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from typer.completion import install_callback
+
+        install_callback(ctx, param, value)
+
+
+def _show_completion(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from typer.completion import show_callback
+
+        show_callback(ctx, param, value)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"llmscope {__version__}")
         raise typer.Exit()
 
 
+# The root's --help and completion flags are declared here as plain bool flags (Typer then adds
+# none of its own). Typer's built-in ones default to None, and Typer coerces a None through
+# pydantic (importing it) on every `llmscope COMMAND ...`, even when the flag is not given; a
+# bool flag with a bool default skips that, which keeps `llmscope COMMAND --help` instant.
 @app.callback()
 def root(
     version: Annotated[
-        Optional[bool],
+        bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
-    ] = None,
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    _help_flag: Annotated[
+        bool,
+        typer.Option(
+            "-h", "--help", callback=_root_help, is_eager=True, expose_value=False,
+            help="Show this message and exit.",
+        ),
+    ] = False,
+    _install: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion", callback=_install_completion, expose_value=False,
+            help="Install completion for the current shell.",
+        ),
+    ] = False,
+    _show: Annotated[
+        bool,
+        typer.Option(
+            "--show-completion", callback=_show_completion, expose_value=False,
+            help="Show completion for the current shell, to copy it or customize the installation.",
+        ),
+    ] = False,
 ) -> None:
     """A command-line microscope for Hugging Face language models.
 
