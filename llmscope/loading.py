@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -264,7 +265,7 @@ def _translate(exc: Exception, source: ModelSource, what: str) -> LlmscopeError:
             )
         return ModelNotFoundError(
             f"could not download {name}: the Hugging Face Hub is not reachable and it is not cached",
-            hint="check the network connection, or set HF_HUB_OFFLINE=1 to use the cache only",
+            hint="check the network connection; it is needed once, later runs read the cache",
         )
     if "EntryNotFoundError" in names or "RemoteEntryNotFoundError" in names:
         return ModelNotFoundError(f"{name} has no {what} files", hint="is it a transformers model repository?")
@@ -546,6 +547,54 @@ def gguf_summary(source: ModelSource) -> dict[str, Any] | None:
 # The three loaders
 
 
+HUB_PROBE_TIMEOUT = 3.0  # seconds to open a TCP connection to the Hub before calling it unreachable
+
+
+@functools.lru_cache(maxsize=None)
+def _endpoint_reachable(endpoint: str) -> bool:
+    """Can a TCP connection to the Hub endpoint be opened (True when a proxy stands in between)?"""
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    url = urllib.parse.urlsplit(endpoint)
+    host = url.hostname
+    if not host:
+        return True
+    if urllib.request.getproxies() and not urllib.request.proxy_bypass(host):
+        return True  # the proxy decides; huggingface_hub goes through it
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+def hub_reachable() -> bool:
+    """False when the Hub cannot be reached (no network, no DNS), so that hub ids use the cache only.
+
+    Without this check huggingface_hub retries a failed connection five times with back-off, about
+    23 s per file, before it falls back to the cache or fails; one quick connection test instead
+    makes an offline laptop read its cached models at once, and an uncached model fail at once.
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    reachable = _endpoint_reachable(constants.ENDPOINT)
+    if not reachable:
+        _note_offline_once(constants.ENDPOINT)
+    return reachable
+
+
+@functools.lru_cache(maxsize=None)
+def _note_offline_once(endpoint: str) -> None:
+    from llmscope import render
+
+    render.stderr.print(f"[dim]The Hub ({endpoint}) is not reachable: using the local cache only.[/dim]", soft_wrap=True)
+
+
 def _pretrained_location(source: ModelSource, stage: str) -> tuple[str, dict[str, Any]]:
     """Where from_pretrained should read ``stage`` from, and the keyword arguments that go with it."""
     if source.kind in ("gguf", "embedded"):
@@ -555,6 +604,8 @@ def _pretrained_location(source: ModelSource, stage: str) -> tuple[str, dict[str
         kwargs: dict[str, Any] = {"revision": source.revision} if source.revision else {}
         if source.gguf_file:
             kwargs["gguf_file"] = source.gguf_file
+        if not hub_reachable():
+            kwargs["local_files_only"] = True
         return source.location, kwargs
     return source.location, {}
 

@@ -150,7 +150,38 @@ def test_hub_unreachable_online():
     assert done.returncode == RUNTIME and len(errors) == 1, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert "not reachable" in errors[0], errors[0]
-    assert [line for line in done.stderr.splitlines() if line.strip()] == errors  # no retry warnings
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [f"The Hub (http://127.0.0.1:{port}) is not reachable: using the local cache only.", *errors]
+
+
+def _as_hub_cache(folder: Path, cache: Path, repo: str) -> None:
+    """Lay FOLDER out as huggingface_hub caches a download of REPO (refs/main -> a snapshot)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    entry = cache / ("models--" + repo.replace("/", "--"))
+    shutil.copytree(folder, entry / "snapshots" / commit)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(commit)
+
+
+def test_hub_unreachable_cached_model_loads_from_the_cache(tiny_models, tmp_path):
+    """No network, model cached: it runs from the cache (as HF_HUB_OFFLINE=1 would), with a note."""
+    _as_hub_cache(tiny_models["gpt2"], tmp_path / "hub", "someone/tiny-gpt2")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ("next-token", PROMPT, "--json")
+    online = subprocess.run(
+        [sys.executable, "-m", "llmscope", *args, "-m", "someone/tiny-gpt2"], capture_output=True, text=True,
+        timeout=180, env={**os.environ, "HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
+                          "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HUB_CACHE": str(tmp_path / "hub")},
+    )
+    assert online.returncode == 0, online.stderr
+    assert "not reachable: using the local cache only" in online.stderr
+    local = subprocess.run([sys.executable, "-m", "llmscope", *args, "-m", str(tiny_models["gpt2"])],
+                           capture_output=True, text=True, timeout=180, check=True)
+    got, want = json.loads(online.stdout), json.loads(local.stdout)
+    assert got["model"] == "someone/tiny-gpt2"
+    assert got["input_ids"] == want["input_ids"] and got["candidates"] == want["candidates"]
 
 
 # --------------------------------------------------------------------------------------------
