@@ -472,18 +472,23 @@ def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
         from transformers import AutoConfig
 
         with render.status(f"Reading the GGUF metadata of {name} (once; cached)"):
-            config = AutoConfig.from_pretrained(folder, gguf_file=name)
-            summary = gguf_tensor_summary(gguf.path)
+            # Both parse the whole metadata in pure Python (GIL-bound): run them side by side.
+            # "spawn": safe whatever threads torch has started; leaving the block ends the worker,
+            # also when Ctrl-C or an error comes first.
+            import multiprocessing
+
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                pending = pool.apply_async(gguf_tensor_summary, (gguf.path,))
+                config = AutoConfig.from_pretrained(folder, gguf_file=name)
+                summary = pending.get()
         config.save_pretrained(out)
         (out / "gguf-tensors.json").write_text(json.dumps(summary, indent=1))
     elif stage == "tokenizer":
         from transformers import AutoTokenizer
 
         with render.status(f"Converting the tokenizer of {name} (once; cached)"):
+            # transformers carries the GGUF's tokenizer.chat_template over (rendered later in jinja's sandbox).
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-            template = _gguf_chat_template(gguf.path) if not getattr(tokenizer, "chat_template", None) else None
-            if template:
-                tokenizer.chat_template = template
         tokenizer.save_pretrained(out)
     elif stage == "model":
         import torch
@@ -504,19 +509,12 @@ def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
         raise ValueError(stage)
 
 
-def _gguf_chat_template(path: Path) -> str | None:
-    """The chat template a GGUF carries in its metadata, if any (rendered later in jinja's sandbox)."""
-    import gguf as gguf_lib
-
-    reader = gguf_lib.GGUFReader(str(path))
-    field = reader.fields.get("tokenizer.chat_template")
-    if field is None:
-        return None
-    return field.contents()
-
-
 def gguf_tensor_summary(path: Path) -> dict[str, Any]:
-    """Per quantization type: tensor count, elements and bytes as stored (from the gguf package)."""
+    """Per quantization type: tensor count, elements and bytes as stored (from the gguf package).
+
+    GGUFReader parses every metadata array on the way (262k vocabulary strings for Gemma, about
+    12 s), so the config stage runs this in a second process while transformers reads the config.
+    """
     import gguf as gguf_lib
 
     reader = gguf_lib.GGUFReader(str(path))

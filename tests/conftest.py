@@ -228,3 +228,78 @@ def demo_model():
     import llmscope
 
     return llmscope.load(None, device="cpu", dtype="float32")
+
+
+GGUF_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama GGUF written with the gguf package, as llama.cpp lays one out: metadata, a
+    byte-level BPE tokenizer with a chat template, and random weights stored as F32, F16 and Q8_0
+    (quantized by gguf's own quantizer), so that dequantization is exercised too."""
+    import gguf
+    import numpy as np
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    rng = np.random.default_rng(0)
+    merges = ["Ġ t", "h e", "Ġt he", "a t", "Ġ c", "Ġc at", "Ġ s", "Ġs at", "Ġ m", "Ġm at"]
+    tokens = [*bytes_to_unicode().values(), *(m.replace(" ", "") for m in merges)]
+    specials = ["<s>", "</s>", "<|user|>", "<|assistant|>"]
+    types = [gguf.TokenType.NORMAL] * len(tokens) + [gguf.TokenType.CONTROL] * len(specials)
+    tokens += specials
+    vocab, hidden, layers, heads, kv_heads, ffn = len(tokens), 64, 2, 4, 2, 128
+    kv_dim = kv_heads * hidden // heads
+
+    path = tmp_path_factory.mktemp("tiny-gguf") / "tiny-llama-q8_0.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    writer.add_context_length(256)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_rope_dimension_count(hidden // heads)
+    writer.add_vocab_size(vocab)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(tokens.index("<s>"))
+    writer.add_eos_token_id(tokens.index("</s>"))
+    writer.add_chat_template(GGUF_CHAT_TEMPLATE)
+
+    def tensor(name: str, *shape: int, store: str = "F32") -> None:
+        values = (rng.standard_normal(shape) * (0.05 if len(shape) > 1 else 1.0)).astype(np.float32)
+        if store == "Q8_0":
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            writer.add_tensor(name, gguf.quants.quantize(values, q8), raw_dtype=q8)
+        else:
+            writer.add_tensor(name, values.astype(np.float16) if store == "F16" else values)
+
+    tensor("token_embd.weight", vocab, hidden, store="F16")
+    for i in range(layers):
+        tensor(f"blk.{i}.attn_norm.weight", hidden)
+        tensor(f"blk.{i}.ffn_norm.weight", hidden)
+        tensor(f"blk.{i}.attn_q.weight", hidden, hidden, store="Q8_0")
+        tensor(f"blk.{i}.attn_k.weight", kv_dim, hidden, store="Q8_0")
+        tensor(f"blk.{i}.attn_v.weight", kv_dim, hidden, store="Q8_0")
+        tensor(f"blk.{i}.attn_output.weight", hidden, hidden, store="Q8_0")
+        tensor(f"blk.{i}.ffn_gate.weight", ffn, hidden, store="Q8_0")
+        tensor(f"blk.{i}.ffn_up.weight", ffn, hidden, store="Q8_0")
+        tensor(f"blk.{i}.ffn_down.weight", hidden, ffn, store="Q8_0")
+    tensor("output_norm.weight", hidden)
+    tensor("output.weight", vocab, hidden, store="Q8_0")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -184,6 +184,57 @@ def test_a_pickle_checkpoint_cannot_run_code(tmp_path: Path, tiny_models):
 
 
 # --------------------------------------------------------------------------------------------
+# A user's own GGUF file (the tiny one conftest writes with the gguf package)
+
+
+def test_a_gguf_loads_to_the_same_numbers_as_transformers_reading_it(tiny_gguf):
+    """F16 and Q8_0 tensors dequantized, cached, reloaded: same logits as transformers' own GGUF load."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    lm = llmscope.load(str(tiny_gguf), device="cpu", dtype="float32")
+    assert lm.source.kind == "gguf" and lm.config.model_type == "llama" and lm.config.num_key_value_heads == 2
+    direct = AutoModelForCausalLM.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    text = "the cat sat on the mat"
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    assert lm.tokenizer(text)["input_ids"] == ids[0].tolist()
+    with torch.no_grad():
+        assert torch.equal(direct(ids).logits, lm.model(ids).logits)
+
+
+def test_a_gguf_chat_template_is_kept(tiny_gguf):
+    from conftest import GGUF_CHAT_TEMPLATE
+
+    assert loading.load_tokenizer(resolve(str(tiny_gguf))).chat_template == GGUF_CHAT_TEMPLATE
+    result = llmscope.tokenize("hello", model=str(tiny_gguf), chat=True)
+    assert result.text == "<|user|>hello</s><|assistant|>"
+    assert result.messages == ({"role": "user", "content": "hello"},)
+
+
+def _summary_by_gguf_reader(path: Path) -> dict:
+    """The same summary, computed here with gguf's GGUFReader (the reference reader)."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    types: dict = {}
+    for t in reader.tensors:
+        entry = types.setdefault(t.tensor_type.name, {"tensors": 0, "elements": 0, "bytes": 0})
+        entry["tensors"] += 1
+        entry["elements"] += int(t.n_elements)
+        entry["bytes"] += int(t.n_bytes)
+    file_type = gguf.LlamaFileType(int(reader.fields["general.file_type"].contents())).name.removeprefix("MOSTLY_")
+    return {"file_type": file_type, "file_bytes": path.stat().st_size, "types": types}
+
+
+def test_gguf_summary_from_the_cache_matches_gguf_reader(tiny_gguf):
+    """Computed in a second process during the config stage, cached: the same as reading it here."""
+    want = _summary_by_gguf_reader(tiny_gguf)
+    assert set(want["types"]) == {"F32", "F16", "Q8_0"} and want["file_type"] == "Q8_0"
+    assert loading.gguf_summary(resolve(str(tiny_gguf))) == want
+
+
+# --------------------------------------------------------------------------------------------
 # The real embedded model
 
 
