@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEVICES = ("auto", "cpu", "cuda", "mps")  # plus cuda:N
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-CACHE_FORMAT = 1  # bump when the layout of a converted GGUF changes
+CACHE_FORMAT = 2  # bump when the layout of a converted GGUF changes (2: added tokens in tokenizer_config.json)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,6 +463,19 @@ def ensure_gguf_stage(gguf: GgufFile, stage: str, source: ModelSource) -> Path:
     return final
 
 
+def _record_added_tokens(tokenizer: Any, config_file: Path) -> None:
+    """Write ``added_tokens_decoder`` into tokenizer_config.json, in the form transformers reads.
+
+    Without it, every load json-parses the whole tokenizer.json in Python only to find the added
+    tokens (33 MB and 6k added tokens for Gemma: about a second of the cached load).
+    """
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["added_tokens_decoder"] = {
+        str(index): token.__getstate__() for index, token in sorted(tokenizer.added_tokens_decoder.items())
+    }
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
 def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
     from llmscope import render
 
@@ -490,6 +503,7 @@ def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
             # transformers carries the GGUF's tokenizer.chat_template over (rendered later in jinja's sandbox).
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         tokenizer.save_pretrained(out)
+        _record_added_tokens(tokenizer, out / "tokenizer_config.json")
     elif stage == "model":
         import torch
         from transformers import AutoModelForCausalLM

@@ -203,6 +203,25 @@ def test_a_gguf_loads_to_the_same_numbers_as_transformers_reading_it(tiny_gguf):
         assert torch.equal(direct(ids).logits, lm.model(ids).logits)
 
 
+def test_a_cached_gguf_tokenizer_has_the_same_added_tokens(tiny_gguf):
+    """The cache records the added tokens in tokenizer_config.json (so loads skip re-parsing
+    tokenizer.json); the tokenizer read from it matches transformers' own GGUF conversion."""
+    from transformers import AutoTokenizer
+
+    direct = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    source = resolve(str(tiny_gguf))
+    cached = loading.load_tokenizer(source)
+    folder = loading.ensure_gguf_stage(loading.gguf_file_for(source), "tokenizer", source)
+    recorded = json.loads((folder / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    assert {int(i): t["content"] for i, t in recorded.items()} == {
+        i: t.content for i, t in direct.added_tokens_decoder.items()}
+    assert cached.added_tokens_decoder == direct.added_tokens_decoder
+    assert type(cached) is type(direct) and cached.all_special_tokens == direct.all_special_tokens
+    for text in ("<s>the cat</s>", "<|user|>sat on<|assistant|> the mat</s>", "plain text"):
+        assert cached(text)["input_ids"] == direct(text)["input_ids"]
+        assert cached.decode(cached(text)["input_ids"]) == direct.decode(direct(text)["input_ids"])
+
+
 def test_a_gguf_chat_template_is_kept(tiny_gguf):
     from conftest import GGUF_CHAT_TEMPLATE
 
