@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -68,18 +69,16 @@ def _root_help(ctx: typer.Context, value: bool) -> None:
         raise typer.Exit()
 
 
-def _install_completion(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        from typer.completion import install_callback
+def _typer_completion(name: str) -> Callable[[typer.Context, typer.CallbackParam, bool], None]:
+    """Typer's own --install-completion / --show-completion action, run only when the flag is given."""
 
-        install_callback(ctx, param, value)
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            import typer.completion
 
+            getattr(typer.completion, name)(ctx, param, value)
 
-def _show_completion(ctx: typer.Context, param: typer.CallbackParam, value: bool) -> None:
-    if value and not ctx.resilient_parsing:
-        from typer.completion import show_callback
-
-        show_callback(ctx, param, value)
+    return callback
 
 
 def _version(value: bool) -> None:
@@ -109,14 +108,14 @@ def root(
     _install: Annotated[
         bool,
         typer.Option(
-            "--install-completion", callback=_install_completion, expose_value=False,
+            "--install-completion", callback=_typer_completion("install_callback"), expose_value=False,
             help="Install completion for the current shell.",
         ),
     ] = False,
     _show: Annotated[
         bool,
         typer.Option(
-            "--show-completion", callback=_show_completion, expose_value=False,
+            "--show-completion", callback=_typer_completion("show_callback"), expose_value=False,
             help="Show completion for the current shell, to copy it or customize the installation.",
         ),
     ] = False,
