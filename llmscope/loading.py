@@ -490,10 +490,18 @@ def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
             # also when Ctrl-C or an error comes first.
             import multiprocessing
 
-            with multiprocessing.get_context("spawn").Pool(1) as pool:
-                pending = pool.apply_async(gguf_tensor_summary, (gguf.path,))
+            try:
+                pool = multiprocessing.get_context("spawn").Pool(1)
+            except (OSError, ImportError, NotImplementedError):  # no semaphores or processes here
+                pool = None
+            if pool is None:
                 config = AutoConfig.from_pretrained(folder, gguf_file=name)
-                summary = pending.get()
+                summary = gguf_tensor_summary(gguf.path)
+            else:
+                with pool:
+                    pending = pool.apply_async(gguf_tensor_summary, (gguf.path,))
+                    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+                    summary = pending.get()
         config.save_pretrained(out)
         (out / "gguf-tensors.json").write_text(json.dumps(summary, indent=1))
     elif stage == "tokenizer":

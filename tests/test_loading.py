@@ -246,8 +246,18 @@ def _summary_by_gguf_reader(path: Path) -> dict:
     return {"file_type": file_type, "file_bytes": path.stat().st_size, "types": types}
 
 
-def test_gguf_summary_from_the_cache_matches_gguf_reader(tiny_gguf):
-    """Computed in a second process during the config stage, cached: the same as reading it here."""
+@pytest.mark.parametrize("processes", ["available", "unavailable"])
+def test_gguf_summary_from_the_cache_matches_gguf_reader(tiny_gguf, processes, tmp_path, monkeypatch):
+    """Computed in a second process during the config stage (or in turn where a sandbox allows no
+    processes), cached: the same as reading it here."""
+    import multiprocessing
+
+    monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "cache"))  # a fresh conversion
+    if processes == "unavailable":
+        def no_pool(self, *args, **kwargs):
+            raise OSError(38, "Function not implemented")
+
+        monkeypatch.setattr(type(multiprocessing.get_context("spawn")), "Pool", no_pool)
     want = _summary_by_gguf_reader(tiny_gguf)
     assert set(want["types"]) == {"F32", "F16", "Q8_0"} and want["file_type"] == "Q8_0"
     assert loading.gguf_summary(resolve(str(tiny_gguf))) == want
