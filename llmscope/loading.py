@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -568,10 +567,21 @@ def gguf_summary(source: ModelSource) -> dict[str, Any] | None:
 
 
 HUB_PROBE_TIMEOUT = 3.0  # seconds to open a TCP connection to the Hub before calling it unreachable
+HUB_PROBE_TTL = 60.0  # seconds an answer is reused (one test per command; a notebook re-tests later)
+_hub_answers: dict[str, tuple[float, bool]] = {}
 
 
-@functools.lru_cache(maxsize=None)
 def _endpoint_reachable(endpoint: str) -> bool:
+    import time
+
+    now = time.monotonic()
+    known = _hub_answers.get(endpoint)
+    if known is None or now - known[0] > HUB_PROBE_TTL:
+        known = _hub_answers[endpoint] = (now, _connects(endpoint))
+    return known[1]
+
+
+def _connects(endpoint: str) -> bool:
     """Can a TCP connection to the Hub endpoint be opened (True when a proxy stands in between)?"""
     import socket
     import urllib.parse
@@ -602,17 +612,15 @@ def hub_reachable() -> bool:
 
     if constants.is_offline_mode():
         return False
+    was = _hub_answers.get(constants.ENDPOINT)
     reachable = _endpoint_reachable(constants.ENDPOINT)
-    if not reachable:
-        _note_offline_once(constants.ENDPOINT)
+    if not reachable and (was is None or was[1]):  # say it when it becomes so, not on every file
+        from llmscope import render
+
+        render.stderr.print(
+            f"[dim]The Hub ({constants.ENDPOINT}) is not reachable: using the local cache only.[/dim]", soft_wrap=True
+        )
     return reachable
-
-
-@functools.lru_cache(maxsize=None)
-def _note_offline_once(endpoint: str) -> None:
-    from llmscope import render
-
-    render.stderr.print(f"[dim]The Hub ({endpoint}) is not reachable: using the local cache only.[/dim]", soft_wrap=True)
 
 
 def _pretrained_location(source: ModelSource, stage: str) -> tuple[str, dict[str, Any]]:

@@ -329,3 +329,36 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
     assert sum(err.count("Reading the GGUF metadata") for _, err in outputs) == 1  # converted once
     config = json.loads((Path(folders.pop()) / "config.json").read_text())
     assert config["model_type"] == "gemma3_text"
+
+
+# --------------------------------------------------------------------------------------------
+# The Hub reachability test (a local port stands in for the Hub; nothing leaves the machine)
+
+
+def test_hub_reachability_is_tested_once_then_again_after_a_while(monkeypatch, capsys):
+    import socket
+
+    from huggingface_hub import constants
+
+    with socket.socket() as server:  # bound, not yet listening: connections are refused
+        server.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        monkeypatch.setattr(loading, "_hub_answers", {})
+        for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.delenv(proxy, raising=False)
+
+        assert loading.hub_reachable() is False
+        assert loading.hub_reachable() is False  # the answer is reused: one note, not one per file
+        assert capsys.readouterr().err.count("is not reachable: using the local cache only") == 1
+
+        server.listen()  # the network comes back (a notebook kernel lives on)
+        assert loading.hub_reachable() is False  # still within the reuse window
+        monkeypatch.setattr(loading, "HUB_PROBE_TTL", 0.0)
+        assert loading.hub_reachable() is True
+        assert loading._pretrained_location(resolve("someone/model"), "config")[1] == {}
+
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline mode: no test at all
+        monkeypatch.setattr(loading, "_connects", lambda endpoint: pytest.fail("tested in offline mode"))
+        assert loading.hub_reachable() is False
