@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
@@ -334,7 +335,7 @@ def _report(
     placement = None
     if len(budget) > 1:
         placement = plan_placement(meta, config, budget, dtype=dtype, kv=kv, transient=sum(transient.values()))
-        fits = all(p.device != "disk" and p.budget is not None and p.bytes <= p.budget for p in placement)
+        fits = _plan_fits(placement)
     else:
         fits = needed <= total_budget
 
@@ -342,11 +343,20 @@ def _report(
     ceiling = UNLIMITED_CONTEXT if allow_longer or not max_positions else max_positions
     ceiling = max(ceiling, context) if allow_longer else ceiling
 
-    def need_at(tokens: int) -> int:
-        kv_at = 0 if masked else kv_cache_estimate(config, context=tokens, batch=batch, dtype=kv_dtype).bytes
-        return weights.bytes + kv_at + sum(transient_estimate(config, context=tokens, batch=batch, dtype=dtype).values())
+    def kv_at(tokens: int) -> KVCacheEstimate | None:
+        return None if masked else kv_cache_estimate(config, context=tokens, batch=batch, dtype=kv_dtype)
 
-    max_context = longest_context(need_at, total_budget, ceiling)
+    def transient_at(tokens: int) -> int:
+        return sum(transient_estimate(config, context=tokens, batch=batch, dtype=dtype).values())
+
+    def fits_at(tokens: int) -> bool:
+        kv_tokens = kv_at(tokens)
+        if len(budget) > 1:  # planned again at each length: each device holds its own layers' cache
+            plan = plan_placement(meta, config, budget, dtype=dtype, kv=kv_tokens, transient=transient_at(tokens))
+            return _plan_fits(plan)
+        return weights.bytes + (kv_tokens.bytes if kv_tokens else 0) + transient_at(tokens) <= total_budget
+
+    max_context = longest_context(fits_at, ceiling)
     return MemoryReport(
         source=source,
         model_type=config.model_type,
@@ -391,16 +401,21 @@ def transient_estimate(config: PretrainedConfig, *, context: int, batch: int, dt
     return {"logits": logits, "mlp": mlp}
 
 
-def longest_context(need_at: Any, budget: int, ceiling: int) -> int:
-    """The most tokens whose need fits the budget (0 if not even one), by bisection up to ``ceiling``."""
-    if need_at(1) > budget:
+def _plan_fits(placement: list[DevicePlacement]) -> bool:
+    """Nothing offloaded to disk, and every device inside its budget."""
+    return all(p.device != "disk" and p.budget is not None and p.bytes <= p.budget for p in placement)
+
+
+def longest_context(fits_at: Callable[[int], bool], ceiling: int) -> int:
+    """The most tokens that fit (0 if not even one), by bisection up to ``ceiling``."""
+    if not fits_at(1):
         return 0
-    if need_at(ceiling) <= budget:
+    if fits_at(ceiling):
         return ceiling
-    low, high = 1, ceiling  # need_at(low) fits, need_at(high) does not
+    low, high = 1, ceiling  # low fits, high does not
     while high - low > 1:
         mid = (low + high) // 2
-        if need_at(mid) <= budget:
+        if fits_at(mid):
             low = mid
         else:
             high = mid

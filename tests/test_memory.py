@@ -415,3 +415,24 @@ def test_memory_with_cpu_spill_is_planned(config_folder):
     assert report.fits
     # the KV cache of the offloaded layers is held where they run: the first device
     assert next(p for p in report.placement if p.device == "memory").kv_cache_bytes == report.kv_cache.bytes
+
+
+def test_max_context_over_several_devices_is_planned_per_device(config_folder):
+    """With several devices the longest context is the longest one whose placement fits: each
+    device must hold its own layers' KV cache, so the summed budgets are not the test."""
+    folder = str(config_folder("phi3-mini-4k-instruct"))
+    gpus = "2x4GiB"
+    report = memory_report(folder, context=1024, gpus=gpus)
+    longest = report.max_context
+    assert 0 < longest < 4096
+    at = memory_report(folder, context=longest, gpus=gpus)
+    beyond = memory_report(folder, context=longest + 1, gpus=gpus)
+    assert at.fits and not beyond.fits
+    _check_plan(at, Path(folder))
+
+
+def test_weights_that_spill_to_disk_fit_no_context(config_folder):
+    folder = str(config_folder("mixtral-8x7b-v0.1"))
+    report = memory_report(folder, context=1, gpus="2x46GiB")  # 87 GiB of bfloat16 weights; 92 GiB in all
+    assert any(p.device == "disk" for p in report.placement)
+    assert not report.fits and report.max_context == 0

@@ -98,7 +98,7 @@ def _verdict(r: MemoryReport) -> Text:
         text.append(f"\nLongest context at batch {r.kv_cache.batch if r.kv_cache else 1}: ")
         text.append(f"{fmt_int(r.max_context)} tokens{cap}", style="bold")
         if r.placement is not None:
-            text.append(" (all budgets added up)", style="dim")
+            text.append(" (placed anew at each length)", style="dim")
         text.append(".")
     return text
 
