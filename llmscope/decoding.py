@@ -746,6 +746,30 @@ def _result(
 # The API
 
 
+def _prepare(
+    prompt: str,
+    model: str | LoadedModel | None,
+    *,
+    chat: bool,
+    system: str | None,
+    revision: str | None,
+    gguf_file: str | None,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+) -> tuple[LoadedModel, torch.Tensor, list[int]]:
+    """What generate and compare start from: the causal model, the prompt ids (1, prompt tokens)
+    and the stop ids."""
+    if system is not None and not chat:
+        raise UsageError("--system needs --chat")
+    lm = loading.load(
+        model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )
+    _causal(lm)
+    return lm, encode_prompt(lm, prompt, chat=chat, system=system), stop_token_ids(lm, chat=chat)
+
+
 def generate(
     prompt: str,
     *,
@@ -782,15 +806,10 @@ def generate(
         strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
-    lm = loading.load(
-        model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-        trust_remote_code=trust_remote_code,
+    lm, prompt_ids, stops = _prepare(
+        prompt, model, chat=chat, system=system, revision=revision, gguf_file=gguf_file, device=device,
+        dtype=dtype, trust_remote_code=trust_remote_code,
     )
-    _causal(lm)
-    prompt_ids = encode_prompt(lm, prompt, chat=chat, system=system)  # (1, prompt tokens)
-    stops = stop_token_ids(lm, chat=chat)
 
     def run(cache: bool, callback: Callable[[GeneratedToken], None] | None) -> tuple[_Row, float | None]:
         if settings.strategy == "beam":
@@ -850,15 +869,10 @@ def compare(
         strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
-    lm = loading.load(
-        model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-        trust_remote_code=trust_remote_code,
+    lm, prompt_ids, stops = _prepare(
+        prompt, model, chat=chat, system=system, revision=revision, gguf_file=gguf_file, device=device,
+        dtype=dtype, trust_remote_code=trust_remote_code,
     )
-    _causal(lm)
-    prompt_ids = encode_prompt(lm, prompt, chat=chat, system=system)  # (1, prompt tokens)
-    stops = stop_token_ids(lm, chat=chat)
     start = time.perf_counter()
     batched = [s for s in specs if s.strategy != "beam"]
     by_spec: dict[int, GenerationResult] = {}
