@@ -33,7 +33,7 @@ _API = {
     "DecodingSettings": "llmscope.decoding",
     "memory_report": "llmscope.memory",
     "MemoryReport": "llmscope.memory",
-    "parse_size": "llmscope.memory",
+    "parse_size": "llmscope.units",
     "attention_weights": "llmscope.attention",  # = llmscope.attention.attention (the name is the module's)
     "AttentionResult": "llmscope.attention",
     "expert_routing": "llmscope.experts",  # = llmscope.experts.experts

@@ -26,6 +26,7 @@ from llmscope.architecture import (
     kv_cache_estimate,
 )
 from llmscope.errors import UsageError
+from llmscope.units import parse_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -34,36 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 MEMORY_DTYPES = ("float32", "bfloat16", "float16")
 UNLIMITED_CONTEXT = 1 << 30  # the search ceiling when a model states no maximum (or --allow-longer)
 
-_UNITS = {
-    "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-    "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40,  # bare letters: binary, as nvidia-smi shows
-}
-
 
 # --------------------------------------------------------------------------------------------
-# Sizes and budgets
-
-
-def parse_size(text: str | int) -> int:
-    """'24GiB' -> 25769803776; GB/MB/KB are powers of 1000, GiB/MiB/KiB (and bare G/M/K) of 1024."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text <= 0:
-            raise UsageError(f"size {text}: must be more than 0")
-        return text
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else ""
-    if not match or unit not in _UNITS:
-        raise UsageError(f"cannot read the size {text!r}", hint="write it like 24GiB, 80GB, 512MiB")
-    number = float(match.group(1)) * _UNITS[unit]
-    if not number < 2**80:  # a yottabyte: beyond any machine, and infinity cannot become an int
-        raise UsageError(f"size {text!r}: too large", hint="write it like 24GiB, 80GB, 512MiB")
-    value = int(number)
-    if value <= 0:
-        raise UsageError(f"size {text!r}: must be more than 0")
-    return value
-
+# Sizes and budgets (parse_size lives in llmscope.units, shared with the render layer)
 
 MAX_GPUS = 4096  # far beyond any machine; a bigger count would only build a huge list
 

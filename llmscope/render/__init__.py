@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 
 from llmscope.errors import UsageError
+from llmscope.units import fmt_bytes, fmt_count, fmt_int, fmt_prob  # noqa: F401 - re-exported for the views
 
 EXPORT_SUFFIXES = (".svg", ".html", ".txt")
 
@@ -125,33 +126,7 @@ def status(message: str) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------
-# Numbers, the same way everywhere
-
-
-def fmt_int(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def fmt_bytes(value: float | None) -> str:
-    """Binary units: 1.50 GiB."""
-    if value is None:
-        return "-"
-    value = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
-        value /= 1024
-    return f"{value:.2f} TiB"  # pragma: no cover
-
-
-def fmt_count(value: int | None) -> str:
-    """Short parameter counts, three significant digits: 124M, 3.82B."""
-    if value is None:
-        return "-"
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{unit}"
-    return str(value)
+# Token pieces (numbers and sizes: llmscope.units)
 
 
 def visible(text: str) -> str:

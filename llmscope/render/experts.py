@@ -9,7 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from llmscope.experts import ExpertRoutingResult
-from llmscope.render import fmt_count, fmt_int, visible
+from llmscope.render import visible
+from llmscope.units import fmt_count, fmt_int
 
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta",
            "bright_green", "bright_yellow", "bright_blue", "bright_red"]

@@ -8,7 +8,8 @@ from rich.table import Table
 from rich.text import Text
 
 from llmscope.packing import PackingResult
-from llmscope.render import fmt_int, visible
+from llmscope.render import visible
+from llmscope.units import fmt_int
 
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta"]
 SEQUENCES_SHOWN = 6
