@@ -1,0 +1,133 @@
+"""Pin the top-level keys of every command's ``--json`` document (issue 14, "One interface for
+results"), so that moving code around cannot drop, rename or add a key unnoticed.
+
+Each document is produced through the CLI on a tiny fixture model. Two checks per document:
+
+- ``test_top_level_keys``: the keys other than ``"model"`` are exactly today's keys (order aside).
+  A rename (``source`` -> ``model``) or a new key must update the pinned list here, on purpose.
+- ``test_model_key``: every document has a top-level ``"model"``, the model's display name.
+  Documents that do not have it yet are strict xfails: once it lands they fail loudly ("XPASS
+  strict"), and the mark must come off.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+MISSING_MODEL = pytest.mark.xfail(strict=True, reason="top-level model key: issue 14")
+
+# name -> (CLI arguments built from the fixture folders and a text file, today's keys + "model",
+#          fixture whose display name "model" should hold, marks of the "model" check)
+INSPECT = [
+    "model", "source", "model_type", "architecture", "kind", "dtype", "num_hidden_layers", "hidden_size",
+    "vocab_size", "num_attention_heads", "num_key_value_heads", "attention", "gqa_group_size", "head_dim",
+    "intermediate_size", "hidden_act", "mlp", "norm", "qk_norm", "position_encoding", "rope_theta",
+    "rope_scaling", "max_position_embeddings", "sliding_window", "layer_types", "tie_word_embeddings", "moe",
+    "parameters", "memory", "gguf", "modules",
+]
+MEMORY = [
+    "model", "source", "model_type", "architecture", "parameters", "weights", "kv_cache", "transient_bytes",
+    "transient", "needed_bytes", "budget", "fits", "headroom_bytes", "max_context", "max_position_embeddings",
+    "placement",
+]
+TOKENIZE = [
+    "model", "text", "ids", "tokens", "pieces", "offsets", "special_tokens_mask", "added_special_tokens",
+    "num_tokens", "num_characters", "characters_per_token", "add_special_tokens", "chat", "messages",
+]
+TOKENIZE_COMPARE = ["model", "text", "num_characters", "models"]
+TOKENIZE_IDS = ["model", "ids", "tokens", "pieces", "special_tokens_mask", "text"]
+TOKENIZE_VOCAB = [
+    "model", "tokenizer_class", "is_fast", "vocab_size", "total_size", "added_tokens", "model_type",
+    "byte_level", "byte_fallback", "normalizer", "pre_tokenizer", "post_processor", "decoder", "special_tokens",
+    "adds_bos", "adds_eos", "model_max_length", "has_chat_template",
+]
+NEXT_TOKEN = [
+    "model", "candidates", "entropy", "entropy_bits", "shown", "kind", "prompt", "input_ids", "dtype",
+    "temperature", "top_k", "top_p",
+]
+NEXT_TOKEN_STEPS = [*NEXT_TOKEN, "steps", "strategy", "seed", "generated_text", "stop_reason"]
+LAYERS = [
+    "model", "kind", "prompt", "input_ids", "tokens", "dtype", "position", "final_norm", "lm_head", "softcapping",
+    "layers", "final_check", "kv_cache",
+]
+GENERATE = [
+    "model", "strategy", "label", "text", "token_ids", "tokens", "num_tokens", "prompt", "prompt_tokens", "chat",
+    "settings", "stop_reason", "time_to_first_token", "total_time", "tokens_per_second", "mean_logprob",
+    "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison",
+]
+COMPARE = ["model", "prompt", "chat", "results", "batched", "batch_time", "total_time"]
+ATTENTION = ["model", "tokens", "layer", "head", "weights"]
+ATTENTION_TOKEN = [*ATTENTION, "query", "ranking"]
+EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters"]
+PACK = [
+    "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
+    "shortest", "longest", "mean", "long_documents", "chunks", "padded", "packed",
+]
+
+CASES = {
+    "inspect": (lambda m, f: ["inspect", m["gpt2"]], INSPECT, "gpt2", [MISSING_MODEL]),
+    "memory": (lambda m, f: ["memory", m["gpt2"], "--memory", "1GiB"], MEMORY, "gpt2", [MISSING_MODEL]),
+    "memory --gpus": (
+        lambda m, f: ["memory", m["mixtral"], "--gpus", "2x1GiB", "--cpu", "1GiB"], MEMORY, "mixtral",
+        [MISSING_MODEL],
+    ),
+    "tokenize": (lambda m, f: ["tokenize", "Hello world", "-m", m["gpt2"]], TOKENIZE, "gpt2", []),
+    "tokenize --compare": (
+        lambda m, f: ["tokenize", "Hello world", "-m", m["gpt2"], "-c", m["llama"]], TOKENIZE_COMPARE, "gpt2",
+        [MISSING_MODEL],
+    ),
+    "tokenize --ids": (lambda m, f: ["tokenize", "--ids", "1,2,3", "-m", m["gpt2"]], TOKENIZE_IDS, "gpt2", []),
+    "tokenize --vocab": (lambda m, f: ["tokenize", "--vocab", "-m", m["gpt2"]], TOKENIZE_VOCAB, "gpt2", []),
+    "next-token": (lambda m, f: ["next-token", "Hello world", "-m", m["gpt2"]], NEXT_TOKEN, "gpt2", []),
+    "next-token --steps": (
+        lambda m, f: ["next-token", "Hello world", "-m", m["gpt2"], "--steps", "3"], NEXT_TOKEN_STEPS, "gpt2", [],
+    ),
+    "next-token --interactive": (
+        lambda m, f: ["next-token", "Hello world", "-m", m["gpt2"], "--interactive"], NEXT_TOKEN_STEPS, "gpt2",
+        [],
+    ),
+    "layers": (lambda m, f: ["layers", "Hello world", "-m", m["gpt2"]], LAYERS, "gpt2", []),
+    "generate": (lambda m, f: ["generate", "Hello world", "-m", m["gpt2"], "-n", "3"], GENERATE, "gpt2", []),
+    "compare": (
+        lambda m, f: ["compare", "Hello world", "-m", m["gpt2"], "-n", "3", "-S", "greedy,sample"], COMPARE,
+        "gpt2", [],
+    ),
+    "attention": (lambda m, f: ["attention", "Hello world", "-m", m["gpt2"]], ATTENTION, "gpt2", [MISSING_MODEL]),
+    "attention --token": (
+        lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--token", "1"], ATTENTION_TOKEN, "gpt2",
+        [MISSING_MODEL],
+    ),
+    "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", [MISSING_MODEL]),
+    "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", [MISSING_MODEL]),
+}
+
+
+def _document(name: str, cli, tiny_models, tmp_path, monkeypatch) -> dict:
+    args, _, _, _ = CASES[name]
+    text = tmp_path / "docs.txt"
+    text.write_text("The cat sat on the mat.\nThe dog was not amused.\n", encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))  # --interactive: stop at the first question
+    result = cli(*(str(a) for a in args(tiny_models, text)), "--json")
+    assert result.exit_code == 0, result.stderr
+    document = result.json()
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_top_level_keys(name, cli, tiny_models, tmp_path, monkeypatch):
+    document = _document(name, cli, tiny_models, tmp_path, monkeypatch)
+    pinned = CASES[name][1]
+    assert len(pinned) == len(set(pinned)), "a pinned key is listed twice"
+    assert sorted(set(document) - {"model"}) == sorted(set(pinned) - {"model"})
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=CASES[n][3]) for n in CASES])
+def test_model_key(name, cli, tiny_models, tmp_path, monkeypatch):
+    from llmscope.resolve import resolve
+
+    document = _document(name, cli, tiny_models, tmp_path, monkeypatch)
+    assert "model" in CASES[name][1]
+    assert document.get("model") == resolve(str(tiny_models[CASES[name][2]])).display_name
