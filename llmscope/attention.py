@@ -218,7 +218,7 @@ def attention(
     """
     import torch
 
-    from llmscope import render
+    from llmscope.report_progress import reporter
 
     if not prompt:
         raise UsageError("the prompt is empty", hint="give some text to look at")
@@ -231,7 +231,7 @@ def attention(
         source = resolve(model, revision=revision, gguf_file=gguf_file)
         config = loading.load_config(source, trust_remote_code=trust_remote_code)
         _check_indices(config, layer, head)
-        render.stderr.print("[dim]Loading with eager attention (needed to read attention weights)[/dim]")
+        reporter().notice("Loading with eager attention (needed to read attention weights)")
         model = loading.load_model(
             source, device=device, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="eager"
         )
@@ -254,7 +254,7 @@ def attention(
 
     with eager_attention(lm) as switched:
         if switched:
-            render.stderr.print("[dim]Switched the model to eager attention for this call (to read the weights)[/dim]")
+            reporter().notice("Switched the model to eager attention for this call (to read the weights)")
         with torch.no_grad():
             kwargs = {"attention_mask": encoded["attention_mask"].to(lm.device)} if "attention_mask" in encoded else {}
             out = lm.model(ids, output_attentions=True, **kwargs)

@@ -26,6 +26,7 @@ from llmscope.commands import next_token as next_token_cmd
 from llmscope.commands import pack as pack_cmd
 from llmscope.commands import tokenize as tokenize_cmd
 from llmscope.errors import ExitCode, LlmscopeError
+from llmscope.report_progress import Reporter, reporter, set_reporter
 
 app = typer.Typer(
     name="llmscope",
@@ -190,6 +191,24 @@ def main(argv: list[str] | None = None) -> None:
     if problem:
         _fail(f"{problem} (convert it first, e.g. with iconv -f latin1 -t utf-8)", ExitCode.USAGE)
     debug = "--debug" in args or bool(os.environ.get("LLMSCOPE_DEBUG"))
+    previous = _install_reporter()
+    try:
+        _run(args, debug)
+    finally:
+        set_reporter(previous)
+
+
+def _install_reporter() -> Reporter:
+    """The core's notices and progress, drawn by Rich on stderr; none while completing (keep TAB instant)."""
+    if os.environ.get("_LLMSCOPE_COMPLETE"):
+        return reporter()
+    from llmscope.render.progress import RichReporter
+
+    return set_reporter(RichReporter())
+
+
+def _run(args: list[str], debug: bool) -> None:
+    """The app, with every way it can end turned into an exit code (and at most one line of error)."""
     try:
         result = app(args=args, prog_name="llmscope", standalone_mode=False)
         if isinstance(result, int) and result:

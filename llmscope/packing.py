@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
 from llmscope.errors import ModelNotFoundError, UsageError
+from llmscope.report_progress import Reporter, reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.loading import LoadedModel
@@ -171,7 +172,43 @@ def packed_cost(lengths: list[int], seq_len: int, separator_len: int) -> Strateg
 
 
 # --------------------------------------------------------------------------------------------
-# The public function
+# Tokenizing, and the public function
+
+
+def _token_lengths(tokenizer: Any, inputs: list[str | Path], by_line: bool) -> tuple[list[int], int]:
+    """The token count of every non-empty document, and how many documents were empty.
+
+    Tokenizes in batches (fast tokenizers work in parallel over a batch); inputs of a known size
+    under PROGRESS_BYTES get no bar (it would only flicker).
+    """
+    lengths: list[int] = []
+    empty = 0
+    total_bytes = _total_bytes(inputs)
+    talk = reporter() if total_bytes is None or total_bytes >= PROGRESS_BYTES else Reporter()
+    with talk.progress("Tokenizing", total=total_bytes, unit="bytes") as bar:
+        batch: list[str] = []
+        batch_bytes = 0
+
+        def flush() -> None:
+            nonlocal empty, batch_bytes
+            if not batch:
+                return
+            for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+                if ids:
+                    lengths.append(len(ids))
+                else:
+                    empty += 1
+            bar.advance(batch_bytes)
+            batch.clear()
+            batch_bytes = 0
+
+        for text, size in _documents(inputs, by_line):
+            batch.append(text)
+            batch_bytes += size
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+    return lengths, empty
 
 
 def pack(
@@ -191,8 +228,6 @@ def pack(
     ``by_line``), ``"-"`` is standard input, any other string is a document's text. ``separator``
     is the text of the token(s) put between packed documents; default: the tokenizer's EOS.
     """
-    from llmscope import render
-
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise UsageError(f"--seq-len {seq_len}: must be a whole number of at least 1")
     inputs = list(files_or_texts)
@@ -226,51 +261,7 @@ def pack(
         if not separator_ids:
             raise UsageError(f"--separator {separator!r} is no token at all for this tokenizer")
 
-    lengths: list[int] = []
-    empty = 0
-    total_bytes = _total_bytes(inputs)
-    show = (
-        render.stderr.is_terminal
-        and not os.environ.get("LLMSCOPE_NO_PROGRESS")
-        and (total_bytes is None or total_bytes >= PROGRESS_BYTES)
-    )
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("Tokenizing"),
-        BarColumn(),
-        DownloadColumn(),
-        TextColumn("{task.fields[docs]:,} documents"),
-        TimeRemainingColumn(),
-        console=render.stderr,
-        disable=not show,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("tokenize", total=total_bytes, docs=0)
-        batch: list[str] = []
-        batch_bytes = 0
-
-        def flush() -> None:
-            nonlocal empty, batch_bytes
-            if not batch:
-                return
-            encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
-            for ids in encoded:
-                if ids:
-                    lengths.append(len(ids))
-                else:
-                    empty += 1
-            progress.update(task, advance=batch_bytes, docs=len(lengths) + empty)
-            batch.clear()
-            batch_bytes = 0
-
-        for text, size in _documents(inputs, by_line):
-            batch.append(text)
-            batch_bytes += size
-            if len(batch) >= BATCH:
-                flush()
-        flush()
-
+    lengths, empty = _token_lengths(tokenizer, inputs, by_line)
     if not lengths:
         raise UsageError("the documents hold no tokens", hint="are the files empty?")
     long_docs = [n for n in lengths if n > seq_len]
