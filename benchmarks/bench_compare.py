@@ -31,10 +31,10 @@ def main() -> None:
     import torch
 
     import llmscope
-    from llmscope import decoding
+    from llmscope import decoding, sampling
 
     lm = llmscope.load(args.model, device=args.device)
-    specs = decoding.parse_strategy_list(args.strategies, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    specs = sampling.parse_strategy_list(args.strategies, max_new_tokens=args.max_new_tokens, seed=args.seed)
     print(f"model {lm.source.display_name} on {lm.device} ({lm.dtype}), torch threads {torch.get_num_threads()}")
     print(f"strategies {', '.join(s.label for s in specs)}; {args.max_new_tokens} new tokens each")
     # warm-up (first calls allocate and pick kernels)

@@ -7,7 +7,7 @@ import math
 import pytest
 
 import llmscope
-from llmscope import decoding
+from llmscope import decoding, sampling
 from llmscope.errors import UsageError
 
 
@@ -79,15 +79,15 @@ def test_unknown_strategy():
 
 
 def test_strategy_inference_and_options_that_cannot_apply():
-    assert decoding.settings_for(None).strategy == "greedy"
-    assert decoding.settings_for(None, top_p=0.8).strategy == "top-p"
-    assert decoding.settings_for(None, num_beams=3).strategy == "beam"
-    assert decoding.settings_for(None, temperature=0.7).strategy == "sample"
-    s = decoding.settings_for("top-p", top_k=20)
-    assert (s.top_p, s.top_k) == (decoding.DEFAULT_TOP_P, 20)  # combined, as model.generate does
+    assert sampling.settings_for(None).strategy == "greedy"
+    assert sampling.settings_for(None, top_p=0.8).strategy == "top-p"
+    assert sampling.settings_for(None, num_beams=3).strategy == "beam"
+    assert sampling.settings_for(None, temperature=0.7).strategy == "sample"
+    s = sampling.settings_for("top-p", top_k=20)
+    assert (s.top_p, s.top_k) == (sampling.DEFAULT_TOP_P, 20)  # combined, as model.generate does
     with pytest.raises(UsageError, match="--top-p has no effect"):
-        decoding.settings_for("greedy", top_p=0.5)
-    specs = decoding.parse_strategy_list("greedy,nucleus,top-p=0.5,beam=3", top_p=0.8, top_k=7)
+        sampling.settings_for("greedy", top_p=0.5)
+    specs = sampling.parse_strategy_list("greedy,nucleus,top-p=0.5,beam=3", top_p=0.8, top_k=7)
     assert [s.label for s in specs] == ["greedy", "top-p 0.8", "top-p 0.5", "beam 3"]
     assert specs[1].top_k is None  # compare: --top-k belongs to the top-k row only
 
@@ -230,7 +230,7 @@ def test_chat_uses_the_chat_template(llama):
     assert result.prompt_tokens == expected.shape[-1]
     with torch.no_grad():
         out = llama.model.generate(expected, attention_mask=torch.ones_like(expected), do_sample=False,
-                                   max_new_tokens=5, eos_token_id=decoding.stop_token_ids(llama, chat=True),
+                                   max_new_tokens=5, eos_token_id=sampling.stop_token_ids(llama.model, llama.tokenizer, llama.config, chat=True),
                                    pad_token_id=llama.tokenizer.eos_token_id)
     assert result.token_ids == out[0, expected.shape[-1]:].tolist()
 
@@ -254,7 +254,7 @@ def test_compare_rows_equal_generate(llama):
     result = decoding.compare(prompt, model=llama, strategies=strategies, **opts)
     assert [r.strategy for r in result.results] == strategies
     assert len(result.batched) == 6
-    for row, spec in zip(result.results, decoding.parse_strategy_list(strategies, **opts)):
+    for row, spec in zip(result.results, sampling.parse_strategy_list(strategies, **opts)):
         alone = decoding.generate(
             prompt, model=llama, strategy=spec.strategy, temperature=spec.temperature if spec.do_sample else None,
             top_k=spec.top_k, top_p=spec.top_p, min_p=spec.min_p, typical_p=spec.typical_p,
@@ -269,7 +269,7 @@ def test_compare_rows_equal_generate(llama):
 
 def test_compare_rows_finishing_early_do_not_disturb_the_others(gpt2):
     # Many sampling rows on a random model: some hit EOS early and leave the batch.
-    specs = [decoding.settings_for("sample", seed=s, max_new_tokens=30, temperature=1.5) for s in range(6)]
+    specs = [sampling.settings_for("sample", seed=s, max_new_tokens=30, temperature=1.5) for s in range(6)]
     result = decoding.compare("The", model=gpt2, strategies=specs, max_new_tokens=30)
     for spec, row in zip(specs, result.results):
         alone = decoding.generate("The", model=gpt2, strategy="sample", temperature=1.5, seed=spec.seed,

@@ -88,7 +88,7 @@ def command(
     one forward pass per step, each row with its own logits processors and seeded random
     generator, so every row is what `llmscope generate` writes with the same settings and seed.
     """
-    from llmscope.decoding import parse_strategy_list
+    from llmscope.sampling import parse_strategy_list
     from llmscope.errors import UsageError
 
     specs = parse_strategy_list(

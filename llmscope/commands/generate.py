@@ -97,7 +97,7 @@ def command(
     and perplexity of the generated tokens under the model, and why it stopped (EOS or length).
     Sampling is seeded: the same seed always gives the same text.
     """
-    from llmscope.decoding import settings_for
+    from llmscope.sampling import settings_for
     from llmscope.errors import UsageError
 
     settings = settings_for(
