@@ -34,7 +34,7 @@ MEMORY = [
 ]
 TOKENIZE = [
     "model", "text", "ids", "tokens", "pieces", "offsets", "special_tokens_mask", "added_special_tokens",
-    "num_tokens", "num_characters", "characters_per_token", "add_special_tokens", "chat", "messages",
+    "num_tokens", "num_characters", "characters_per_token", "add_special_tokens", "chat", "messages", "warnings",
 ]
 TOKENIZE_COMPARE = ["model", "text", "num_characters", "models"]
 TOKENIZE_IDS = ["model", "ids", "tokens", "pieces", "special_tokens_mask", "text"]
