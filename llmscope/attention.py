@@ -220,8 +220,9 @@ def attention(
 
     from llmscope.report_progress import reporter
 
-    if not prompt:
-        raise UsageError("the prompt is empty", hint="give some text to look at")
+    from llmscope.prompts import check_prompt_options
+
+    check_prompt_options(prompt, chat=False, system=None)
     if top < 1:
         raise UsageError(f"--top {top}: must be at least 1")
     if not isinstance(model, loading.LoadedModel):
@@ -242,13 +243,13 @@ def attention(
     kind = attention_kind(config, causal=not lm.masked)
 
     tokenizer = lm.tokenizer
-    encoded = tokenizer(prompt, return_tensors="pt", return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)))
-    ids = encoded["input_ids"].to(lm.device)  # (1, tokens)
-    from llmscope.next_token import check_context
+    from llmscope.prompts import check_context, context_length, encode
 
-    check_context(lm, ids.shape[-1])
-    offsets = [tuple(o) for o in encoded["offset_mapping"][0].tolist()] if "offset_mapping" in encoded else None
-    id_list = ids[0].tolist()
+    encoded = encode(tokenizer, prompt, name=lm.source.display_name)
+    check_context(len(encoded.ids), context_length(config))
+    ids = torch.tensor([encoded.ids], device=lm.device)  # (1, tokens)
+    offsets = encoded.offsets
+    id_list = encoded.ids
     pieces = token_pieces(tokenizer, id_list)
     query = find_query(token, pieces, offsets, prompt) if token is not None else None
 
@@ -256,8 +257,7 @@ def attention(
         if switched:
             reporter().notice("Switched the model to eager attention for this call (to read the weights)")
         with torch.no_grad():
-            kwargs = {"attention_mask": encoded["attention_mask"].to(lm.device)} if "attention_mask" in encoded else {}
-            out = lm.model(ids, output_attentions=True, **kwargs)
+            out = lm.model(ids, attention_mask=torch.ones_like(ids), output_attentions=True)
     attentions = out.attentions  # num_layers x (batch, heads, query, key)
     if not attentions or attentions[0] is None:
         raise loading.ModelFormatError(

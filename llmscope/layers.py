@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from llmscope import loading
 from llmscope.errors import ModelFormatError, UsageError
 from llmscope.loading import LoadedModel
-from llmscope.next_token import check_prompt, encode_prompt, token_text
+from llmscope.prompts import (
+    EncodedPrompt,
+    check_context,
+    check_prompt_options,
+    context_length,
+    encode,
+    token_text,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -83,6 +90,7 @@ class LayerReport:
     final_check: float  # max |lens probs - model probs| at the last layer (0 up to rounding)
     grid: list[list[LensPrediction]] | None  # --all-tokens: [hidden_states index][position]
     kv_cache: KVCache | None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. two BOS tokens at the start
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -173,12 +181,13 @@ def layers(
     """Run PROMPT once with hidden states kept: per layer shape, norm, change and logit lens; the KV cache."""
     import torch
 
-    check_prompt(prompt)
+    check_prompt_options(prompt, chat=chat, system=system)
     if top < 1:
         raise UsageError(f"--top {top}: must be at least 1")
     lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
                       trust_remote_code=trust_remote_code)
-    text, ids = encode_prompt(lm, prompt, chat=chat, system=system)
+    encoded = _encode_prompt(lm, prompt, chat=chat, system=system)
+    ids = encoded.ids
     tokenizer = lm.tokenizer
     masked = lm.masked
     if masked and tokenizer.mask_token_id is not None and tokenizer.mask_token_id in ids:
@@ -295,7 +304,20 @@ def layers(
         final_check=final_check if math.isfinite(final_check) else float("nan"),
         grid=grid,
         kv_cache=None if masked else _cache_report(out.past_key_values, lm.config),
+        warnings=list(encoded.warnings),
     )
+
+
+def _encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> EncodedPrompt:
+    """The prompt's ids as the model reads them (the chat template applied with ``chat``), checked
+    against the model's context."""
+    if chat and lm.masked:
+        raise UsageError("--chat is for chat (causal) models; this is a masked LM")
+    encoded = encode(lm.tokenizer, prompt, name=lm.source.display_name, chat=chat, system=system)
+    if not encoded.ids:
+        raise UsageError("the prompt has no tokens", hint="give some text for the model to read")
+    check_context(len(encoded.ids), context_length(lm.config))
+    return encoded
 
 
 def _cache_report(cache: Any, config: Any) -> KVCache | None:

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from llmscope.errors import UsageError
-from llmscope.tokens import compare_tokenizers, decode_ids, parse_ids, tokenize, vocab_info
+from llmscope.tokens import compare_tokenizers, decode_ids, parse_ids, tokenize
+from llmscope.vocab import vocab_info
 
 TEXTS = [
     "Hello, world!",

@@ -41,13 +41,6 @@ def command(
     last layer's prediction is the model's own next token. Then the KV cache: key and value
     shapes per layer and the bytes they hold for this prompt.
     """
-    from llmscope.errors import UsageError
-
-    if prompt == "":
-        raise UsageError("the prompt is empty", hint="give some text for the model to read")
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
-
     from llmscope import render
     from llmscope.layers import layers
     from llmscope.render.layers import render_layers
@@ -56,4 +49,5 @@ def command(
         prompt, model=model, all_tokens=all_tokens, chat=chat, system=system, top=top, revision=revision,
         gguf_file=gguf_file, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
     )
+    render.warn(report.warnings)
     render.emit(report, render_layers, json_=json_, export_path=export)

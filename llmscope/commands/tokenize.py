@@ -129,16 +129,15 @@ def command(
 
     compare_models = _compare_models(compare)
     # Everything checked before anything loads.
-    if vocab and (text is not None or file is not None or ids is not None or chat or compare_models):
-        raise UsageError("--vocab shows the tokenizer itself: it takes no TEXT, --file, --ids, --chat or --compare")
-    if ids is not None and (text is not None or file is not None or chat or compare_models):
-        raise UsageError("--ids decodes token ids: it takes no TEXT, --file, --chat or --compare")
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
-
+    chat_options = chat or system is not None
+    if vocab and (text is not None or file is not None or ids is not None or chat_options or compare_models):
+        raise UsageError("--vocab shows the tokenizer itself: it takes no TEXT, --file, --ids, --chat, --system "
+                         "or --compare")
+    if ids is not None and (text is not None or file is not None or chat_options or compare_models):
+        raise UsageError("--ids decodes token ids: it takes no TEXT, --file, --chat, --system or --compare")
     if vocab:
         from llmscope.render.tokens import render_vocab
-        from llmscope.tokens import vocab_info
+        from llmscope.vocab import vocab_info
 
         info = vocab_info(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
         render.emit(info, render_vocab, json_=json_, export_path=export)
@@ -169,6 +168,8 @@ def command(
             system=system,
             add_special_tokens=add_special_tokens,
         )
+        for one in comparison.results:
+            render.warn([f"{one.model}: {w}" for w in one.warnings])
         render.emit(comparison, render_comparison, json_=json_, export_path=export)
         return
 
@@ -185,4 +186,5 @@ def command(
         system=system,
         add_special_tokens=add_special_tokens,
     )
+    render.warn(result.warnings)
     render.emit(result, render_tokenization, json_=json_, export_path=export)

@@ -125,6 +125,14 @@ def status(message: str) -> Iterator[None]:
         yield
 
 
+def warn(lines: list[str] | tuple[str, ...]) -> None:
+    """Each line of a result's ``warnings`` as one ``Warning: ...`` line on stderr."""
+    from rich.markup import escape
+
+    for line in lines:
+        stderr.print(f"[yellow]Warning:[/yellow] {escape(line)}")
+
+
 # --------------------------------------------------------------------------------------------
 # Token pieces (numbers and sizes: llmscope.units)
 
