@@ -14,7 +14,7 @@ OUTPUT_PANEL = "Output"
 
 
 def _device(value: str) -> str:
-    from llmscope.loading import validate_device
+    from llmscope.devices import validate_device
 
     try:
         return validate_device(value)
@@ -23,7 +23,7 @@ def _device(value: str) -> str:
 
 
 def _dtype(value: str) -> str:
-    from llmscope.loading import validate_dtype
+    from llmscope.devices import validate_dtype
 
     try:
         return validate_dtype(value)

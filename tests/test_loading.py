@@ -12,9 +12,24 @@ from pathlib import Path
 import pytest
 
 import llmscope
-from llmscope import loading
+from llmscope import devices, gguf_cache, hub, loading, memory_guard
 from llmscope.errors import DeviceError, ModelFormatError, RemoteCodeError, UsageError
+from llmscope.report_progress import Reporter, set_reporter
 from llmscope.resolve import ModelSource, resolve
+
+
+@pytest.fixture
+def notices():
+    """The lines the core says through its reporter while the test runs (the CLI would show them)."""
+
+    class Collect(Reporter):
+        def notice(self, text: str) -> None:
+            said.append(text)
+
+    said: list[str] = []
+    old = set_reporter(Collect())
+    yield said
+    set_reporter(old)
 
 
 # --------------------------------------------------------------------------------------------
@@ -24,19 +39,19 @@ from llmscope.resolve import ModelSource, resolve
 def test_changed_file_gets_a_new_key_even_with_the_same_size_and_mtime(tmp_path: Path):
     path = tmp_path / "m.gguf"
     path.write_bytes(b"A" * 1000)
-    first = loading.file_sha256(path)
-    assert loading.file_sha256(path) == first  # memoised
+    first = gguf_cache.file_sha256(path)
+    assert gguf_cache.file_sha256(path) == first  # memoised
     stat = path.stat()
     path.write_bytes(b"B" * 1000)
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
-    assert loading.file_sha256(path) != first
+    assert gguf_cache.file_sha256(path) != first
 
 
-def _gguf(tmp_path: Path) -> tuple[loading.GgufFile, ModelSource]:
+def _gguf(tmp_path: Path) -> tuple[gguf_cache.GgufFile, ModelSource]:
     path = tmp_path / "x.gguf"
     path.write_bytes(os.urandom(64))
     source = ModelSource(kind="gguf", location=str(tmp_path), gguf_file="x.gguf")
-    return loading.GgufFile(path, loading.file_sha256(path)), source
+    return gguf_cache.GgufFile(path, gguf_cache.file_sha256(path)), source
 
 
 def test_killed_conversion_leaves_no_cache(tmp_path: Path, monkeypatch):
@@ -46,14 +61,14 @@ def test_killed_conversion_leaves_no_cache(tmp_path: Path, monkeypatch):
         (out / "config.json").write_text("{half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loading, "_convert_stage", dies_half_way)
+    monkeypatch.setattr(gguf_cache, "_convert_stage", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        loading.ensure_gguf_stage(gguf, "config", source)
+        gguf_cache.ensure_gguf_stage(gguf, "config", source)
     assert not gguf.stage("config").exists()
     assert not list(gguf.entry.glob(".config.tmp-*"))
 
-    monkeypatch.setattr(loading, "_convert_stage", lambda g, s, out: (out / "config.json").write_text("{}"))
-    folder = loading.ensure_gguf_stage(gguf, "config", source)
+    monkeypatch.setattr(gguf_cache, "_convert_stage", lambda g, s, out: (out / "config.json").write_text("{}"))
+    folder = gguf_cache.ensure_gguf_stage(gguf, "config", source)
     assert json.loads((folder / "config.json").read_text()) == {}
 
 
@@ -63,8 +78,8 @@ def test_leftovers_of_a_dead_process_and_foreign_folders_are_never_served(tmp_pa
     stale.mkdir(parents=True)
     gguf.stage("config").mkdir()
     (gguf.stage("config") / "config.json").write_text('{"wrong": true}')  # no marker: incomplete
-    monkeypatch.setattr(loading, "_convert_stage", lambda g, s, out: (out / "config.json").write_text('{"ok": 1}'))
-    folder = loading.ensure_gguf_stage(gguf, "config", source)
+    monkeypatch.setattr(gguf_cache, "_convert_stage", lambda g, s, out: (out / "config.json").write_text('{"ok": 1}'))
+    folder = gguf_cache.ensure_gguf_stage(gguf, "config", source)
     assert json.loads((folder / "config.json").read_text()) == {"ok": 1}
     assert not stale.exists()
 
@@ -78,9 +93,9 @@ def test_two_converters_at_once_convert_once(tmp_path: Path, monkeypatch):
         time.sleep(0.5)
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(loading, "_convert_stage", slow)
+    monkeypatch.setattr(gguf_cache, "_convert_stage", slow)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(loading.ensure_gguf_stage(gguf, "config", source)))
+    threads = [threading.Thread(target=lambda: results.append(gguf_cache.ensure_gguf_stage(gguf, "config", source)))
                for _ in range(2)]
     for t in threads:
         t.start()
@@ -98,9 +113,9 @@ def test_full_disk_ends_with_no_cache_and_a_clear_error(tmp_path: Path, monkeypa
         (out / "model.safetensors").write_bytes(b"x" * 10)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(loading, "_convert_stage", disk_full)
+    monkeypatch.setattr(gguf_cache, "_convert_stage", disk_full)
     with pytest.raises(llmscope.LlmscopeError, match="no space left"):
-        loading.ensure_gguf_stage(gguf, "model", source)
+        gguf_cache.ensure_gguf_stage(gguf, "model", source)
     assert not gguf.stage("model").exists() and not list(gguf.entry.glob(".model.tmp-*"))
 
 
@@ -109,18 +124,18 @@ def test_full_disk_ends_with_no_cache_and_a_clear_error(tmp_path: Path, monkeypa
 
 
 def test_device_and_dtype_names():
-    assert loading.validate_device("CUDA:1") == "cuda:1"
-    assert loading.validate_dtype("bf16") == "bfloat16"
+    assert devices.validate_device("CUDA:1") == "cuda:1"
+    assert devices.validate_dtype("bf16") == "bfloat16"
     with pytest.raises(UsageError):
-        loading.validate_device("gpu")
+        devices.validate_device("gpu")
     with pytest.raises(UsageError):
-        loading.validate_dtype("int3")
+        devices.validate_dtype("int3")
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(DeviceError, match="no CUDA GPU"):
-        loading.resolve_device("cuda")
+        devices.resolve_device("cuda")
 
 
 @pytest.mark.cuda
@@ -211,7 +226,7 @@ def test_a_cached_gguf_tokenizer_has_the_same_added_tokens(tiny_gguf):
     direct = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
     source = resolve(str(tiny_gguf))
     cached = loading.load_tokenizer(source)
-    folder = loading.ensure_gguf_stage(loading.gguf_file_for(source), "tokenizer", source)
+    folder = gguf_cache.ensure_gguf_stage(gguf_cache.gguf_file_for(source), "tokenizer", source)
     recorded = json.loads((folder / "tokenizer_config.json").read_text())["added_tokens_decoder"]
     assert {int(i): t["content"] for i, t in recorded.items()} == {
         i: t.content for i, t in direct.added_tokens_decoder.items()}
@@ -260,7 +275,7 @@ def test_gguf_summary_from_the_cache_matches_gguf_reader(tiny_gguf, processes, t
         monkeypatch.setattr(type(multiprocessing.get_context("spawn")), "Pool", no_pool)
     want = _summary_by_gguf_reader(tiny_gguf)
     assert set(want["types"]) == {"F32", "F16", "Q8_0"} and want["file_type"] == "Q8_0"
-    assert loading.gguf_summary(resolve(str(tiny_gguf))) == want
+    assert gguf_cache.gguf_summary(resolve(str(tiny_gguf))) == want
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +287,7 @@ def test_second_load_reads_the_cache_without_converting(demo_model, monkeypatch)
     def must_not_convert(*args, **kwargs):
         raise AssertionError("converted again")
 
-    monkeypatch.setattr(loading, "_convert_stage", must_not_convert)
+    monkeypatch.setattr(gguf_cache, "_convert_stage", must_not_convert)
     again = llmscope.load(None, device="cpu", dtype="float32")
     assert sum(p.numel() for p in again.model.parameters()) == 268_098_176
     assert resolve(None).kind == "embedded"
@@ -284,7 +299,7 @@ def test_converted_cache_gives_the_same_logits_as_transformers_reading_the_gguf(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = loading.embedded_gguf_path()
+    path = gguf_cache.embedded_gguf_path()
     direct = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     text = "The cat sat on the mat because it was tired."
@@ -300,7 +315,7 @@ def test_weights_that_cannot_fit_are_refused_before_loading(tiny_models, monkeyp
 
     config = loading.load_config(resolve(str(tiny_models["llama"])))
     weight_bytes = 4 * sum(p.numel() for p in loading.build_meta_model(config).parameters())
-    monkeypatch.setattr(loading, "available_ram", lambda: int(weight_bytes * 0.8))
+    monkeypatch.setattr(memory_guard, "available_ram", lambda: int(weight_bytes * 0.8))
     with pytest.raises(ResourceError) as info:
         llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="float32")
     assert "--dtype bfloat16" in str(info.value)
@@ -313,11 +328,13 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
     import subprocess
     import sys
 
-    gguf_path = loading.embedded_gguf_path()  # the real 270M GGUF, assembled in the session cache
+    gguf_path = gguf_cache.embedded_gguf_path()  # the real 270M GGUF, assembled in the session cache
     code = (
-        "from llmscope import loading; from llmscope.resolve import resolve; import sys\n"
-        "s = resolve(sys.argv[1]); g = loading.gguf_file_for(s)\n"
-        "print(loading.ensure_gguf_stage(g, 'config', s))\n"
+        "from llmscope import gguf_cache; from llmscope.resolve import resolve; import sys\n"
+        "from llmscope.report_progress import set_reporter; from llmscope.render.progress import RichReporter\n"
+        "set_reporter(RichReporter())  # as the CLI does: the status line shows who converted\n"
+        "s = resolve(sys.argv[1]); g = gguf_cache.gguf_file_for(s)\n"
+        "print(gguf_cache.ensure_gguf_stage(g, 'config', s))\n"
     )
     env = {**os.environ, "LLMSCOPE_CACHE": str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(gguf_path)], env=env, text=True,
@@ -335,7 +352,7 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
 # The Hub reachability test (a local port stands in for the Hub; nothing leaves the machine)
 
 
-def test_hub_reachability_is_tested_once_then_again_after_a_while(monkeypatch, capsys):
+def test_hub_reachability_is_tested_once_then_again_after_a_while(monkeypatch, notices):
     import socket
 
     from huggingface_hub import constants
@@ -345,20 +362,20 @@ def test_hub_reachability_is_tested_once_then_again_after_a_while(monkeypatch, c
         endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "ENDPOINT", endpoint)
-        monkeypatch.setattr(loading, "_hub_answers", {})
+        monkeypatch.setattr(hub, "_hub_answers", {})
         for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             monkeypatch.delenv(proxy, raising=False)
 
-        assert loading.hub_reachable() is False
-        assert loading.hub_reachable() is False  # the answer is reused: one note, not one per file
-        assert capsys.readouterr().err.count("is not reachable: using the local cache only") == 1
+        assert hub.hub_reachable() is False
+        assert hub.hub_reachable() is False  # the answer is reused: one note, not one per file
+        assert sum("is not reachable: using the local cache only" in n for n in notices) == 1
 
         server.listen()  # the network comes back (a notebook kernel lives on)
-        assert loading.hub_reachable() is False  # still within the reuse window
-        monkeypatch.setattr(loading, "HUB_PROBE_TTL", 0.0)
-        assert loading.hub_reachable() is True
+        assert hub.hub_reachable() is False  # still within the reuse window
+        monkeypatch.setattr(hub, "HUB_PROBE_TTL", 0.0)
+        assert hub.hub_reachable() is True
         assert loading._pretrained_location(resolve("someone/model"), "config")[1] == {}
 
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline mode: no test at all
-        monkeypatch.setattr(loading, "_connects", lambda endpoint: pytest.fail("tested in offline mode"))
-        assert loading.hub_reachable() is False
+        monkeypatch.setattr(hub, "_connects", lambda endpoint: pytest.fail("tested in offline mode"))
+        assert hub.hub_reachable() is False
