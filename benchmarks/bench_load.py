@@ -50,11 +50,11 @@ def main() -> None:
         first_in, second_in = map(float, done.stdout.split()[-2:])
         cold = timed(LLMSCOPE.format(model=model), env)
         warm = min(timed(LLMSCOPE.format(model=model), env) for _ in range(3))
-        from llmscope import loading
+        from llmscope import gguf_cache
         from llmscope.resolve import resolve
 
         os.environ.update(env)
-        path = str(loading.gguf_file_for(resolve(model)).path)
+        path = str(gguf_cache.gguf_file_for(resolve(model)).path)
         raw = timed(RAW.format(path=path), env)
     print(f"model: {model or 'embedded Gemma 3 270M'}; {os.cpu_count()} CPUs; times include imports")
     print(f"{'llmscope first load (converts)':38s} {cold:7.1f} s")

@@ -21,6 +21,7 @@ _API = {
     "kv_cache_estimate": "llmscope.architecture",
     "load": "llmscope.loading",
     "LoadedModel": "llmscope.loading",
+    "LoadSpec": "llmscope.loading",
     "resolve": "llmscope.resolve",
     "ModelSource": "llmscope.resolve",
     "LlmscopeError": "llmscope.errors",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from llmscope.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmscope.loading import LoadSpec
 
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
@@ -118,3 +121,20 @@ Seed = Annotated[
     int, typer.Option(help="Random seed: the same seed gives the same text.", min=0, max=MAX_SEED)
 ]
 
+
+
+def load_spec_from_options(
+    model: Optional[str],
+    revision: Optional[str] = None,
+    gguf_file: Optional[str] = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> LoadSpec:
+    """The model options of a command as the one value the core loads from."""
+    from llmscope.loading import LoadSpec
+
+    return LoadSpec(
+        model=model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )

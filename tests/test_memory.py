@@ -375,11 +375,11 @@ def test_placement_when_the_cache_alone_is_too_big(config_folder):
 
 
 def test_gguf_weights_of_the_embedded_model():
-    from llmscope import loading
+    from llmscope import gguf_cache
     from llmscope.resolve import resolve
 
     report = memory_report(None, context=1024, memory="4GiB")
-    summary = loading.gguf_summary(resolve(None))
+    summary = gguf_cache.gguf_summary(resolve(None))
     assert report.weights.file_bytes == summary["file_bytes"]
     elements = sum(t["elements"] for t in summary["types"].values())
     stored = sum(t["bytes"] for t in summary["types"].values())
