@@ -8,9 +8,11 @@ the decoders, WordPiece for BERT), so tokenizer behaviour is faithful without an
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,8 +37,8 @@ CORPUS = [
     "Attention is all you need. Transformers process tokens in parallel.",
 ] * 4
 
+
 # An isolated environment for every test: no network, no user caches.
-_SESSION_CACHE: Path | None = None
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +96,40 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, out.out, out.err)
 
     return run
+
+
+def assert_one_error_line(result: CliResult, code: int | None = None) -> str:
+    """A clean failure: exactly one line starting with 'Error:' on stderr, nothing on stdout, no
+    traceback, not the last line of defence ("this is a bug in llmscope": a library error leaked
+    untranslated), and exit CODE when given (else any non-zero). Returns the error line."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, f"exit {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == "", result.stdout
+    assert "this is a bug in llmscope" not in lines[0], lines[0]
+    if code is None:
+        assert result.exit_code != 0, f"exit 0: {lines[0]}"
+    else:
+        assert result.exit_code == code, f"exit {result.exit_code}: {lines[0]}"
+    return lines[0]
+
+
+@pytest.fixture
+def one_error_line():
+    """``one_error_line(result, code=None) -> str``: see ``assert_one_error_line``."""
+    return assert_one_error_line
+
+
+@pytest.fixture
+def stdin(monkeypatch: pytest.MonkeyPatch):
+    """``stdin(data)``: standard input as a process gets it, bytes (or str, encoded as UTF-8) under a
+    strict UTF-8 text layer, so invalid UTF-8 fails the way it does in a shell."""
+
+    def feed(data: bytes | str) -> None:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+
+    return feed
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,6 +243,24 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     folders["bert"] = _save(root / "tiny-bert", bert, bert_tok)
     return folders
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizers(tiny_models: dict[str, Path]):
+    """Each tiny model's tokenizer loaded by ``AutoTokenizer`` directly, defaults only: the
+    reference tests compare llmscope with. Do not mutate them (shared by the session)."""
+    from transformers import AutoTokenizer
+
+    return {name: AutoTokenizer.from_pretrained(folder) for name, folder in tiny_models.items()}
+
+
+@pytest.fixture(scope="session")
+def loaded_models(tiny_models: dict[str, Path]):
+    """Each tiny model loaded once by ``llmscope.load`` on the CPU in float32, to pass as
+    ``model=``: {'gpt2', 'llama', 'mixtral', 'bert'} -> LoadedModel. Do not mutate them."""
+    import llmscope
+
+    return {name: llmscope.load(str(folder), device="cpu", dtype="float32") for name, folder in tiny_models.items()}
 
 
 @pytest.fixture
