@@ -51,8 +51,8 @@ _API = {
     "VocabInfo": "llmscope.vocab",
     "predict_next_token": "llmscope.next_token",  # = llmscope.next_token.next_token
     "NextTokenResult": "llmscope.next_token",
-    "Stepper": "llmscope.next_token",
-    "stepper": "llmscope.next_token",
+    "Stepper": "llmscope.stepping",
+    "stepper": "llmscope.stepping",
     "layer_report": "llmscope.layers",  # = llmscope.layers.layers
     "LayerReport": "llmscope.layers",
 }

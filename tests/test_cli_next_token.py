@@ -111,3 +111,30 @@ def test_demo_model_cli(cli, demo_model):
         probs = torch.softmax(demo_model.model(torch.tensor([data["input_ids"]])).logits[0, -1], -1)
     assert data["candidates"][0]["id"] == int(probs.argmax())
     assert data["candidates"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample"])
+def test_steps_write_what_generate_writes(cli, tiny_models, strategy):
+    # One sampling path: the same strategy and seed give the same tokens in next-token --steps and generate.
+    folder = str(tiny_models["llama"])
+    stepped = cli("next-token", "Once upon", "-m", folder, "--strategy", strategy, "--seed", "3", "--steps", "12",
+                  "--json")
+    written = cli("generate", "Once upon", "-m", folder, "--strategy", strategy, "--seed", "3", "-n", "12", "--json")
+    assert stepped.exit_code == 0 and written.exit_code == 0, stepped.stderr + written.stderr
+    assert [s["chosen"]["id"] for s in stepped.json()["steps"]] == written.json()["token_ids"]
+
+
+def test_two_bos_tokens_warn(cli, tiny_models):
+    r = cli("next-token", "<s>Hello", "-m", tiny_models["llama"], "--json")
+    assert r.exit_code == 0, r.stderr
+    data = r.json()
+    assert data["input_ids"][:2] == [data["input_ids"][0]] * 2
+    assert len(data["warnings"]) == 1 and "two" in data["warnings"][0]
+    assert "Warning:" in r.stderr and "two" in r.stderr
+
+
+def test_stop_reason_reads_as_words(cli, tiny_models, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("1\n\n"))
+    r = cli("next-token", "The cat", "-m", tiny_models["gpt2"], "-i")
+    assert r.exit_code == 0, r.stderr
+    assert "(stopped by you)" in r.stdout and "stopped: stopped" not in r.stdout

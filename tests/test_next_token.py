@@ -1,4 +1,5 @@
-"""next_token(): probabilities equal transformers' own softmax; steps equal model.generate; masks; errors."""
+"""next_token(): probabilities equal transformers' own softmax; steps equal model.generate and llmscope's
+generate (one sampling path); masks; errors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 
 import llmscope
 from llmscope.errors import UsageError
-from llmscope.next_token import next_token, stepper
+from llmscope import decoding, sampling
+from llmscope.next_token import next_token
+from llmscope.stepping import stepper
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def test_step_candidates_equal_a_fresh_forward_pass(loaded):
 
 
 def test_knobs_use_transformers_warpers(loaded):
-    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
     lm = loaded["llama"]
     result = next_token("The cat", model=lm, top_k=20, temperature=0.5, top_p=0.05)
@@ -94,23 +97,58 @@ def test_knobs_use_transformers_warpers(loaded):
     with torch.no_grad():
         logits = lm.model(ids).logits[:, -1]
     tempered = TemperatureLogitsWarper(0.5)(ids, logits)
-    final = TopPLogitsWarper(0.05)(ids, TopKLogitsWarper(20)(ids, tempered))
-    sampling = torch.softmax(final, -1)[0]
-    top_p_alone = torch.isfinite(TopPLogitsWarper(0.05)(ids, tempered))[0]
+    final = TopPLogitsWarper(0.05)(ids, tempered)  # --top-k only chooses the rows shown: no TopK here
+    probs = torch.softmax(final, -1)[0]
     for c in result.candidates:
         assert c.prob_temperature == pytest.approx(float(torch.softmax(tempered, -1)[0, c.id]), abs=1e-5)
-        assert c.prob_sampling == pytest.approx(float(sampling[c.id]), abs=1e-5)
-        assert c.kept_top_p == bool(top_p_alone[c.id])
+        assert c.prob_sampling == pytest.approx(float(probs[c.id]), abs=1e-5)
+        assert c.kept_top_p == bool(torch.isfinite(final)[0, c.id])
     assert result.distribution.sampling_kept == int(torch.isfinite(final).sum())
+    assert len(result.candidates) == 20
 
 
-def test_sampling_is_seeded_and_stays_inside_top_k(loaded):
-    lm = loaded["gpt2"]
-    a = next_token("The", model=lm, steps=5, strategy="sample", top_k=3, seed=7)
-    b = next_token("The", model=lm, steps=5, strategy="sample", top_k=3, seed=7)
-    assert [s.chosen.id for s in a.steps] == [s.chosen.id for s in b.steps]
-    for s in a.steps:
-        assert s.chosen.id in [c.id for c in s.candidates[:3]]
+def _ids(result):
+    return [s.chosen.id for s in result.steps]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+@pytest.mark.parametrize("seed", [0, 3])
+def test_sampled_steps_equal_generate_and_ignore_the_rows_shown(loaded, name, seed):
+    # One sampling path: next-token --steps writes what generate writes with the same strategy and seed,
+    # and how many candidates it shows (top_k) never filters what it samples.
+    lm = loaded[name]
+    written = decoding.generate("The", model=lm, strategy="sample", seed=seed, max_new_tokens=12)
+    for top_k in (10, 1):
+        stepped = next_token("The", model=lm, steps=12, strategy="sample", seed=seed, top_k=top_k)
+        assert _ids(stepped) == written.token_ids
+        assert stepped.stop_reason == ("eos" if written.stop_reason == "eos" else "steps")
+    # with one row shown, the draws still leave it (the old path sampled only among the rows shown)
+    assert any(s.chosen.id != s.candidates[0].id for s in stepped.steps)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_tempered_nucleus_steps_equal_generate(loaded, name):
+    lm = loaded[name]
+    written = decoding.generate("Once upon", model=lm, strategy="sample", temperature=0.7, top_p=0.8, seed=5,
+                                max_new_tokens=10)
+    stepped = next_token("Once upon", model=lm, steps=10, strategy="sample", temperature=0.7, top_p=0.8, seed=5,
+                         top_k=2)
+    assert _ids(stepped) == written.token_ids
+    greedy = next_token("Once upon", model=lm, steps=10, temperature=0.7)
+    assert _ids(greedy) == decoding.generate("Once upon", model=lm, max_new_tokens=10).token_ids
+
+
+def test_chat_steps_stop_at_end_of_turn_as_generate_does(loaded):
+    lm = loaded["llama"]
+    run = stepper("Hi", model=lm, chat=True)
+    assert run.stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=True)
+    assert lm.tokenizer.convert_tokens_to_ids("</s>") in run.stop_ids
+    assert stepper("Hi", model=lm).stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config)
+    for seed in range(4):
+        written = decoding.generate("Hi", model=lm, chat=True, strategy="sample", temperature=1.5, seed=seed,
+                                    max_new_tokens=30)
+        stepped = next_token("Hi", model=lm, chat=True, steps=30, strategy="sample", temperature=1.5, seed=seed)
+        assert _ids(stepped) == written.token_ids
 
 
 def test_masked_lm_predicts_each_mask(loaded):

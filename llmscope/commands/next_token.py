@@ -36,9 +36,12 @@ def _check(top_k: int, temperature: float, top_p: Optional[float], steps: int, s
 def command(
     prompt: Annotated[str, typer.Argument(help="The text the model reads.", show_default=False)],
     model: opt.Model = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Show the K most likely tokens (and keep K when sampling).")] = 10,
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", help="Show the K most likely tokens (sampling is not limited to them).")
+    ] = 10,
     temperature: Annotated[
-        float, typer.Option("--temperature", "-t", help="Show the distribution after dividing the logits by T.")
+        float, typer.Option("--temperature", "-t",
+                            help="Show the distribution after dividing the logits by T (--strategy sample uses it).")
     ] = 1.0,
     top_p: Annotated[
         Optional[float],
@@ -52,7 +55,8 @@ def command(
     ] = None,
     steps: Annotated[int, typer.Option("--steps", "-n", help="Decode N tokens on the KV cache, one row per step.")] = 0,
     strategy: Annotated[
-        str, typer.Option(help="How --steps picks: greedy (the top token) or sample (with the knobs above).")
+        str, typer.Option(help="How --steps picks: greedy (the top token) or sample (with --temperature and --top-p, "
+                               "as generate --strategy sample does).")
     ] = "greedy",
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Pick each next token yourself, or type your own text.")
@@ -81,10 +85,6 @@ def command(
     from llmscope.errors import UsageError
 
     _check(top_k, temperature, top_p, steps, strategy)
-    if prompt == "":
-        raise UsageError("the prompt is empty", hint="give some text for the model to read")
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
     if interactive and steps:
         raise UsageError("--interactive and --steps do not go together", hint="choose one")
 
@@ -103,6 +103,7 @@ def command(
         from llmscope.next_token import next_token
 
         result = next_token(prompt, show=tuple(show or ()), steps=steps, **knobs, **load_kwargs)
+        render.warn(result.warnings)
     render.emit(result, render_next_token, json_=json_, export_path=export)
 
 
@@ -110,10 +111,11 @@ def run_interactive(prompt: str, *, json_: bool = False, seed: int = 0, **kwargs
     """The interactive loop: show the candidates, read a choice, continue from it on the cache."""
     from llmscope import render
     from llmscope.errors import UsageError
-    from llmscope.next_token import result_from, stepper
+    from llmscope.stepping import result_from, stepper
     from llmscope.render.next_token import render_step_choices
 
     run = stepper(prompt, seed=seed, **kwargs)  # type: ignore[arg-type]
+    render.warn(run.warnings)
     initial = run.distribution
     console = render.stderr if json_ else render.stdout
     tokenizer = run.lm.tokenizer

@@ -11,9 +11,10 @@ from rich.text import Text
 
 from llmscope.next_token import Candidate, Distribution, NextTokenResult, Step
 from llmscope.render import visible
+from llmscope.units import fmt_prob
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmscope.next_token import Stepper
+    from llmscope.stepping import Stepper
 
 BAR_WIDTH = 10
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -28,16 +29,16 @@ def bar(prob: float, width: int = BAR_WIDTH) -> str:
     return text.ljust(width)
 
 
-def pct(prob: float | None) -> str:
-    if prob is None:
-        return "-"
-    if prob == 0:
-        return "0%"  # cut by top-k / top-p: exactly zero, not a tiny number
-    if prob >= 0.0995:
-        return f"{100 * prob:.1f}%"
-    if prob >= 0.000995:
-        return f"{100 * prob:.2f}%"
-    return f"{prob:.1e}"
+# One probability format for the whole tool (percentages); render/layers uses this name too.
+pct = fmt_prob
+
+# Why stepping ended, as the summary line says it.
+STOP_REASONS = {
+    "eos": "stopped at an end token",
+    "steps": "all steps taken",
+    "stopped": "stopped by you",
+    "context": "the model's context is full",
+}
 
 
 def token_cell(token: str) -> Text:
@@ -83,11 +84,9 @@ def summary(d: Distribution, *, temperature: float, top_p: float | None) -> Text
     if d.entropy_temperature is not None:
         text.append(f", at T={temperature:g}: {d.entropy_temperature:.3f} nats")
     if temperature != 1.0 or top_p is not None:
-        text.append("\nsampling keeps ", style="dim")
-        parts = [f"top-k {d.top_k_kept}"]
-        if d.top_p_kept is not None:
-            parts.append(f"top-p alone {d.top_p_kept:,}")
-        text.append(", ".join(parts) + f"; all applied: {d.sampling_kept} token{'s' if d.sampling_kept != 1 else ''}")
+        text.append("\nsampling draws from ", style="dim")
+        text.append(f"{d.sampling_kept:,} token{'s' if d.sampling_kept != 1 else ''}")
+        text.append(" (temperature and top-p applied)", style="dim")
     return text
 
 
@@ -164,7 +163,7 @@ def render_next_token(r: NextTokenResult) -> RenderableType:
         text = Text("continuation: ", style="dim")
         text.append(visible(r.generated_text), style="bold")
         if r.stop_reason:
-            text.append(f"  (stopped: {r.stop_reason})", style="dim")
+            text.append(f"  ({STOP_REASONS.get(r.stop_reason, r.stop_reason)})", style="dim")
         parts.append(text)
     return Group(*parts)
 
