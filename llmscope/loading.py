@@ -200,9 +200,13 @@ def _config_without_model_type(source: ModelSource, location: str, kwargs: dict[
     architectures = config_dict.get("architectures") or []
     model_type = infer_model_type(architectures)
     if model_type is None:
-        named = f"its architectures ({', '.join(architectures)}) name" if architectures else "it has no architectures to name"
+        why = (
+            f"its architectures ({', '.join(architectures)}) are no model transformers knows"
+            if architectures
+            else "no architectures to infer it from"
+        )
         raise ModelFormatError(
-            f"{source.display_name}: config.json has no model_type, and {named} no model transformers knows",
+            f"{source.display_name}: config.json has no model_type, and {why}",
             hint='add the "model_type" key to config.json (for example "llama" or "gpt2")',
         )
     reporter().notice(

@@ -379,3 +379,65 @@ def test_hub_reachability_is_tested_once_then_again_after_a_while(monkeypatch, n
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline mode: no test at all
         monkeypatch.setattr(hub, "_connects", lambda endpoint: pytest.fail("tested in offline mode"))
         assert hub.hub_reachable() is False
+
+
+# --------------------------------------------------------------------------------------------
+# An older config.json without model_type (GPT-2 medium at an early revision has only architectures)
+
+
+def _without_model_type(source: Path, folder: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_type"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_config_without_model_type_is_read_from_its_architectures(tiny_models, tmp_path, notices):
+    import torch
+    from transformers import AutoConfig, GPT2LMHeadModel
+
+    intact = tiny_models["gpt2"]
+    # a misleading folder name: only the architectures in config.json may decide
+    bare = _without_model_type(intact, tmp_path / "tiny-llama-named-but-gpt2")
+    with pytest.raises(ValueError, match="model_type"):
+        AutoConfig.from_pretrained(bare)  # transformers alone refuses it
+
+    assert llmscope.inspect_model(str(bare)).parameters.total == llmscope.inspect_model(str(intact)).parameters.total
+    assert notices == ["config.json has no model_type; inferred 'gpt2' from architectures GPT2LMHeadModel"]
+
+    lm = llmscope.load(str(bare), device="cpu", dtype="float32")
+    assert lm.config.model_type == "gpt2"
+    direct = GPT2LMHeadModel.from_pretrained(intact, dtype=torch.float32).eval()
+    ids = lm.tokenizer("The cat sat on the mat", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(lm.model(ids).logits, direct(ids).logits)
+
+
+def test_a_config_without_model_type_on_the_command_line(tiny_models, tmp_path, cli):
+    bare = _without_model_type(tiny_models["gpt2"], tmp_path / "old-gpt2")
+    done = cli("inspect", bare, "--json")
+    assert done.exit_code == 0, done.stderr
+    assert done.json()["model_type"] == "gpt2"
+    assert "config.json has no model_type; inferred 'gpt2' from architectures GPT2LMHeadModel" in done.stderr
+
+
+@pytest.mark.parametrize("architectures", [["NoSuchModelForCausalLM"], None])
+def test_a_config_without_model_type_that_cannot_be_inferred_names_the_key(tiny_models, tmp_path, architectures):
+    bare = _without_model_type(tiny_models["gpt2"], tmp_path / "unknown")
+    config = json.loads((bare / "config.json").read_text())
+    config["architectures"] = architectures
+    (bare / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFormatError, match="config.json has no model_type") as info:
+        llmscope.inspect_model(str(bare))
+    assert "model_type" in info.value.hint
+
+
+def test_model_type_inference_uses_transformers_mappings():
+    assert loading.infer_model_type(["GPT2LMHeadModel"]) == "gpt2"  # not gpt-sw3, which shares the class
+    assert loading.infer_model_type(["LlamaForCausalLM"]) == "llama"
+    assert loading.infer_model_type(["BertForMaskedLM"]) == "bert"
+    assert loading.infer_model_type(["Unknown", "MistralForCausalLM"]) == "mistral"
+    assert loading.infer_model_type(["Unknown"]) is None
