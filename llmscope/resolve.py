@@ -59,7 +59,7 @@ def _looks_like_path(text: str) -> bool:
 
 
 def resolve(
-    model: str | None = None,
+    model: str | os.PathLike[str] | None = None,
     *,
     revision: str | None = None,
     gguf_file: str | None = None,
@@ -70,6 +70,8 @@ def resolve(
     or GGUF file. Otherwise a well-formed ``owner/name`` is a Hub id. Anything else is an error that
     says which of those was expected.
     """
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
     if model is None or model.strip() == "":
         if gguf_file:
             raise UsageError("--gguf-file needs a MODEL folder to look in")

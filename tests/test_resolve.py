@@ -26,6 +26,7 @@ def test_local_folder_with_config(tmp_path: Path):
     (tmp_path / "config.json").write_text("{}")
     source = resolve(str(tmp_path))
     assert source.kind == "folder" and source.location == str(tmp_path.resolve())
+    assert resolve(tmp_path) == source  # a Path as well as a str
 
 
 def test_gguf_file_and_folder_with_gguf_file(tmp_path: Path):
