@@ -196,98 +196,12 @@ def layers(
         position = len(ids) - 1
 
     norm_found = None if masked else find_final_norm(lm.model)
-    captured: dict[str, torch.Tensor] = {}
-    handle = None
-    if norm_found is not None:
-        def hook(_module: Any, args: tuple[Any, ...], output: Any) -> None:
-            captured["input"] = args[0]
-            captured["output"] = output
-
-        handle = norm_found[1].register_forward_hook(hook)
-
-    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
-    try:
-        with torch.inference_mode():
-            if masked:
-                out = lm.model(input_ids=input_ids, output_hidden_states=True)
-            else:
-                from transformers import DynamicCache
-
-                out = lm.model(input_ids=input_ids, output_hidden_states=True, use_cache=True,
-                               past_key_values=DynamicCache(config=lm.config))
-    finally:
-        if handle is not None:
-            handle.remove()
-
-    hidden = list(out.hidden_states)  # num_layers + 1 of (batch, tokens, hidden)
-    if norm_found is not None and "input" in captured:
-        # transformers hands back the last hidden state after the final norm; put the layer's own
-        # output (the norm's input) in its place so every layer meets the same lens.
-        if captured["output"].shape == hidden[-1].shape and torch.equal(captured["output"], hidden[-1]):
-            hidden[-1] = captured["input"]
-
-    head_name, head = _head(lm)
-    cap, scale = _scaling(lm.config)
-    norm = norm_found[1] if norm_found is not None else None
-
-    def lens(h: torch.Tensor) -> torch.Tensor:
-        """(..., hidden) -> (..., vocab) logits, as the model computes them from its last layer."""
-        with torch.inference_mode():
-            h = h.to(next(head.parameters()).device)
-            if norm is not None:
-                h = norm(h)
-            return scale(head(h))
-
-    def prediction(probs: torch.Tensor, k: int) -> list[LensPrediction]:
-        top_ = torch.topk(probs, k)
-        return [LensPrediction(token=token_text(tokenizer, i), id=i, prob=p)
-                for p, i in zip(top_.values.tolist(), top_.indices.tolist())]
-
-    layer_list = find_layer_list(lm.model, len(hidden) - 1)
-    embed = lm.model.get_input_embeddings()
-    embed_name = next((n for n, m in lm.model.named_modules() if m is embed), "embeddings")
-    parent = embed_name.rpartition(".")[0]
-    if parent.endswith("embeddings"):  # BERT: the embeddings block (words + positions + norm)
-        embed_name = parent
-
-    rows: list[LayerRow] = []
-    previous = None
-    last_probs = None
-    for index, h in enumerate(hidden):
-        vector = h[0, position]  # (hidden,)
-        probs = torch.softmax(lens(vector), dim=-1)  # (vocab,)
-        last_probs = probs
-        delta = cosine = None
-        if previous is not None:
-            delta = float(torch.linalg.vector_norm((vector - previous).double()))
-            cosine = float(torch.nn.functional.cosine_similarity(vector.double(), previous.double(), dim=0))
-        name = embed_name if index == 0 else (f"{layer_list}.{index - 1}" if layer_list else f"layer {index - 1}")
-        tops = prediction(probs, min(top, probs.shape[-1]))
-        rows.append(
-            LayerRow(
-                index=index,
-                name=name,
-                shape=list(h.shape),
-                norm=float(torch.linalg.vector_norm(vector.double())),
-                delta_norm=delta,
-                cosine_to_previous=cosine,
-                lens=tops[0],
-                lens_top=tops,
-            )
-        )
-        previous = vector
-
+    out, hidden = _forward(lm, ids, norm_found)
+    head_name, cap, lens = _lens(lm, norm_found)
+    rows, last_probs = _rows(lm, hidden, position, lens, top)
     model_probs = torch.softmax(out.logits[0, position], dim=-1)  # (vocab,)
     final_check = float((last_probs.to(model_probs.device) - model_probs).abs().max())
-
-    grid = None
-    if all_tokens:
-        grid = []
-        for h in hidden:
-            probs = torch.softmax(lens(h[0]), dim=-1)  # (tokens, vocab)
-            best = probs.max(dim=-1)
-            grid.append([LensPrediction(token=token_text(tokenizer, i), id=i, prob=p)
-                         for p, i in zip(best.values.tolist(), best.indices.tolist())])
+    grid = _grid(tokenizer, hidden, lens) if all_tokens else None
 
     return LayerReport(
         model=lm.source.display_name,
@@ -306,6 +220,112 @@ def layers(
         kv_cache=None if masked else _cache_report(out.past_key_values, lm.config),
         warnings=list(encoded.warnings),
     )
+
+
+def _forward(
+    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None
+) -> tuple[Any, list[torch.Tensor]]:
+    """One forward pass keeping every hidden state (and the KV cache for a decoder). The last
+    hidden state is the final norm's input, so every layer meets the same lens."""
+    import torch
+
+    captured: dict[str, torch.Tensor] = {}
+    handle = None
+    if norm_found is not None:
+        def hook(_module: Any, args: tuple[Any, ...], output: Any) -> None:
+            captured["input"] = args[0]
+            captured["output"] = output
+
+        handle = norm_found[1].register_forward_hook(hook)
+    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
+    try:
+        with torch.inference_mode():
+            if lm.masked:
+                out = lm.model(input_ids=input_ids, output_hidden_states=True)
+            else:
+                from transformers import DynamicCache
+
+                out = lm.model(input_ids=input_ids, output_hidden_states=True, use_cache=True,
+                               past_key_values=DynamicCache(config=lm.config))
+    finally:
+        if handle is not None:
+            handle.remove()
+    hidden = list(out.hidden_states)  # num_layers + 1 of (batch, tokens, hidden)
+    if norm_found is not None and "input" in captured:
+        # transformers hands back the last hidden state after the final norm; put the layer's own
+        # output (the norm's input) in its place.
+        if captured["output"].shape == hidden[-1].shape and torch.equal(captured["output"], hidden[-1]):
+            hidden[-1] = captured["input"]
+    return out, hidden
+
+
+def _lens(lm: LoadedModel, norm_found: tuple[str, nn.Module] | None) -> tuple[str, float | None, Any]:
+    """The LM head's name, the final softcapping, and the lens: (..., hidden) -> (..., vocab) logits,
+    as the model computes them from its last layer."""
+    import torch
+
+    head_name, head = _head(lm)
+    cap, scale = _scaling(lm.config)
+    norm = norm_found[1] if norm_found is not None else None
+
+    def lens(h: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            h = h.to(next(head.parameters()).device)
+            if norm is not None:
+                h = norm(h)
+            return scale(head(h))
+
+    return head_name, cap, lens
+
+
+def _embed_name(model: nn.Module) -> str:
+    embed = model.get_input_embeddings()
+    name = next((n for n, m in model.named_modules() if m is embed), "embeddings")
+    parent = name.rpartition(".")[0]
+    return parent if parent.endswith("embeddings") else name  # BERT: the block (words + positions + norm)
+
+
+def _rows(lm: LoadedModel, hidden: list[torch.Tensor], position: int, lens: Any, top: int
+          ) -> tuple[list[LayerRow], torch.Tensor]:
+    """One row per hidden state at the focus position, and the last layer's lens probabilities."""
+    import torch
+
+    layer_list = find_layer_list(lm.model, len(hidden) - 1)
+    embed_name = _embed_name(lm.model)
+    rows: list[LayerRow] = []
+    previous = probs = None
+    for index, h in enumerate(hidden):
+        vector = h[0, position]  # (hidden,)
+        probs = torch.softmax(lens(vector), dim=-1)  # (vocab,)
+        delta = cosine = None
+        if previous is not None:
+            delta = float(torch.linalg.vector_norm((vector - previous).double()))
+            cosine = float(torch.nn.functional.cosine_similarity(vector.double(), previous.double(), dim=0))
+        name = embed_name if index == 0 else (f"{layer_list}.{index - 1}" if layer_list else f"layer {index - 1}")
+        best = torch.topk(probs, min(top, probs.shape[-1]))
+        tops = [LensPrediction(token=token_text(lm.tokenizer, i), id=i, prob=p)
+                for p, i in zip(best.values.tolist(), best.indices.tolist())]
+        rows.append(
+            LayerRow(
+                index=index, name=name, shape=list(h.shape), norm=float(torch.linalg.vector_norm(vector.double())),
+                delta_norm=delta, cosine_to_previous=cosine, lens=tops[0], lens_top=tops,
+            )
+        )
+        previous = vector
+    return rows, probs
+
+
+def _grid(tokenizer: Any, hidden: list[torch.Tensor], lens: Any) -> list[list[LensPrediction]]:
+    """--all-tokens: the lens's top token at every position of every hidden state."""
+    import torch
+
+    grid = []
+    for h in hidden:
+        probs = torch.softmax(lens(h[0]), dim=-1)  # (tokens, vocab)
+        best = probs.max(dim=-1)
+        grid.append([LensPrediction(token=token_text(tokenizer, i), id=i, prob=p)
+                     for p, i in zip(best.values.tolist(), best.indices.tolist())])
+    return grid
 
 
 def _encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> EncodedPrompt:
