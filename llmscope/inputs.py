@@ -1,0 +1,146 @@
+"""The one reader for text a command is given: TEXT, ``-`` (standard input) or ``--file PATH``, bounded.
+
+Standard input and files are read as a stream, never more than the limit (64 MiB by default;
+``LLMSCOPE_MAX_INPUT_BYTES`` raises it, e.g. ``LLMSCOPE_MAX_INPUT_BYTES=1GiB``): past it, one line and
+exit 2, so ``- < /dev/zero`` stops at once instead of eating the machine. Bytes are strict UTF-8, and
+an error says where the first bad byte is. ``--file`` takes regular files only: a device, a FIFO or a
+folder is refused (read it as ``-`` if that is really meant, where the limit applies).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from llmscope.errors import UsageError
+
+DEFAULT_MAX_INPUT_BYTES = 64 * 2**20
+LIMIT_ENV = "LLMSCOPE_MAX_INPUT_BYTES"
+_CHUNK = 2**20  # read 1 MiB at a time
+
+
+def max_input_bytes() -> int:
+    """The input limit in bytes: ``LLMSCOPE_MAX_INPUT_BYTES`` (a size such as 256MiB), else 64 MiB."""
+    value = os.environ.get(LIMIT_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_INPUT_BYTES
+    if value.isdigit() and int(value) > 0:  # a plain number of bytes
+        return int(value)
+    from llmscope.units import parse_size
+
+    try:
+        return parse_size(value)
+    except UsageError as exc:
+        raise UsageError(f"{LIMIT_ENV}={value!r}: {exc.message}", hint=exc.hint) from None
+
+
+def _too_large(where: str, limit: int) -> UsageError:
+    from llmscope.units import fmt_bytes
+
+    return UsageError(
+        f"{where} is larger than {fmt_bytes(limit)}, the limit on input",
+        hint=f"raise it with {LIMIT_ENV}=1GiB, or give a shorter text",
+    )
+
+
+def read_bounded(stream: IO[Any], where: str, limit: int) -> bytes | str:
+    """Everything ``stream`` holds, read in chunks; more than ``limit`` bytes (characters, for a text
+    stream) is a UsageError, raised as soon as the limit is passed."""
+    parts: list[Any] = []
+    size = 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(where, limit)
+    if parts and isinstance(parts[0], str):
+        return "".join(parts)
+    return b"".join(parts)
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    """Strict UTF-8; the error names the first bad byte, its offset, line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UsageError(
+            f"{where} is not valid UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start:,} "
+            f"(line {line}, byte {column} of that line)",
+            hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+        ) from None
+
+
+def read_stdin(limit: int | None = None) -> str:
+    """Standard input as text, bounded by ``limit`` (default: ``max_input_bytes()``)."""
+    limit = max_input_bytes() if limit is None else limit
+    if sys.stdin is None:
+        return ""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream (notebooks, tests): already decoded
+        return str(read_bounded(sys.stdin, "standard input", limit))
+    data = read_bounded(stream, "standard input", limit)
+    return decode_utf8(data if isinstance(data, bytes) else data.encode(), "standard input")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def read_file(path: str | os.PathLike[str], limit: int | None = None, *, option: str = "--file") -> str:
+    """A regular UTF-8 file as text, bounded by ``limit`` (default: ``max_input_bytes()``)."""
+    limit = max_input_bytes() if limit is None else limit
+    where = f"{option} {path}"
+    target = Path(path).expanduser()
+    try:
+        info = target.stat()  # follows symlinks: a link to /dev/zero is a device
+    except FileNotFoundError:
+        raise UsageError(f"{where}: no such file") from None
+    except OSError as exc:  # a symlink loop, a name too long, no permission on a folder on the way
+        raise UsageError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(
+            f"{where}: not a regular file ({_kind(info.st_mode)})",
+            hint=None if stat.S_ISDIR(info.st_mode) else f"to read it anyway, give - and redirect: - < {path}",
+        )
+    if info.st_size > limit:  # known before reading a byte (a /proc file says 0 and is read bounded)
+        raise _too_large(where, limit)
+    try:
+        with open(target, "rb") as handle:
+            data = read_bounded(handle, where, limit)
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    return decode_utf8(data if isinstance(data, bytes) else data.encode(), where)
+
+
+def read_text(text: str | None, file: str | os.PathLike[str] | None, *, missing: str = "no text given",
+              limit: int | None = None) -> str:
+    """TEXT as given, ``-`` for standard input, or ``--file PATH``: exactly one of them.
+
+    ``missing`` is the message when neither is given. Nothing here checks that the text is not
+    empty: commands differ in what an empty text means.
+    """
+    if file is not None:
+        if text is not None:
+            raise UsageError("give TEXT or --file, not both")
+        return read_file(file, limit)
+    if text is None:
+        raise UsageError(missing, hint="give TEXT, - for standard input, or --file PATH")
+    if text == "-":
+        return read_stdin(limit)
+    return text
