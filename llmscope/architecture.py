@@ -116,7 +116,8 @@ class ModuleNode:
 class ArchitectureReport:
     """``llmscope inspect``: the facts about one model. Field names follow the HF config."""
 
-    source: str
+    model: str  # the display name, as in every result
+    source: str  # the same name: the key inspect's --json had before "model"
     model_type: str
     architecture: str
     kind: str  # "causal" or "masked"
@@ -197,6 +198,7 @@ def architecture_report(
     names = [n for n, _ in meta.named_parameters()]
     gguf_info = _gguf_info(gguf) if gguf else None
     return ArchitectureReport(
+        model=source,
         source=source,
         model_type=config.model_type,
         architecture=type(meta).__name__,

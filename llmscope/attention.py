@@ -70,7 +70,9 @@ class AttentionResult:
     ranking: list[LayerRanking] | None = None  # with --token: one entry per layer
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights}
+        data: dict[str, Any] = {
+            "model": self.source, "tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights,
+        }
         if self.query is not None:
             data["query"] = {"position": self.query.position, "token": self.query.token}
             data["ranking"] = [

@@ -57,7 +57,7 @@ class ExpertParameters:
 class ExpertRoutingResult:
     """``llmscope experts``: the router's choices for every token in every MoE layer."""
 
-    source: str
+    model: str  # the display name (ModelSource.display_name)
     tokens: list[str]
     num_experts: int
     num_experts_per_tok: int
@@ -67,6 +67,7 @@ class ExpertRoutingResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "tokens": self.tokens,
             "num_experts": self.num_experts,
             "num_experts_per_tok": self.num_experts_per_tok,
@@ -223,7 +224,7 @@ def experts(
     layers.sort(key=lambda x: x.layer)
     unused = sum(sum(1 for c in layer.load if c == 0) for layer in layers)
     return ExpertRoutingResult(
-        source=lm.source.display_name,
+        model=lm.source.display_name,
         tokens=pieces,
         num_experts=moe.num_experts,
         num_experts_per_tok=k,

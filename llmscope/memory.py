@@ -136,7 +136,8 @@ class DevicePlacement:
 class MemoryReport:
     """``llmscope memory``: what a model needs at a context and batch, and whether the budget holds it."""
 
-    source: str
+    model: str  # the display name, as in every result
+    source: str  # the same name: the key memory's --json had before "model"
     model_type: str
     architecture: str
     kind: str  # "causal" or "masked"
@@ -157,6 +158,7 @@ class MemoryReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "model": self.model,
             "source": self.source,
             "model_type": self.model_type,
             "architecture": self.architecture,
@@ -332,6 +334,7 @@ def _report(
 
     max_context = longest_context(fits_at, ceiling)
     return MemoryReport(
+        model=source,
         source=source,
         model_type=config.model_type,
         architecture=type(meta).__name__,

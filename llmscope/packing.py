@@ -50,7 +50,8 @@ class StrategyCost:
 class PackingResult:
     """``llmscope pack``: padding versus packing the same documents into sequences of ``seq_len``."""
 
-    source: str
+    model: str  # the display name (ModelSource.display_name), as in every result
+    source: str  # the same name: the key pack's --json had before "model"
     seq_len: int
     separator: str
     separator_ids: list[int]
@@ -266,6 +267,7 @@ def pack(
         raise UsageError("the documents hold no tokens", hint="are the files empty?")
     long_docs = [n for n in lengths if n > seq_len]
     return PackingResult(
+        model=source_name,
         source=source_name,
         seq_len=seq_len,
         separator=separator_text,

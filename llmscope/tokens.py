@@ -136,6 +136,7 @@ class TokenizerComparison:
     def to_json(self) -> dict[str, Any]:
         base = self.results[0].num_tokens if self.results else 0
         return {
+            "model": self.results[0].model if self.results else None,  # the baseline, first in "models"
             "text": self.text,
             "num_characters": len(self.text),
             "models": [

@@ -15,7 +15,7 @@ def test_json_matches_transformers(cli, tiny_models):
     r = cli("attention", PROMPT, "-m", folder, "--device", "cpu", "--layer", "-1", "--head", "1", "--json")
     assert r.exit_code == 0, r.stderr
     data = r.json()
-    assert set(data) == {"tokens", "layer", "head", "weights"}
+    assert set(data) == {"model", "tokens", "layer", "head", "weights"}
     assert data["layer"] == 1 and data["head"] == 1
     assert "eager attention" in r.stderr
     lm = loading.load(folder, device="cpu", attn_implementation="eager")

@@ -126,6 +126,7 @@ def command(
     weights, so this is quick even for a 70B model.
     """
     from llmscope import render
+    from llmscope.render import tokens as views
 
     compare_models = _compare_models(compare)
     # Everything checked before anything loads.
@@ -135,56 +136,27 @@ def command(
                          "or --compare")
     if ids is not None and (text is not None or file is not None or chat_options or compare_models):
         raise UsageError("--ids decodes token ids: it takes no TEXT, --file, --chat, --system or --compare")
+    where = dict(revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    how = dict(chat=chat, system=system, add_special_tokens=add_special_tokens)
     if vocab:
-        from llmscope.render.tokens import render_vocab
         from llmscope.vocab import vocab_info
 
-        info = vocab_info(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
-        render.emit(info, render_vocab, json_=json_, export_path=export)
-        return
-    if ids is not None:
-        from llmscope.render.tokens import render_decode
+        result, renderer = vocab_info(model, **where), views.render_vocab
+    elif ids is not None:
         from llmscope.tokens import decode_ids, parse_ids
 
-        id_list = parse_ids(ids)
-        decoded = decode_ids(
-            id_list, model=model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code
-        )
-        render.emit(decoded, render_decode, json_=json_, export_path=export)
-        return
-
-    content = read_text(text, file)
-    if compare_models:
-        from llmscope.render.tokens import render_comparison
+        result, renderer = decode_ids(parse_ids(ids), model=model, **where), views.render_decode
+    elif compare_models:
         from llmscope.tokens import compare_tokenizers
 
-        comparison = compare_tokenizers(
-            content,
-            [model, *compare_models],
-            revision=revision,
-            gguf_file=gguf_file,
-            trust_remote_code=trust_remote_code,
-            chat=chat,
-            system=system,
-            add_special_tokens=add_special_tokens,
-        )
-        for one in comparison.results:
+        result = compare_tokenizers(read_text(text, file), [model, *compare_models], **where, **how)
+        renderer = views.render_comparison
+        for one in result.results:
             render.warn([f"{one.model}: {w}" for w in one.warnings])
-        render.emit(comparison, render_comparison, json_=json_, export_path=export)
-        return
+    else:
+        from llmscope.tokens import tokenize
 
-    from llmscope.render.tokens import render_tokenization
-    from llmscope.tokens import tokenize
-
-    result = tokenize(
-        content,
-        model=model,
-        revision=revision,
-        gguf_file=gguf_file,
-        trust_remote_code=trust_remote_code,
-        chat=chat,
-        system=system,
-        add_special_tokens=add_special_tokens,
-    )
-    render.warn(result.warnings)
-    render.emit(result, render_tokenization, json_=json_, export_path=export)
+        result = tokenize(read_text(text, file), model=model, **where, **how)
+        renderer = views.render_tokenization
+        render.warn(result.warnings)
+    render.emit(result, renderer, json_=json_, export_path=export)

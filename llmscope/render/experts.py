@@ -104,7 +104,7 @@ def render_experts(r: ExpertRoutingResult) -> RenderableType:
         f"  {r.num_experts} experts per layer, top-{r.num_experts_per_tok} per token, {len(r.layers)} MoE layers",
         style="cyan",
     )
-    title.append(f"  {r.source}", style="dim")
+    title.append(f"  {r.model}", style="dim")
     how = (
         "the router's own choices (brighter = larger weight); weights in --json"
         if r.method == "router"

@@ -109,7 +109,7 @@ def render_packing(r: PackingResult) -> RenderableType:
     title.append(
         f"Packing {fmt_int(r.documents)} documents into sequences of {fmt_int(r.seq_len)} tokens", style="bold"
     )
-    title.append(f"\n  {r.source}", style="dim")
+    title.append(f"\n  {r.model}", style="dim")
     facts = Text(
         f"  {fmt_int(r.tokens)} tokens; documents {fmt_int(r.shortest)} to {fmt_int(r.longest)} tokens, "
         f"mean {r.mean:,.1f}",
