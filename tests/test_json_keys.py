@@ -6,8 +6,6 @@ Each document is produced through the CLI on a tiny fixture model. Two checks pe
 - ``test_top_level_keys``: the keys other than ``"model"`` are exactly today's keys (order aside).
   A rename (``source`` -> ``model``) or a new key must update the pinned list here, on purpose.
 - ``test_model_key``: every document has a top-level ``"model"``, the model's display name.
-  Documents that do not have it yet are strict xfails: once it lands they fail loudly ("XPASS
-  strict"), and the mark must come off.
 """
 
 from __future__ import annotations
@@ -15,8 +13,6 @@ from __future__ import annotations
 import io
 
 import pytest
-
-MISSING_MODEL = pytest.mark.xfail(strict=True, reason="top-level model key: issue 14")
 
 # name -> (CLI arguments built from the fixture folders and a text file, today's keys + "model",
 #          fixture whose display name "model" should hold, marks of the "model" check)
@@ -67,16 +63,16 @@ PACK = [
 ]
 
 CASES = {
-    "inspect": (lambda m, f: ["inspect", m["gpt2"]], INSPECT, "gpt2", [MISSING_MODEL]),
-    "memory": (lambda m, f: ["memory", m["gpt2"], "--memory", "1GiB"], MEMORY, "gpt2", [MISSING_MODEL]),
+    "inspect": (lambda m, f: ["inspect", m["gpt2"]], INSPECT, "gpt2", []),
+    "memory": (lambda m, f: ["memory", m["gpt2"], "--memory", "1GiB"], MEMORY, "gpt2", []),
     "memory --gpus": (
         lambda m, f: ["memory", m["mixtral"], "--gpus", "2x1GiB", "--cpu", "1GiB"], MEMORY, "mixtral",
-        [MISSING_MODEL],
+        [],
     ),
     "tokenize": (lambda m, f: ["tokenize", "Hello world", "-m", m["gpt2"]], TOKENIZE, "gpt2", []),
     "tokenize --compare": (
         lambda m, f: ["tokenize", "Hello world", "-m", m["gpt2"], "-c", m["llama"]], TOKENIZE_COMPARE, "gpt2",
-        [MISSING_MODEL],
+        [],
     ),
     "tokenize --ids": (lambda m, f: ["tokenize", "--ids", "1,2,3", "-m", m["gpt2"]], TOKENIZE_IDS, "gpt2", []),
     "tokenize --vocab": (lambda m, f: ["tokenize", "--vocab", "-m", m["gpt2"]], TOKENIZE_VOCAB, "gpt2", []),
@@ -94,13 +90,13 @@ CASES = {
         lambda m, f: ["compare", "Hello world", "-m", m["gpt2"], "-n", "3", "-S", "greedy,sample"], COMPARE,
         "gpt2", [],
     ),
-    "attention": (lambda m, f: ["attention", "Hello world", "-m", m["gpt2"]], ATTENTION, "gpt2", [MISSING_MODEL]),
+    "attention": (lambda m, f: ["attention", "Hello world", "-m", m["gpt2"]], ATTENTION, "gpt2", []),
     "attention --token": (
         lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--token", "1"], ATTENTION_TOKEN, "gpt2",
-        [MISSING_MODEL],
+        [],
     ),
-    "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", [MISSING_MODEL]),
-    "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", [MISSING_MODEL]),
+    "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
+    "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),
 }
 
 
