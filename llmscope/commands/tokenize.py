@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,39 +25,11 @@ INPUT_PANEL = "Input"
 VIEW_PANEL = "Views"
 
 
-def _decode_utf8(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{where} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-            hint="convert it first, e.g. iconv -f latin1 -t utf-8",
-        ) from None
-
-
 def read_text(text: Optional[str], file: Optional[Path]) -> str:
-    """TEXT, TEXT '-' (standard input, bytes decoded as strict UTF-8), or --file PATH."""
-    if file is not None:
-        if text is not None:
-            raise UsageError("give TEXT or --file, not both")
-        path = file.expanduser()
-        if not path.exists():
-            raise UsageError(f"--file {file}: no such file")
-        if path.is_dir():
-            raise UsageError(f"--file {file}: is a folder, not a file")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"--file {file}: cannot read it ({exc.strerror})") from None
-        return _decode_utf8(data, f"--file {file}")
-    if text == "-":
-        stream = getattr(sys.stdin, "buffer", None)
-        if stream is None:  # a text stream (notebooks, tests): already decoded
-            return sys.stdin.read() if sys.stdin is not None else ""
-        return _decode_utf8(stream.read(), "standard input")
-    if text is None:
-        raise UsageError("no text to tokenize", hint="give TEXT, - for standard input, --file PATH, --ids or --vocab")
-    return text
+    """TEXT, TEXT '-' (standard input, strict UTF-8) or --file PATH, through the one bounded reader."""
+    from llmscope import inputs
+
+    return inputs.read_text(text, file, missing="no text to tokenize")
 
 
 def _compare_models(values: Optional[list[str]]) -> list[str]:
