@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmscope import loading
+from llmscope import loading, prompts
 from llmscope.decode_loop import Row, beam_search, context_room, decode_rows
 from llmscope.errors import UsageError
 from llmscope.sampling import (
@@ -77,6 +77,7 @@ class GenerationResult:
     total_time: float  # seconds, prefill included
     kv_cache: bool
     kv_cache_comparison: KVCacheComparison | None = None
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt (e.g. two BOS tokens)
 
     @property
     def strategy(self) -> str:
@@ -140,6 +141,7 @@ class GenerationResult:
             "repetition": self.repetition,
             "kv_cache": self.kv_cache,
             "kv_cache_comparison": self.kv_cache_comparison,
+            "warnings": self.warnings,
         }
 
 
@@ -192,37 +194,20 @@ def _causal(lm: LoadedModel) -> None:
         )
 
 
-def encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool = False, system: str | None = None) -> torch.Tensor:
-    """The prompt as input ids (1, prompt_tokens): plain, or through the tokenizer's chat template."""
-    tok = lm.tokenizer
-    if chat:
-        if not getattr(tok, "chat_template", None):
-            raise UsageError(
-                f"{lm.source.display_name} has no chat template", hint="drop --chat to continue plain text"
-            )
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        with loading.translate_errors(lm.source, what="chat template"):  # jinja's sandbox errors included
-            encoded = tok.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )
-        ids = encoded["input_ids"]
-    else:
-        ids = tok(prompt, return_tensors="pt")["input_ids"]
-    if ids.shape[-1] == 0:
+def _prompt_ids(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> tuple[torch.Tensor, list[str]]:
+    """The prompt as input ids (1, prompt tokens) through ``prompts.encode`` (the chat template with
+    ``chat``), and its warnings. An empty plain prompt starts from the beginning-of-text token."""
+    import torch
+
+    encoded = prompts.encode(lm.tokenizer, prompt, name=lm.source.display_name, chat=chat, system=system)
+    ids = encoded.ids
+    if not ids:
+        tok = lm.tokenizer
         bos = tok.bos_token_id if tok.bos_token_id is not None else getattr(lm.config, "bos_token_id", None)
         if bos is None:
             raise UsageError("the prompt is empty and the model has no beginning-of-text token to start from")
-        import torch
-
-        ids = torch.tensor([[bos]])
-    return ids.to(lm.device)
-
-
-def check_prompt(lm: LoadedModel, prompt: str, *, chat: bool = False, system: str | None = None) -> None:
-    """Raise what generation would raise about this model and prompt, before anything is printed."""
-    _causal(lm)
-    prompt_length = encode_prompt(lm, prompt, chat=chat, system=system).shape[-1]
-    context_room(lm, prompt_length)
+        ids = [int(bos)]
+    return torch.tensor([ids], device=lm.device), list(encoded.warnings)
 
 
 def _token_texts(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[str]]:
@@ -258,7 +243,7 @@ class _Streamer:
 
 def _result(
     lm: LoadedModel, prompt: str, chat: bool, row: Row, prompt_tokens: int, *, kv_cache: bool,
-    ttft: float | None, comparison: KVCacheComparison | None = None,
+    ttft: float | None, comparison: KVCacheComparison | None = None, warnings: Sequence[str] = (),
 ) -> GenerationResult:
     text, pieces = _token_texts(lm.tokenizer, row.ids)
     return GenerationResult(
@@ -276,6 +261,7 @@ def _result(
         total_time=float(row.finished_at or 0.0),
         kv_cache=kv_cache,
         kv_cache_comparison=comparison,
+        warnings=list(warnings),
     )
 
 
@@ -283,34 +269,31 @@ def _result(
 # The API
 
 
-def _prepare(
-    prompt: str,
-    model: str | LoadedModel | None,
-    *,
-    chat: bool,
-    system: str | None,
-    revision: str | None,
-    gguf_file: str | None,
-    device: str,
-    dtype: str,
-    trust_remote_code: bool,
-) -> tuple[LoadedModel, torch.Tensor, list[int]]:
-    """What generate and compare start from: the causal model, the prompt ids (1, prompt tokens)
-    and the stop ids."""
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
-    lm = loading.load(
-        model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-        trust_remote_code=trust_remote_code,
-    )
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    """What generate and compare start from."""
+
+    lm: LoadedModel
+    prompt_ids: torch.Tensor  # (1, prompt tokens)
+    stop_ids: list[int]
+    warnings: list[str]
+
+
+def _prepare(prompt: str, model: loading.ModelLike, *, chat: bool, system: str | None, **load_options: Any) -> _Prepared:
+    """Check the prompt options (before any load), load the causal model, encode the prompt, find the stop ids."""
+    prompts.check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)
+    lm = loading.load(model, **load_options)
     _causal(lm)
-    return lm, encode_prompt(lm, prompt, chat=chat, system=system), stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=chat)
+    prompt_ids, warnings = _prompt_ids(lm, prompt, chat=chat, system=system)
+    context_room(lm, prompt_ids.shape[-1])
+    stops = stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=chat)
+    return _Prepared(lm, prompt_ids, stops, warnings)
 
 
 def generate(
     prompt: str,
     *,
-    model: str | LoadedModel | None = None,
+    model: loading.ModelLike = None,
     strategy: str | None = None,
     temperature: float | None = None,
     top_k: int | None = None,
@@ -343,10 +326,11 @@ def generate(
         strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    lm, prompt_ids, stops = _prepare(
+    ready = _prepare(
         prompt, model, chat=chat, system=system, revision=revision, gguf_file=gguf_file, device=device,
         dtype=dtype, trust_remote_code=trust_remote_code,
     )
+    lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
 
     def run(cache: bool, callback: Callable[[GeneratedToken], None] | None) -> tuple[Row, float | None]:
         if settings.strategy == "beam":
@@ -358,26 +342,29 @@ def generate(
         return rows[0], rows[0].first_token_at
 
     row, ttft = run(kv_cache, on_token)
-    comparison = None
-    if not kv_cache:
-        cached, _ = run(True, None)
-        un_tps = len(row.ids) / row.finished_at if row.finished_at else float("nan")
-        c_tps = len(cached.ids) / cached.finished_at if cached.finished_at else float("nan")
-        comparison = KVCacheComparison(
-            uncached_seconds=float(row.finished_at or 0.0),
-            cached_seconds=float(cached.finished_at or 0.0),
-            uncached_tokens_per_second=un_tps,
-            cached_tokens_per_second=c_tps,
-            speedup=c_tps / un_tps if un_tps else float("nan"),
-            same_token_ids=cached.ids == row.ids,
-        )
-    return _result(lm, prompt, chat, row, prompt_ids.shape[-1], kv_cache=kv_cache, ttft=ttft, comparison=comparison)
+    comparison = None if kv_cache else _kv_comparison(row, run(True, None)[0])
+    return _result(lm, prompt, chat, row, prompt_ids.shape[-1], kv_cache=kv_cache, ttft=ttft, comparison=comparison,
+                   warnings=ready.warnings)
+
+
+def _kv_comparison(uncached: Row, cached: Row) -> KVCacheComparison:
+    """The same generation without and with the KV cache: times, speeds, and whether the tokens agree."""
+    un_tps = len(uncached.ids) / uncached.finished_at if uncached.finished_at else float("nan")
+    c_tps = len(cached.ids) / cached.finished_at if cached.finished_at else float("nan")
+    return KVCacheComparison(
+        uncached_seconds=float(uncached.finished_at or 0.0),
+        cached_seconds=float(cached.finished_at or 0.0),
+        uncached_tokens_per_second=un_tps,
+        cached_tokens_per_second=c_tps,
+        speedup=c_tps / un_tps if un_tps else float("nan"),
+        same_token_ids=cached.ids == uncached.ids,
+    )
 
 
 def compare(
     prompt: str,
     *,
-    model: str | LoadedModel | None = None,
+    model: loading.ModelLike = None,
     strategies: str | Sequence[str | DecodingSettings] = DEFAULT_COMPARE,
     temperature: float | None = None,
     top_k: int | None = None,
@@ -406,10 +393,11 @@ def compare(
         strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    lm, prompt_ids, stops = _prepare(
+    ready = _prepare(
         prompt, model, chat=chat, system=system, revision=revision, gguf_file=gguf_file, device=device,
         dtype=dtype, trust_remote_code=trust_remote_code,
     )
+    lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
     start = time.perf_counter()
     batched = [s for s in specs if s.strategy != "beam"]
     by_spec: dict[int, GenerationResult] = {}

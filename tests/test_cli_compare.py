@@ -52,6 +52,7 @@ def test_default_table_at_80_columns(cli, tiny_models, tmp_path):
         (["--temperature", "-2"], "--temperature"),
         (["--top-k", "0"], "--top-k"),
         (["--max-new-tokens", "0"], "--max-new-tokens"),
+        (["--system", "Be kind."], "--system needs --chat"),
     ],
 )
 def test_bad_values_exit_2_before_loading(cli, args, needle):

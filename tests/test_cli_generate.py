@@ -116,3 +116,14 @@ def test_demo_model_cli(cli):
     data = r.json()
     assert data["num_tokens"] >= 1 and data["text"].strip()
     assert data["model"]
+
+
+def test_two_bos_tokens_warn_on_stderr_and_in_json(cli, tiny_models):
+    folder = str(tiny_models["llama"])
+    r = cli("generate", "<s>Hello", "-m", folder, "--device", "cpu", "-n", "3", "--json")
+    assert r.exit_code == 0, r.stderr
+    data = r.json()
+    assert len(data["warnings"]) == 1 and "two" in data["warnings"][0]
+    assert "Warning:" in r.stderr
+    clean = cli("generate", "Hello", "-m", folder, "--device", "cpu", "-n", "3", "--json")
+    assert clean.json()["warnings"] == [] and "Warning" not in clean.stderr

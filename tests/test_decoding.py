@@ -306,3 +306,10 @@ def test_demo_compare_row_equals_generate(demo_model):
     alone = decoding.generate(prompt, model=demo_model, strategy="top-p", max_new_tokens=8, seed=3)
     assert result.results[1].token_ids == alone.token_ids
     assert result.results[1].text == alone.text
+
+
+def test_prompt_options_are_checked_before_loading():
+    # the model does not exist: a load would fail differently
+    for call in (decoding.generate, decoding.compare):
+        with pytest.raises(UsageError, match="--system needs --chat"):
+            call("hi", model="/does/not/exist", system="Be kind.")

@@ -210,3 +210,11 @@ def test_demo_model_matches_transformers(demo_model):
         assert c.prob == pytest.approx(float(probs[c.id]), abs=1e-5)
     generated = demo_model.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=4)
     assert [s.chosen.id for s in result.steps] == generated[0, ids.shape[1]:].tolist()
+
+
+def test_prompt_options_are_checked_before_loading():
+    for call in (next_token, stepper):
+        with pytest.raises(UsageError, match="--system needs --chat"):
+            call("hi", model="/does/not/exist", system="Be kind.")
+        with pytest.raises(UsageError, match="empty"):
+            call("", model="/does/not/exist")

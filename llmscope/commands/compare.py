@@ -88,15 +88,14 @@ def command(
     one forward pass per step, each row with its own logits processors and seeded random
     generator, so every row is what `llmscope generate` writes with the same settings and seed.
     """
+    from llmscope.prompts import check_prompt_options
     from llmscope.sampling import parse_strategy_list
-    from llmscope.errors import UsageError
 
     specs = parse_strategy_list(
         strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
+    check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)  # before the load
 
     from llmscope import loading, render
     from llmscope.decoding import compare

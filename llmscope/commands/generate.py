@@ -97,20 +97,19 @@ def command(
     and perplexity of the generated tokens under the model, and why it stopped (EOS or length).
     Sampling is seeded: the same seed always gives the same text.
     """
+    from llmscope.prompts import check_prompt_options
     from llmscope.sampling import settings_for
-    from llmscope.errors import UsageError
 
     settings = settings_for(
         strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    if system is not None and not chat:
-        raise UsageError("--system needs --chat")
+    check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)  # before the load
 
     from rich.text import Text
 
     from llmscope import loading, render
-    from llmscope.decoding import GeneratedToken, check_prompt, generate
+    from llmscope.decoding import GeneratedToken, generate
     from llmscope.render.decoding import prob_style, render_generation
 
     with render.status("Loading the model"):
@@ -118,11 +117,12 @@ def command(
             model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
             trust_remote_code=trust_remote_code,
         )
-    check_prompt(lm, prompt, chat=chat, system=system)  # its errors come before the prompt is echoed
     stream = not json_ and settings.strategy != "beam"
     out = render.stdout
 
     def on_token(token: GeneratedToken) -> None:
+        if token.index == 0 and not chat:  # the prompt first, once the model has accepted it
+            out.print(Text(prompt, style="dim"), end="", soft_wrap=True)
         if token.text:
             out.print(Text(token.text, style=prob_style(token.prob) if show_probs else ""), end="", soft_wrap=True)
             out.file.flush()
@@ -131,8 +131,6 @@ def command(
         render.stderr.print(f"[dim]Beam search with {settings.num_beams} beams: the text comes when it is done.[/dim]")
     if not kv_cache and not json_:
         render.stderr.print("[dim]Generating without the KV cache, then again with it to compare.[/dim]")
-    if stream and not chat:
-        out.print(Text(prompt, style="dim"), end="", soft_wrap=True)
     result = generate(
         prompt, model=lm, strategy=settings.strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         typical_p=typical_p, num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
@@ -141,6 +139,7 @@ def command(
     if stream:
         out.print()
         out.print()
+    render.warn(result.warnings)
 
     def stats(r: object) -> object:
         return render_generation(r, show_text=not stream, show_probs=show_probs)  # type: ignore[arg-type]
