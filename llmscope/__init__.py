@@ -55,6 +55,8 @@ _API = {
     "stepper": "llmscope.stepping",
     "layer_report": "llmscope.layers",  # = llmscope.layers.layers
     "LayerReport": "llmscope.layers",
+    "embedding_report": "llmscope.embeddings",  # = llmscope.embeddings.embeddings
+    "EmbeddingReport": "llmscope.embeddings",
 }
 
 __all__ = ["__version__", *_API]

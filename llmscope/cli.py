@@ -17,6 +17,7 @@ from typer.completion import completion_init
 from llmscope import __version__
 from llmscope.commands import attention as attention_cmd
 from llmscope.commands import compare as compare_cmd
+from llmscope.commands import embeddings as embeddings_cmd
 from llmscope.commands import experts as experts_cmd
 from llmscope.commands import generate as generate_cmd
 from llmscope.commands import inspect as inspect_cmd
@@ -55,6 +56,7 @@ for _name, _module in (
     ("tokenize", tokenize_cmd),
     ("next-token", next_token_cmd),
     ("layers", layers_cmd),
+    ("embeddings", embeddings_cmd),
     ("generate", generate_cmd),
     ("compare", compare_cmd),
     ("attention", attention_cmd),

@@ -46,7 +46,7 @@ NEXT_TOKEN = [
 NEXT_TOKEN_STEPS = [*NEXT_TOKEN, "steps", "strategy", "seed", "generated_text", "stop_reason"]
 LAYERS = [
     "model", "kind", "prompt", "input_ids", "tokens", "dtype", "position", "final_norm", "lm_head", "softcapping",
-    "layers", "final_check", "kv_cache",
+    "layers", "final_check", "kv_cache", "warnings",
 ]
 GENERATE = [
     "model", "strategy", "label", "text", "token_ids", "tokens", "num_tokens", "prompt", "prompt_tokens", "chat",

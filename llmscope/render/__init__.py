@@ -154,6 +154,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "VocabInfo": "tokens:render_vocab",
     "NextTokenResult": "next_token:render_next_token",
     "LayerReport": "layers:render_layers",
+    "EmbeddingReport": "embeddings:render_embeddings",
     "GenerationResult": "decoding:render_generation",
     "ComparisonResult": "decoding:render_comparison",
     "AttentionResult": "attention:render_attention",
