@@ -275,6 +275,23 @@ def _convert_tokenizer(gguf: GgufFile, out: Path) -> None:
     _record_added_tokens(tokenizer, out / "tokenizer_config.json")
 
 
+@contextlib.contextmanager
+def _hub_bars_setting() -> Any:
+    """transformers' GGUF de-quantizing bar is a bare tqdm: make it follow HF_HUB_DISABLE_PROGRESS_BARS too."""
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None or not are_progress_bars_disabled():
+        yield
+        return
+    gguf_utils.tqdm = lambda *args, **kwargs: bar(*args, **{**kwargs, "disable": True})
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def _convert_model(gguf: GgufFile, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
@@ -283,7 +300,8 @@ def _convert_model(gguf: GgufFile, out: Path) -> None:
     reporter().notice(
         f"Converting {name} to safetensors (once, about a minute for a small model; later loads read {gguf.entry})"
     )
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    with _hub_bars_setting():
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The weights are already dequantized to float32 tensors; drop the GGUF marker so that
     # save_pretrained writes them as a plain safetensors checkpoint.
     model.hf_quantizer = None

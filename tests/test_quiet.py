@@ -92,7 +92,7 @@ import json, os
 import llmscope
 
 paths = json.loads(os.environ["QUIET_MODELS"])
-llama, mixtral = paths["llama"], paths["mixtral"]
+llama, mixtral, gguf = paths["llama"], paths["mixtral"], paths["gguf"]
 results = [
     llmscope.tokenize("The cat sat on the mat.", model=llama),
     llmscope.inspect_model(llama),
@@ -106,6 +106,9 @@ results = [
     llmscope.attention_weights("The cat sat", model=llama, device="cpu"),
     llmscope.expert_routing("The cat sat", model=mixtral, device="cpu"),
 ]
+# A GGUF in an empty llmscope cache: its metadata and tokenizer are converted here, quietly.
+results.append(llmscope.tokenize("The cat sat", model=gguf))
+results.append(llmscope.predict_next_token("The cat sat", model=gguf, device="cpu"))
 lm = llmscope.load(llama, device="cpu")  # sdpa or eager: attention switches it for one call, quietly
 results.append(llmscope.attention_weights("The cat sat", model=lm))
 with open(os.environ["QUIET_DONE"], "w") as done:
@@ -113,12 +116,13 @@ with open(os.environ["QUIET_DONE"], "w") as done:
 """
 
 
-def test_the_api_prints_nothing(tiny_models, tmp_path):
+def test_the_api_prints_nothing(tiny_models, tiny_gguf, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "LLMSCOPE_NO_PROGRESS"}  # no help from that switch
     env.update(
         HF_HUB_DISABLE_PROGRESS_BARS="1",
         TRANSFORMERS_VERBOSITY="error",
-        QUIET_MODELS=json.dumps({k: str(v) for k, v in tiny_models.items()}),
+        QUIET_MODELS=json.dumps({**{k: str(v) for k, v in tiny_models.items()}, "gguf": str(tiny_gguf)}),
+        LLMSCOPE_CACHE=str(tmp_path / "fresh-cache"),  # so the GGUF conversion runs (and could talk)
         QUIET_DONE=str(tmp_path / "done.json"),
     )
     done = subprocess.run([sys.executable, "-c", API_CALLS], env=env, capture_output=True, text=True, timeout=280)
@@ -138,6 +142,15 @@ def test_cli_shows_the_eager_notice_on_stderr_only(cli, tiny_models):
     assert "Loading with eager attention" in r.stderr
     assert "eager" not in r.stdout
     assert r.json()["layer"] == 1
+
+
+def test_cli_shows_the_gguf_conversion_on_stderr(cli, tiny_gguf, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "fresh-cache"))
+    r = cli("tokenize", "The cat sat", "-m", tiny_gguf, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "Converting the tokenizer of tiny-llama-q8_0.gguf" in r.stderr
+    assert "GGUF" not in r.stdout
+    assert r.json()["ids"]
 
 
 def test_cli_puts_the_silent_reporter_back(cli, tiny_models, capsys):
