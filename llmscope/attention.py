@@ -202,7 +202,7 @@ def eager_attention(lm: LoadedModel) -> Iterator[bool]:
 def attention(
     prompt: str,
     *,
-    model: str | LoadedModel | None = None,
+    model: loading.ModelLike = None,
     layer: int = -1,
     head: int | None = None,
     token: str | None = None,
@@ -229,15 +229,14 @@ def attention(
         raise UsageError(f"--top {top}: must be at least 1")
     if not isinstance(model, loading.LoadedModel):
         # Check --layer and --head against the config before loading any weights.
-        from llmscope.resolve import resolve
-
-        source = resolve(model, revision=revision, gguf_file=gguf_file)
-        config = loading.load_config(source, trust_remote_code=trust_remote_code)
+        spec = loading.load_spec(
+            model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+            trust_remote_code=trust_remote_code,
+        )
+        config = loading.load_config(loading.source_of(spec), trust_remote_code=spec.trust_remote_code)
         _check_indices(config, layer, head)
         reporter().notice("Loading with eager attention (needed to read attention weights)")
-        model = loading.load_model(
-            source, device=device, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="eager"
-        )
+        model = loading.load(spec, attn_implementation="eager")
     lm = model
     config = lm.config
     num_layers, num_heads = _check_indices(config, layer, head)

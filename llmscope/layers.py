@@ -167,7 +167,7 @@ def _scaling(config: Any) -> tuple[float | None, Any]:
 def layers(
     prompt: str,
     *,
-    model: str | LoadedModel | None = None,
+    model: loading.ModelLike = None,
     all_tokens: bool = False,
     chat: bool = False,
     system: str | None = None,

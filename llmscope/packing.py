@@ -215,7 +215,7 @@ def _token_lengths(tokenizer: Any, inputs: list[str | Path], by_line: bool) -> t
 def pack(
     files_or_texts: Iterable[str | Path],
     *,
-    model: str | LoadedModel | None = None,
+    model: loading.ModelLike = None,
     seq_len: int,
     separator: str | None = None,
     by_line: bool = False,
@@ -245,10 +245,9 @@ def pack(
     if isinstance(model, loading.LoadedModel):
         tokenizer, source_name = model.tokenizer, model.source.display_name
     else:
-        from llmscope.resolve import resolve
-
-        source = resolve(model, revision=revision, gguf_file=gguf_file)
-        tokenizer = loading.load_tokenizer(source, trust_remote_code=trust_remote_code)
+        spec = loading.load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+        source = loading.source_of(spec)
+        tokenizer = loading.load_tokenizer(source, trust_remote_code=spec.trust_remote_code)
         source_name = source.display_name
 
     if separator is None:

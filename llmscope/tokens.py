@@ -19,7 +19,7 @@ from llmscope.vocab import backend_json, get_tokenizer, special_roles, summarize
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-    from llmscope.loading import LoadedModel
+    from llmscope.loading import ModelLike
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def _reason(role: str | None, at_start: bool, tokenizer: PreTrainedTokenizerBase
 def tokenize(
     text: str,
     *,
-    model: str | LoadedModel | PreTrainedTokenizerBase | None = None,
+    model: ModelLike | PreTrainedTokenizerBase = None,
     revision: str | None = None,
     gguf_file: str | None = None,
     trust_remote_code: bool = False,
@@ -277,7 +277,7 @@ def parse_ids(value: str) -> list[int]:
 def decode_ids(
     ids: list[int] | str,
     *,
-    model: str | LoadedModel | PreTrainedTokenizerBase | None = None,
+    model: ModelLike | PreTrainedTokenizerBase = None,
     revision: str | None = None,
     gguf_file: str | None = None,
     trust_remote_code: bool = False,
@@ -349,7 +349,7 @@ def _tokens_by_category(result: TokenizationResult) -> dict[str, int]:
 
 def compare_tokenizers(
     text: str,
-    models: list[str | LoadedModel | PreTrainedTokenizerBase | None],
+    models: list[ModelLike | PreTrainedTokenizerBase],
     *,
     revision: str | None = None,
     gguf_file: str | None = None,

@@ -18,7 +18,7 @@ from llmscope.prompts import special_ids
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
-    from llmscope.loading import LoadedModel
+    from llmscope.loading import ModelLike
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ class VocabInfo:
 
 
 def get_tokenizer(
-    model: str | LoadedModel | PreTrainedTokenizerBase | None,
+    model: ModelLike | PreTrainedTokenizerBase,
     *,
     revision: str | None,
     gguf_file: str | None,
@@ -249,7 +249,7 @@ def vocab_pieces(
 
 
 def vocab_info(
-    model: str | LoadedModel | PreTrainedTokenizerBase | None = None,
+    model: ModelLike | PreTrainedTokenizerBase = None,
     *,
     revision: str | None = None,
     gguf_file: str | None = None,

@@ -43,7 +43,7 @@ def _gpus(value: Optional[str]) -> Optional[str]:
 
 
 def _dtype(value: Optional[str]) -> Optional[str]:
-    from llmscope.loading import validate_dtype
+    from llmscope.devices import validate_dtype
 
     if value is None:
         return None
