@@ -12,9 +12,8 @@ import dataclasses
 import enum
 import json
 import math
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +113,11 @@ def emit(
         export(renderer(result), export_path)
 
 
-@contextlib.contextmanager
-def status(message: str) -> Iterator[None]:
+def status(message: str) -> contextlib.AbstractContextManager[None]:
     """A spinner on stderr for work without a natural progress count (plain line when not a tty)."""
-    if stderr.is_terminal and not os.environ.get("LLMSCOPE_NO_PROGRESS"):
-        with stderr.status(message):
-            yield
-    else:
-        stderr.print(message)
-        yield
+    from llmscope.render.progress import RichReporter
+
+    return RichReporter().status(message)
 
 
 def warn(lines: list[str] | tuple[str, ...]) -> None:
