@@ -35,6 +35,8 @@ def _dtype(value: str) -> str:
 
 
 def _export(value: Optional[Path]) -> Optional[Path]:
+    if value is None:  # also every TAB: completion runs this callback, and render would bring Rich
+        return None
     from llmscope.render import check_export_path
 
     try:

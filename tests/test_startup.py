@@ -67,9 +67,16 @@ def test_command_help_imports_nothing_heavy(command):
 
 def test_completion_imports_nothing_heavy():
     env = {"_LLMSCOPE_COMPLETE": "complete_bash", "COMP_WORDS": "llmscope inspect --", "COMP_CWORD": "2"}
-    heavy, out = _imported([], HEAVY, **env)
+    heavy, out = _imported([], (*HEAVY, "rich"), **env)  # no Rich reporter installed while completing
     assert heavy == []
     assert "--modules" in out.split()  # it did complete
+
+
+def test_import_llmscope_does_not_import_rich():
+    """The Python API is the quiet core: Rich comes only with render (the CLI, or llmscope.show)."""
+    code = "import llmscope, llmscope.units, llmscope.report_progress, sys; print('rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_import_llmscope_is_cheap():
