@@ -73,8 +73,9 @@ def similarity_table(r: EmbeddingReport) -> Table:
 
 
 def neighbors_table(neighbors: list[WordNeighbors], *, among_words: bool) -> Table:
-    title = "Nearest other words (cosine)" if among_words else "Nearest vocabulary tokens (cosine; the word's own tokens left out)"
-    t = Table(**_title(title))
+    title = "Nearest other words (cosine)" if among_words else "Nearest vocabulary tokens (cosine)"
+    t = Table(**_title(title), caption=None if among_words else "the word's own tokens left out",
+              caption_justify="left", caption_style="dim")
     t.add_column("word", no_wrap=True, style="bold", max_width=12, overflow="ellipsis")
     for rank in range(max((len(n.top) for n in neighbors), default=0)):
         t.add_column(str(rank + 1), no_wrap=True, max_width=12, overflow="ellipsis")
