@@ -138,3 +138,12 @@ def test_stop_reason_reads_as_words(cli, tiny_models, monkeypatch):
     r = cli("next-token", "The cat", "-m", tiny_models["gpt2"], "-i")
     assert r.exit_code == 0, r.stderr
     assert "(stopped by you)" in r.stdout and "stopped: stopped" not in r.stdout
+
+
+@pytest.mark.slow
+def test_demo_sampled_steps_equal_generate_cli(cli, demo_model):
+    common = ("--strategy", "sample", "--seed", "3", "--device", "cpu", "--dtype", "float32", "--json")
+    stepped = cli("next-token", "Once upon a time", "--steps", "12", *common)
+    written = cli("generate", "Once upon a time", "-n", "12", *common)
+    assert stepped.exit_code == 0 and written.exit_code == 0, stepped.stderr + written.stderr
+    assert [s["chosen"]["id"] for s in stepped.json()["steps"]] == written.json()["token_ids"]

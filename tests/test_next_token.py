@@ -218,3 +218,25 @@ def test_prompt_options_are_checked_before_loading():
             call("hi", model="/does/not/exist", system="Be kind.")
         with pytest.raises(UsageError, match="empty"):
             call("", model="/does/not/exist")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["greedy", "sample"])
+def test_demo_steps_equal_generate(demo_model, strategy):
+    written = decoding.generate("Once upon a time", model=demo_model, strategy=strategy, seed=3, max_new_tokens=12)
+    stepped = next_token("Once upon a time", model=demo_model, steps=12, strategy=strategy, seed=3)
+    assert _ids(stepped) == written.token_ids
+
+
+@pytest.mark.slow
+def test_demo_chat_stop_ids_include_end_of_turn(demo_model):
+    # The embedded Gemma carries no chat template, so --chat itself is refused; the stop ids a chat
+    # run would use still come from the one place generate takes them from.
+    from llmscope.stepping import Stepper
+
+    lm = demo_model
+    ids = lm.tokenizer("Hi")["input_ids"]
+    chat_ids = sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=True)
+    assert Stepper(lm, ids, chat=True).stop_ids == chat_ids
+    assert lm.tokenizer.convert_tokens_to_ids("<end_of_turn>") in chat_ids
+    assert Stepper(lm, ids).stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config)
