@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
 from llmscope.errors import UsageError
+from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig
@@ -139,15 +140,8 @@ def _layer_type(kind: AttentionKind, layer: int) -> str | None:
 
 
 def token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
-    """Each token as the text it stands for (special tokens by name)."""
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    pieces = []
-    for i in ids:
-        if i in special:
-            pieces.append(tokenizer.convert_ids_to_tokens(i))
-        else:
-            pieces.append(tokenizer.decode([i]))
-    return pieces
+    """Each token as the text it stands for (``prompts.token_text``: special tokens by name)."""
+    return [token_text(tokenizer, i) for i in ids]
 
 
 def find_query(token: str, pieces: list[str], offsets: list[tuple[int, int]] | None, prompt: str) -> int:
@@ -220,51 +214,26 @@ def attention(
     """
     import torch
 
-    from llmscope.report_progress import reporter
-
-    from llmscope.prompts import check_prompt_options
-
     check_prompt_options(prompt, chat=False, system=None)
     if top < 1:
         raise UsageError(f"--top {top}: must be at least 1")
     if not isinstance(model, loading.LoadedModel):
-        # Check --layer and --head against the config before loading any weights.
         spec = loading.load_spec(
             model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
             trust_remote_code=trust_remote_code,
         )
-        config = loading.load_config(loading.source_of(spec), trust_remote_code=spec.trust_remote_code)
-        _check_indices(config, layer, head)
-        reporter().notice("Loading with eager attention (needed to read attention weights)")
-        model = loading.load(spec, attn_implementation="eager")
+        model = _load_eager(spec, layer, head)
     lm = model
     config = lm.config
     num_layers, num_heads = _check_indices(config, layer, head)
     index = resolve_layer(layer, num_layers)
     kind = attention_kind(config, causal=not lm.masked)
 
-    tokenizer = lm.tokenizer
-    from llmscope.prompts import check_context, context_length, encode
-
-    encoded = encode(tokenizer, prompt, name=lm.source.display_name)
+    encoded = encode(lm.tokenizer, prompt, name=lm.source.display_name)
     check_context(len(encoded.ids), context_length(config))
-    ids = torch.tensor([encoded.ids], device=lm.device)  # (1, tokens)
-    offsets = encoded.offsets
-    id_list = encoded.ids
-    pieces = token_pieces(tokenizer, id_list)
-    query = find_query(token, pieces, offsets, prompt) if token is not None else None
-
-    with eager_attention(lm) as switched:
-        if switched:
-            reporter().notice("Switched the model to eager attention for this call (to read the weights)")
-        with torch.no_grad():
-            out = lm.model(ids, attention_mask=torch.ones_like(ids), output_attentions=True)
-    attentions = out.attentions  # num_layers x (batch, heads, query, key)
-    if not attentions or attentions[0] is None:
-        raise loading.ModelFormatError(
-            f"{lm.source.display_name} did not return attention weights",
-            hint="its attention implementation may not support output_attentions",
-        )
+    pieces = token_pieces(lm.tokenizer, encoded.ids)
+    query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else None
+    attentions = _attentions(lm, encoded.ids)  # num_layers x (batch, heads, query, key)
 
     def pick(layer_weights: torch.Tensor) -> torch.Tensor:  # (batch, heads, q, k) -> (q, k)
         w = layer_weights[0].float()
@@ -275,21 +244,9 @@ def attention(
     query_token = None
     if query is not None:
         query_token = AttendedToken(position=query, token=pieces[query], weight=1.0)
-        ranking = []
-        for li, layer_weights in enumerate(attentions):
-            row = pick(layer_weights)[query]  # (key,)
-            k = min(top, int(row.shape[0]))
-            values, positions = torch.topk(row, k)
-            ranking.append(
-                LayerRanking(
-                    layer=li,
-                    layer_type=_layer_type(kind, li),
-                    top=[
-                        AttendedToken(position=int(p), token=pieces[int(p)], weight=float(v))
-                        for v, p in zip(values.tolist(), positions.tolist())
-                    ],
-                )
-            )
+        ranking = [
+            _rank(li, pick(layer_weights)[query], top, kind, pieces) for li, layer_weights in enumerate(attentions)
+        ]
     return AttentionResult(
         source=lm.source.display_name,
         tokens=pieces,
@@ -301,6 +258,53 @@ def attention(
         layer_type=_layer_type(kind, index),
         query=query_token,
         ranking=ranking,
+    )
+
+
+def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedModel:
+    """Check --layer and --head against the config before loading any weights, then load with eager
+    attention (the implementation that materialises the weights)."""
+    from llmscope.report_progress import reporter
+
+    config = loading.load_config(loading.source_of(spec), trust_remote_code=spec.trust_remote_code)
+    _check_indices(config, layer, head)
+    reporter().notice("Loading with eager attention (needed to read attention weights)")
+    return loading.load(spec, attn_implementation="eager")
+
+
+def _attentions(lm: LoadedModel, ids: list[int]) -> tuple[Any, ...]:
+    """One forward pass with ``output_attentions``: num_layers x (batch, heads, query, key)."""
+    import torch
+
+    from llmscope.report_progress import reporter
+
+    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
+    with eager_attention(lm) as switched:
+        if switched:
+            reporter().notice("Switched the model to eager attention for this call (to read the weights)")
+        with torch.no_grad():
+            out = lm.model(input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True)
+    attentions = out.attentions
+    if not attentions or attentions[0] is None:
+        raise loading.ModelFormatError(
+            f"{lm.source.display_name} did not return attention weights",
+            hint="its attention implementation may not support output_attentions",
+        )
+    return attentions
+
+
+def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]) -> LayerRanking:
+    """The keys one query row (key,) attends to most in LAYER."""
+    import torch
+
+    values, positions = torch.topk(row, min(top, int(row.shape[0])))
+    return LayerRanking(
+        layer=layer,
+        layer_type=_layer_type(kind, layer),
+        top=[
+            AttendedToken(position=int(p), token=pieces[int(p)], weight=float(v))
+            for v, p in zip(values.tolist(), positions.tolist())
+        ],
     )
 
 
