@@ -3,7 +3,7 @@
 Every row of a batch has its own logits processors and its own seeded ``torch.Generator``
 (``llmscope.sampling``): a row samples the same tokens alone (``generate``) or batched with others
 (``compare``). The prompt runs once and its ``DynamicCache`` is repeated for every row. Beam search
-is ``model.generate(num_beams=...)`` itself.
+is ``model.generate(num_beams=...)`` itself. ``Streamer`` turns the chosen ids into text as they come.
 
 The probability recorded for a token is the model's own (softmax of the raw logits), before the
 strategy reshaped the distribution.
@@ -24,6 +24,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from llmscope.loading import LoadedModel
     from llmscope.sampling import DecodingSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedToken:
+    """One generated token as it streams: its id, the text it adds, and the model's probability."""
+
+    index: int
+    token_id: int
+    text: str
+    prob: float
 
 
 @dataclasses.dataclass
@@ -206,3 +216,34 @@ def beam_search(
             logits = model(input_ids=full, attention_mask=torch.ones_like(full), use_cache=False).logits
             row.probs = sampling.token_logprobs(logits[0, prompt_length - 1 : -1], ids).exp().tolist()
     return row, total
+
+
+def token_texts(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[str]]:
+    """The decoded text and, per token, the text it added (special tokens such as EOS add nothing)."""
+    pieces, previous = [], ""
+    for i in range(len(ids)):
+        text = tokenizer.decode(ids[: i + 1], skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
+            pieces.append("")
+            continue
+        pieces.append(text[len(previous) :] if text.startswith(previous) else text)
+        previous = text
+    return tokenizer.decode(list(ids), skip_special_tokens=True), pieces
+
+
+class Streamer:
+    """Turns chosen token ids into text pieces as they come (incremental detokenization)."""
+
+    def __init__(self, tokenizer: Any, callback: Callable[[GeneratedToken], None]):
+        self.tokenizer, self.callback = tokenizer, callback
+        self.ids: list[int] = []
+        self.printed = ""
+
+    def __call__(self, token_id: int, prob: float) -> None:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        piece = ""
+        if not text.endswith("\ufffd"):
+            piece = text[len(self.printed) :] if text.startswith(self.printed) else ""
+            self.printed = text if text.startswith(self.printed) else self.printed
+        self.callback(GeneratedToken(len(self.ids) - 1, token_id, piece, prob))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading, prompts
-from llmscope.decode_loop import Row, beam_search, context_room, decode_rows
+from llmscope.decode_loop import GeneratedToken, Row, Streamer, beam_search, context_room, decode_rows, token_texts
 from llmscope.errors import UsageError
 from llmscope.sampling import (
     DEFAULT_COMPARE,
@@ -35,16 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # --------------------------------------------------------------------------------------------
 # Results
-
-
-@dataclasses.dataclass(frozen=True)
-class GeneratedToken:
-    """One generated token as it streams: its id, the text it adds, and the model's probability."""
-
-    index: int
-    token_id: int
-    text: str
-    prob: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,42 +200,11 @@ def _prompt_ids(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None)
     return torch.tensor([ids], device=lm.device), list(encoded.warnings)
 
 
-def _token_texts(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[str]]:
-    """The decoded text and, per token, the text it added (special tokens such as EOS add nothing)."""
-    pieces, previous = [], ""
-    for i in range(len(ids)):
-        text = tokenizer.decode(ids[: i + 1], skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
-            pieces.append("")
-            continue
-        pieces.append(text[len(previous) :] if text.startswith(previous) else text)
-        previous = text
-    return tokenizer.decode(list(ids), skip_special_tokens=True), pieces
-
-
-class _Streamer:
-    """Turns chosen token ids into text pieces as they come (incremental detokenization)."""
-
-    def __init__(self, tokenizer: Any, callback: Callable[[GeneratedToken], None]):
-        self.tokenizer, self.callback = tokenizer, callback
-        self.ids: list[int] = []
-        self.printed = ""
-
-    def __call__(self, token_id: int, prob: float) -> None:
-        self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        piece = ""
-        if not text.endswith("\ufffd"):
-            piece = text[len(self.printed) :] if text.startswith(self.printed) else ""
-            self.printed = text if text.startswith(self.printed) else self.printed
-        self.callback(GeneratedToken(len(self.ids) - 1, token_id, piece, prob))
-
-
 def _result(
     lm: LoadedModel, prompt: str, chat: bool, row: Row, prompt_tokens: int, *, kv_cache: bool,
     ttft: float | None, comparison: KVCacheComparison | None = None, warnings: Sequence[str] = (),
 ) -> GenerationResult:
-    text, pieces = _token_texts(lm.tokenizer, row.ids)
+    text, pieces = token_texts(lm.tokenizer, row.ids)
     return GenerationResult(
         model=lm.source.display_name,
         prompt=prompt,
@@ -279,7 +238,9 @@ class _Prepared:
     warnings: list[str]
 
 
-def _prepare(prompt: str, model: loading.ModelLike, *, chat: bool, system: str | None, **load_options: Any) -> _Prepared:
+def _prepare(
+    prompt: str, model: loading.ModelLike, *, chat: bool, system: str | None, **load_options: Any
+) -> _Prepared:
     """Check the prompt options (before any load), load the causal model, encode the prompt, find the stop ids."""
     prompts.check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)
     lm = loading.load(model, **load_options)
@@ -336,7 +297,7 @@ def generate(
         if settings.strategy == "beam":
             row, _ = beam_search(lm, prompt_ids, settings, stop_ids=stops, kv_cache=cache)
             return row, None
-        streamer = _Streamer(lm.tokenizer, callback) if callback is not None else None
+        streamer = Streamer(lm.tokenizer, callback) if callback is not None else None
         hook = (lambda r, token, prob: streamer(token, prob)) if streamer is not None else None
         rows, _ = decode_rows(lm, prompt_ids, [settings], stop_ids=stops, kv_cache=cache, on_token=hook)
         return rows[0], rows[0].first_token_at

@@ -228,9 +228,10 @@ def test_chat_uses_the_chat_template(llama):
         add_generation_prompt=True, return_tensors="pt", return_dict=True,
     )["input_ids"]
     assert result.prompt_tokens == expected.shape[-1]
+    stops = sampling.stop_token_ids(llama.model, llama.tokenizer, llama.config, chat=True)
     with torch.no_grad():
         out = llama.model.generate(expected, attention_mask=torch.ones_like(expected), do_sample=False,
-                                   max_new_tokens=5, eos_token_id=sampling.stop_token_ids(llama.model, llama.tokenizer, llama.config, chat=True),
+                                   max_new_tokens=5, eos_token_id=stops,
                                    pad_token_id=llama.tokenizer.eos_token_id)
     assert result.token_ids == out[0, expected.shape[-1]:].tolist()
 
