@@ -9,7 +9,6 @@ it means a library error leaked untranslated.
 from __future__ import annotations
 
 import http.server
-import io
 import json
 import os
 import shutil
@@ -49,17 +48,6 @@ def argv(command: str, model: str | Path, *extra: str, doc: Path | None = None, 
     return [command, prompt, "-m", model, *extra]
 
 
-def clean_error(result, code: int) -> str:
-    """Exactly one 'Error:' line on stderr, nothing on stdout, no traceback, the exit code given."""
-    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, f"exit {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stdout == "", result.stdout
-    assert "this is a bug in llmscope" not in lines[0], lines[0]
-    assert result.exit_code == code, f"exit {result.exit_code}: {lines[0]}"
-    return lines[0]
-
-
 def copy_model(folder: Path, tmp_path: Path, name: str = "model") -> Path:
     target = tmp_path / name
     shutil.copytree(folder, target)
@@ -71,26 +59,26 @@ def copy_model(folder: Path, tmp_path: Path, name: str = "model") -> Path:
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_missing_model_path(cli, command, doc):
-    line = clean_error(cli(*argv(command, "./no/such/model", doc=doc)), RUNTIME)
+def test_missing_model_path(cli, command, doc, one_error_line):
+    line = one_error_line(cli(*argv(command, "./no/such/model", doc=doc)), RUNTIME)
     assert "no such file or folder" in line
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_unknown_hub_id_offline(cli, command, doc):
-    line = clean_error(cli(*argv(command, "someone/model-that-is-not-cached", doc=doc)), RUNTIME)
+def test_unknown_hub_id_offline(cli, command, doc, one_error_line):
+    line = one_error_line(cli(*argv(command, "someone/model-that-is-not-cached", doc=doc)), RUNTIME)
     assert "HF_HUB_OFFLINE" in line and "someone/model-that-is-not-cached" in line
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_folder_without_a_model(cli, command, doc, tmp_path):
-    line = clean_error(cli(*argv(command, tmp_path, doc=doc)), RUNTIME)
+def test_folder_without_a_model(cli, command, doc, tmp_path, one_error_line):
+    line = one_error_line(cli(*argv(command, tmp_path, doc=doc)), RUNTIME)
     assert "without config.json" in line
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_file_that_is_not_a_model(cli, command, doc):
-    line = clean_error(cli(*argv(command, doc, doc=doc)), RUNTIME)
+def test_file_that_is_not_a_model(cli, command, doc, one_error_line):
+    line = one_error_line(cli(*argv(command, doc, doc=doc)), RUNTIME)
     assert "not a .gguf file" in line
 
 
@@ -190,7 +178,7 @@ def test_hub_unreachable_cached_model_loads_from_the_cache(tiny_models, tmp_path
 
 @pytest.mark.parametrize("command", LOADS_WEIGHTS)
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
-def test_corrupt_safetensors(cli, command, damage, tiny_models, tmp_path, doc):
+def test_corrupt_safetensors(cli, command, damage, tiny_models, tmp_path, doc, one_error_line):
     folder = copy_model(tiny_models["llama"], tmp_path)
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
@@ -200,13 +188,13 @@ def test_corrupt_safetensors(cli, command, damage, tiny_models, tmp_path, doc):
         weights.write_bytes(data[: len(data) // 2])
     else:
         weights.write_bytes(b"")
-    line = clean_error(cli(*argv(command, folder, doc=doc)), RUNTIME)
+    line = one_error_line(cli(*argv(command, folder, doc=doc)), RUNTIME)
     assert str(folder) in line
 
 
 @pytest.mark.parametrize("command", ["inspect", "memory", *LOADS_WEIGHTS])
 @pytest.mark.parametrize("damage", ["not json", "truncated", "a list", "no model_type"])
-def test_corrupt_config_json(cli, command, damage, tiny_models, tmp_path, doc):
+def test_corrupt_config_json(cli, command, damage, tiny_models, tmp_path, doc, one_error_line):
     folder = copy_model(tiny_models["gpt2"], tmp_path)
     config = folder / "config.json"
     text = config.read_text()
@@ -221,13 +209,13 @@ def test_corrupt_config_json(cli, command, damage, tiny_models, tmp_path, doc):
         del data["model_type"]
         data.pop("architectures", None)
         config.write_text(json.dumps(data))
-    line = clean_error(cli(*argv(command, folder, doc=doc)), RUNTIME)
+    line = one_error_line(cli(*argv(command, folder, doc=doc)), RUNTIME)
     assert str(folder) in line
 
 
 @pytest.mark.parametrize("command", LOADS_TOKENIZER)
 @pytest.mark.parametrize("damage", ["not json", "truncated", "wrong shape"])
-def test_corrupt_tokenizer_json(cli, command, damage, tiny_models, tmp_path, doc):
+def test_corrupt_tokenizer_json(cli, command, damage, tiny_models, tmp_path, doc, one_error_line):
     folder = copy_model(tiny_models["gpt2"], tmp_path)
     tokenizer = folder / "tokenizer.json"
     text = tokenizer.read_text()
@@ -237,7 +225,7 @@ def test_corrupt_tokenizer_json(cli, command, damage, tiny_models, tmp_path, doc
         tokenizer.write_text(text[: len(text) // 2])
     else:
         tokenizer.write_text(json.dumps({"model": {"type": "NoSuchModel"}, "version": "1.0"}))
-    line = clean_error(cli(*argv(command, folder, doc=doc)), RUNTIME)
+    line = one_error_line(cli(*argv(command, folder, doc=doc)), RUNTIME)
     assert str(folder) in line
 
 
@@ -261,7 +249,7 @@ def _write_gguf(path: Path) -> bytes:
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("damage", ["truncated", "header only", "garbage"])
-def test_truncated_or_corrupt_gguf(cli, command, damage, tmp_path, doc):
+def test_truncated_or_corrupt_gguf(cli, command, damage, tmp_path, doc, one_error_line):
     whole = _write_gguf(tmp_path / "whole.gguf")
     path = tmp_path / "broken.gguf"
     if damage == "truncated":
@@ -270,7 +258,7 @@ def test_truncated_or_corrupt_gguf(cli, command, damage, tmp_path, doc):
         path.write_bytes(whole[:10])
     else:
         path.write_bytes(b"GGUF" + os.urandom(500))
-    line = clean_error(cli(*argv(command, path, doc=doc)), RUNTIME)
+    line = one_error_line(cli(*argv(command, path, doc=doc)), RUNTIME)
     assert "broken.gguf" in line
     assert not [p for p in (Path(os.environ["LLMSCOPE_CACHE"]) / "gguf").glob("*/*") if p.is_dir()
                 and (p / "llmscope-cache.json").exists() and "broken" in (p / "llmscope-cache.json").read_text()]
@@ -278,7 +266,7 @@ def test_truncated_or_corrupt_gguf(cli, command, damage, tmp_path, doc):
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("model_type", ["not-an-architecture", "vit"])
-def test_unsupported_architecture(cli, command, model_type, tiny_models, tmp_path, doc):
+def test_unsupported_architecture(cli, command, model_type, tiny_models, tmp_path, doc, one_error_line):
     folder = copy_model(tiny_models["gpt2"], tmp_path)
     config = json.loads((folder / "config.json").read_text())
     config["model_type"] = model_type
@@ -288,7 +276,7 @@ def test_unsupported_architecture(cli, command, model_type, tiny_models, tmp_pat
     if command in ("tokenize", "pack"):  # only the tokenizer is read: it is intact
         assert result.exit_code == 0, result.stderr
         return
-    line = clean_error(result, RUNTIME)
+    line = one_error_line(result, RUNTIME)
     assert "unsupported architecture" in line
 
 
@@ -298,20 +286,20 @@ def test_unsupported_architecture(cli, command, model_type, tiny_models, tmp_pat
 
 @pytest.mark.parametrize("command", HAS_DEVICE)
 @pytest.mark.parametrize("device", ["cuda", "cuda:3"])
-def test_cuda_without_a_gpu(cli, command, device, tiny_models):
+def test_cuda_without_a_gpu(cli, command, device, tiny_models, one_error_line):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     model = tiny_models["mixtral" if command == "experts" else "gpt2"]
-    line = clean_error(cli(*argv(command, model, "--device", device)), RUNTIME)
+    line = one_error_line(cli(*argv(command, model, "--device", device)), RUNTIME)
     assert "no CUDA GPU" in line and "--device cpu" in line
 
 
 @pytest.mark.parametrize("command", HAS_DEVICE)
 @pytest.mark.parametrize("option,value", [("--device", "tpu"), ("--device", "cuda:x"), ("--dtype", "int4")])
-def test_unknown_device_or_dtype(cli, command, option, value, tiny_models):
-    line = clean_error(cli(*argv(command, tiny_models["gpt2"], option, value)), USAGE)
+def test_unknown_device_or_dtype(cli, command, option, value, tiny_models, one_error_line):
+    line = one_error_line(cli(*argv(command, tiny_models["gpt2"], option, value)), USAGE)
     assert value in line
 
 
@@ -432,51 +420,104 @@ OUT_OF_RANGE = [
 
 
 @pytest.mark.parametrize("command,extra", OUT_OF_RANGE, ids=[f"{c} {' '.join(e)[:40]}" for c, e in OUT_OF_RANGE])
-def test_out_of_range_values(cli, command, extra, tiny_models, doc):
+def test_out_of_range_values(cli, command, extra, tiny_models, doc, one_error_line):
     if command == "pack":
         args = ["pack", str(doc), "-m", str(tiny_models["gpt2"]), *extra]
     else:
         args = argv(command, tiny_models["gpt2"], *extra)
-    clean_error(cli(*args), USAGE)
+    one_error_line(cli(*args), USAGE)
 
 
-# Large but valid values: clamped to what the model has, never a crash.
+# Large but valid values: clamped to what the model has, never a crash. Each case says what the
+# clamp gives, checked against the model's own config and tokenizer or against a run without the
+# huge value. The tiny GPT-2 has a 400-token vocabulary, 128 positions, 2 layers of width 64.
+SEED_MAX = str(2**64 - 1)
+
+
+def _all_candidates(data, again, vocab, config):
+    assert len(data["candidates"]) == vocab  # every token of the vocabulary, no more
+
+
+def _same_text_twice(data, again, vocab, config):
+    seed, text = ("seed", "generated_text") if "steps" in data else (None, "text")
+    assert (data[seed] if seed else data["settings"]["seed"]) == int(SEED_MAX)
+    assert again()[text] == data[text]  # the same seed, the same text
+
+
+def _whole_lens(data, again, vocab, config):
+    assert [len(layer["lens_top"]) for layer in data["layers"]] == [vocab] * len(data["layers"])
+
+
+def _top_k_beyond_the_vocabulary_is_plain_sampling(data, again, vocab, config):
+    assert data["token_ids"] == again("--strategy", "sample", "-n", "4", "--seed", "5")["token_ids"]
+
+
+def _up_to_the_context(data, again, vocab, config):
+    assert data["stop_reason"] in ("length", "eos")
+    if data["stop_reason"] == "length":
+        assert data["prompt_tokens"] + data["num_tokens"] == config["n_positions"]
+    else:
+        assert data["prompt_tokens"] + data["num_tokens"] <= config["n_positions"]
+
+
+def _every_position(data, again, vocab, config):
+    # the last token sees every position of the prompt, and no more
+    assert [len(layer["top"]) for layer in data["ranking"]] == [len(data["tokens"])] * config["n_layer"]
+
+
+def _one_sequence(data, again, vocab, config):
+    for layout in ("padded", "packed"):
+        assert data[layout]["sequences"] == 1 and data[layout]["document_tokens"] == data["tokens"]
+
+
+def _kv_cache_from_the_config(data, again, vocab, config):
+    # keys and values, every layer, every channel, 2 bytes each (bfloat16), per token of every sequence
+    per_token = 2 * config["n_layer"] * config["n_embd"] * 2
+    assert data["kv_cache"]["bytes"] == per_token * 100_000 * 1000
+
+
 HUGE_BUT_VALID = [
-    ("next-token", ["--top-k", HUGE]),
-    ("next-token", ["--seed", str(2**64 - 1)]),
-    ("layers", ["--top", HUGE]),
-    ("generate", ["--top-k", HUGE, "-n", "2"]),
-    ("generate", ["--max-new-tokens", HUGE]),
-    ("generate", ["--seed", str(2**64 - 1), "--strategy", "sample", "-n", "2"]),
-    ("attention", ["--top", HUGE, "--token", "-1"]),
-    ("pack", ["--seq-len", HUGE]),
-    ("memory", ["--context", "100000", "--allow-longer", "--batch", "1000"]),
+    ("next-token", ["--top-k", HUGE], _all_candidates),
+    ("next-token", ["--seed", SEED_MAX, "--strategy", "sample", "--steps", "3"], _same_text_twice),
+    ("layers", ["--top", HUGE], _whole_lens),
+    ("generate", ["--top-k", HUGE, "-n", "4", "--seed", "5"], _top_k_beyond_the_vocabulary_is_plain_sampling),
+    ("generate", ["--max-new-tokens", HUGE], _up_to_the_context),
+    ("generate", ["--seed", SEED_MAX, "--strategy", "sample", "-n", "3"], _same_text_twice),
+    ("attention", ["--top", HUGE, "--token", "-1"], _every_position),
+    ("pack", ["--seq-len", HUGE], _one_sequence),
+    ("memory", ["--context", "100000", "--allow-longer", "--batch", "1000"], _kv_cache_from_the_config),
 ]
 
 
-@pytest.mark.parametrize("command,extra", HUGE_BUT_VALID, ids=[f"{c} {' '.join(e)[:40]}" for c, e in HUGE_BUT_VALID])
-def test_huge_but_valid_values(cli, command, extra, tiny_models, doc):
-    if command == "pack":
-        args = ["pack", str(doc), "-m", str(tiny_models["gpt2"]), *extra]
-    else:
-        args = argv(command, tiny_models["gpt2"], *extra)
-    result = cli(*args)
-    assert result.exit_code == 0, result.stderr
-    assert "Error" not in result.stderr
+@pytest.mark.parametrize("command,extra,check", HUGE_BUT_VALID,
+                         ids=[f"{c} {' '.join(e)[:40]}" for c, e, _ in HUGE_BUT_VALID])
+def test_huge_but_valid_values(cli, command, extra, check, tiny_models, hf_tokenizers, doc):
+    def run(*options: str) -> dict:
+        if command == "pack":
+            args = ["pack", str(doc), "-m", str(tiny_models["gpt2"]), *options]
+        else:
+            args = argv(command, tiny_models["gpt2"], *options)
+        result = cli(*args, "--json")
+        assert result.exit_code == 0, result.stderr
+        assert "Error" not in result.stderr
+        return result.json()
+
+    config = json.loads((tiny_models["gpt2"] / "config.json").read_text())
+    check(run(*extra), lambda *options: run(*(options or extra)), len(hf_tokenizers["gpt2"]), config)
 
 
-def test_two_stdins_and_missing_files_for_pack(cli, tiny_models, tmp_path):
+def test_two_stdins_and_missing_files_for_pack(cli, tiny_models, tmp_path, one_error_line):
     gpt2 = str(tiny_models["gpt2"])
-    clean_error(cli("pack", "-", "-", "--seq-len", "8", "-m", gpt2), USAGE)
-    clean_error(cli("pack", str(tmp_path / "nope.txt"), "--seq-len", "8", "-m", gpt2), USAGE)
-    clean_error(cli("pack", str(tmp_path), "--seq-len", "8", "-m", gpt2), USAGE)
+    one_error_line(cli("pack", "-", "-", "--seq-len", "8", "-m", gpt2), USAGE)
+    one_error_line(cli("pack", str(tmp_path / "nope.txt"), "--seq-len", "8", "-m", gpt2), USAGE)
+    one_error_line(cli("pack", str(tmp_path), "--seq-len", "8", "-m", gpt2), USAGE)
 
 
-def test_tokenize_file_mistakes(cli, tiny_models, tmp_path):
+def test_tokenize_file_mistakes(cli, tiny_models, tmp_path, one_error_line):
     gpt2 = str(tiny_models["gpt2"])
-    clean_error(cli("tokenize", "-f", str(tmp_path / "nope.txt"), "-m", gpt2), USAGE)
-    clean_error(cli("tokenize", "-f", str(tmp_path), "-m", gpt2), USAGE)
-    clean_error(cli("tokenize", "text", "-f", str(tmp_path), "-m", gpt2), USAGE)
+    one_error_line(cli("tokenize", "-f", str(tmp_path / "nope.txt"), "-m", gpt2), USAGE)
+    one_error_line(cli("tokenize", "-f", str(tmp_path), "-m", gpt2), USAGE)
+    one_error_line(cli("tokenize", "text", "-f", str(tmp_path), "-m", gpt2), USAGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,20 +527,20 @@ LONG = "the cat sat on the mat " * 200  # about 1,200 tokens
 
 
 @pytest.mark.parametrize("command", ["next-token", "layers", "generate", "compare", "attention", "experts"])
-def test_prompt_longer_than_the_context(cli, command, tiny_models):
+def test_prompt_longer_than_the_context(cli, command, tiny_models, one_error_line):
     model = tiny_models["mixtral" if command == "experts" else "gpt2"]
-    line = clean_error(cli(*argv(command, model, prompt=LONG)), USAGE)
+    line = one_error_line(cli(*argv(command, model, prompt=LONG)), USAGE)
     assert "context" in line
 
 
-def test_steps_past_the_context(cli, tiny_models):
+def test_steps_past_the_context(cli, tiny_models, one_error_line):
     prompt = "the cat sat on the mat " * 15  # under 128 tokens, but not with 100 more
-    line = clean_error(cli("next-token", prompt, "-m", str(tiny_models["gpt2"]), "--steps", "100"), USAGE)
+    line = one_error_line(cli("next-token", prompt, "-m", str(tiny_models["gpt2"]), "--steps", "100"), USAGE)
     assert "context" in line
 
 
-def test_bert_prompt_longer_than_its_context(cli, tiny_models):
-    line = clean_error(cli("next-token", LONG + " [MASK]", "-m", str(tiny_models["bert"])), USAGE)
+def test_bert_prompt_longer_than_its_context(cli, tiny_models, one_error_line):
+    line = one_error_line(cli("next-token", LONG + " [MASK]", "-m", str(tiny_models["bert"])), USAGE)
     assert "context" in line
 
 
@@ -508,22 +549,32 @@ def test_bert_prompt_longer_than_its_context(cli, tiny_models):
 
 
 @pytest.mark.parametrize("command", ["next-token", "layers", "attention", "experts"])
-def test_empty_prompt(cli, command, tiny_models):
+def test_empty_prompt(cli, command, tiny_models, one_error_line):
     model = tiny_models["mixtral" if command == "experts" else "gpt2"]
-    line = clean_error(cli(*argv(command, model, prompt="")), USAGE)
+    line = one_error_line(cli(*argv(command, model, prompt="")), USAGE)
     assert "empty" in line
 
 
 @pytest.mark.parametrize("command", ["generate", "compare"])
 def test_empty_prompt_writes_from_the_start_token(cli, command, tiny_models):
-    """generate and compare accept an empty prompt: they start from BOS, as model.generate does."""
-    result = cli(command, "", "-m", str(tiny_models["gpt2"]), "-n", "3", "--json")
+    """generate and compare accept an empty prompt: they start from BOS, as model.generate does.
+    The tiny GPT-2's tokenizer adds no BOS itself, so llmscope must put it there."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(tiny_models["gpt2"])
+    bos = hf.config.bos_token_id
+    expected = hf.generate(torch.tensor([[bos]]), max_new_tokens=3, do_sample=False, pad_token_id=bos)[0, 1:]
+    extra = ["-S", "greedy"] if command == "compare" else []
+    result = cli(command, "", "-m", str(tiny_models["gpt2"]), "-n", "3", *extra, "--json")
     assert result.exit_code == 0, result.stderr
     data = result.json()
-    assert data
+    row = data["results"][0] if command == "compare" else data
+    assert row["prompt_tokens"] == 1
+    assert row["token_ids"] == expected.tolist()
 
 
-def test_empty_prompt_without_a_start_token(cli, tiny_models, tmp_path):
+def test_empty_prompt_without_a_start_token(cli, tiny_models, tmp_path, one_error_line):
     folder = copy_model(tiny_models["gpt2"], tmp_path)
     for name in ("config.json", "generation_config.json"):
         path = folder / name
@@ -534,56 +585,51 @@ def test_empty_prompt_without_a_start_token(cli, tiny_models, tmp_path):
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["bos_token"] = None
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    result = cli("generate", "", "-m", str(folder), "-n", "3")
-    if result.exit_code != 0:
-        clean_error(result, USAGE)
+    for command in ("generate", "compare"):
+        line = one_error_line(cli(command, "", "-m", str(folder), "-n", "3"), USAGE)
+        assert "empty" in line and "beginning-of-text" in line
 
 
-def test_empty_file_for_pack(cli, tiny_models, tmp_path):
+def test_empty_file_for_pack(cli, tiny_models, tmp_path, one_error_line):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    line = clean_error(cli("pack", str(empty), "--seq-len", "8", "-m", str(tiny_models["gpt2"])), USAGE)
+    line = one_error_line(cli("pack", str(empty), "--seq-len", "8", "-m", str(tiny_models["gpt2"])), USAGE)
     assert "no tokens" in line
-
-
-def _stdin(monkeypatch, data: bytes) -> None:
-    """Standard input as a process gets it: bytes under a strict UTF-8 text layer."""
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
 
 
 INVALID_UTF8 = b"caf\xe9 \xff\xfe na\xefve"
 
 
-def test_invalid_utf8_on_stdin_for_tokenize(cli, monkeypatch, tiny_models):
-    _stdin(monkeypatch, INVALID_UTF8)
-    line = clean_error(cli("tokenize", "-", "-m", str(tiny_models["gpt2"])), USAGE)
+def test_invalid_utf8_on_stdin_for_tokenize(cli, tiny_models, one_error_line, stdin):
+    stdin(INVALID_UTF8)
+    line = one_error_line(cli("tokenize", "-", "-m", str(tiny_models["gpt2"])), USAGE)
     assert "not valid UTF-8" in line and "0xe9" in line
 
 
-def test_invalid_utf8_file_for_tokenize(cli, tiny_models, tmp_path):
+def test_invalid_utf8_file_for_tokenize(cli, tiny_models, tmp_path, one_error_line):
     path = tmp_path / "latin1.txt"
     path.write_bytes(INVALID_UTF8)
-    line = clean_error(cli("tokenize", "-f", str(path), "-m", str(tiny_models["gpt2"])), USAGE)
+    line = one_error_line(cli("tokenize", "-f", str(path), "-m", str(tiny_models["gpt2"])), USAGE)
     assert "not valid UTF-8" in line
 
 
-def test_invalid_utf8_on_stdin_for_pack(cli, monkeypatch, tiny_models):
-    _stdin(monkeypatch, INVALID_UTF8)
+def test_invalid_utf8_on_stdin_for_pack(cli, tiny_models, one_error_line, stdin):
+    stdin(INVALID_UTF8)
     result = cli("pack", "-", "--seq-len", "8", "-m", str(tiny_models["gpt2"]))
-    line = clean_error(result, USAGE)
+    line = one_error_line(result, USAGE)
     assert "UTF-8" in line
 
 
-def test_empty_stdin_for_tokenize_and_pack(cli, monkeypatch, tiny_models):
+def test_empty_stdin_for_tokenize_and_pack(cli, tiny_models, one_error_line, stdin):
     from transformers import AutoTokenizer
 
-    _stdin(monkeypatch, b"")
+    stdin(b"")
     result = cli("tokenize", "-", "-m", str(tiny_models["llama"]), "--json")
     assert result.exit_code == 0, result.stderr
     # nothing but what the tokenizer adds by itself (the BOS)
     assert result.json()["ids"] == AutoTokenizer.from_pretrained(tiny_models["llama"])("")["input_ids"]
-    _stdin(monkeypatch, b"")
-    clean_error(cli("pack", "-", "--seq-len", "8", "-m", str(tiny_models["gpt2"])), USAGE)
+    stdin(b"")
+    one_error_line(cli("pack", "-", "--seq-len", "8", "-m", str(tiny_models["gpt2"])), USAGE)
 
 
 def test_invalid_utf8_on_a_real_stdin(tiny_models):
@@ -601,8 +647,8 @@ def test_invalid_utf8_on_a_real_stdin(tiny_models):
     ]
 
 
-def test_invalid_utf8_in_interactive_answers(cli, monkeypatch, tiny_models):
-    _stdin(monkeypatch, b"\xff\xfe\n")
+def test_invalid_utf8_in_interactive_answers(cli, tiny_models, stdin):
+    stdin(b"\xff\xfe\n")
     result = cli("next-token", PROMPT, "-m", str(tiny_models["gpt2"]), "--interactive")
     assert result.exit_code in (0, USAGE), result.stderr
     assert "Traceback" not in result.stderr and "this is a bug" not in result.stderr
@@ -612,38 +658,38 @@ def test_invalid_utf8_in_interactive_answers(cli, monkeypatch, tiny_models):
 # Commands that do not fit the model
 
 
-def test_dense_model_for_experts(cli, tiny_models):
-    line = clean_error(cli("experts", PROMPT, "-m", str(tiny_models["llama"])), RUNTIME)
+def test_dense_model_for_experts(cli, tiny_models, one_error_line):
+    line = one_error_line(cli("experts", PROMPT, "-m", str(tiny_models["llama"])), RUNTIME)
     assert "mixture-of-experts" in line or "dense" in line
 
 
 @pytest.mark.parametrize("command", ["generate", "compare"])
-def test_masked_lm_cannot_write(cli, command, tiny_models):
-    clean_error(cli(*argv(command, tiny_models["bert"])), USAGE)
+def test_masked_lm_cannot_write(cli, command, tiny_models, one_error_line):
+    one_error_line(cli(*argv(command, tiny_models["bert"])), USAGE)
 
 
 @pytest.mark.parametrize("command", ["next-token", "layers", "generate", "compare"])
-def test_chat_without_a_chat_template(cli, command, tiny_models):
-    line = clean_error(cli(*argv(command, tiny_models["gpt2"], "--chat")), USAGE)
+def test_chat_without_a_chat_template(cli, command, tiny_models, one_error_line):
+    line = one_error_line(cli(*argv(command, tiny_models["gpt2"], "--chat")), USAGE)
     assert "chat template" in line
 
 
 @pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare"])
-def test_system_without_chat(cli, command, tiny_models):
-    line = clean_error(cli(*argv(command, tiny_models["llama"], "--system", "Be brief.")), USAGE)
+def test_system_without_chat(cli, command, tiny_models, one_error_line):
+    line = one_error_line(cli(*argv(command, tiny_models["llama"], "--system", "Be brief.")), USAGE)
     assert "--chat" in line
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_unknown_option(cli, command, tiny_models, doc):
-    line = clean_error(cli(*argv(command, tiny_models["gpt2"], "--no-such-option", doc=doc)), USAGE)
+def test_unknown_option(cli, command, tiny_models, doc, one_error_line):
+    line = one_error_line(cli(*argv(command, tiny_models["gpt2"], "--no-such-option", doc=doc)), USAGE)
     assert "--no-such-option" in line
 
 
 @pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare", "attention",
                                      "experts", "inspect", "memory", "pack"])
-def test_export_to_an_unknown_format(cli, command, tiny_models, doc, tmp_path):
-    line = clean_error(cli(*argv(command, tiny_models["gpt2"], "--export", str(tmp_path / "x.pdf"), doc=doc)),
+def test_export_to_an_unknown_format(cli, command, tiny_models, doc, tmp_path, one_error_line):
+    line = one_error_line(cli(*argv(command, tiny_models["gpt2"], "--export", str(tmp_path / "x.pdf"), doc=doc)),
                        USAGE)
     assert "x.pdf" in line
 
@@ -653,8 +699,8 @@ def test_export_to_an_unknown_format(cli, command, tiny_models, doc, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_model_layer_out_of_range(cli):
-    line = clean_error(cli("attention", "Hello", "--layer", "18"), USAGE)
+def test_demo_model_layer_out_of_range(cli, one_error_line):
+    line = one_error_line(cli("attention", "Hello", "--layer", "18"), USAGE)
     assert "18 layers" in line
 
 
@@ -671,7 +717,7 @@ MALICIOUS_TEMPLATES = {
 
 @pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare"])
 @pytest.mark.parametrize("name", list(MALICIOUS_TEMPLATES))
-def test_malicious_chat_template_is_stopped(cli, command, name, tiny_models, tmp_path):
+def test_malicious_chat_template_is_stopped(cli, command, name, tiny_models, tmp_path, one_error_line):
     marker = tmp_path / "PWNED"
     folder = copy_model(tiny_models["llama"], tmp_path)
     template = MALICIOUS_TEMPLATES[name].replace("MARKER", str(marker))
@@ -680,7 +726,7 @@ def test_malicious_chat_template_is_stopped(cli, command, name, tiny_models, tmp
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(folder).chat_template == template
-    line = clean_error(cli(*argv(command, folder, "--chat")), RUNTIME)
+    line = one_error_line(cli(*argv(command, folder, "--chat")), RUNTIME)
     assert "sandbox forbids" in line and "unsafe" in line
     assert not marker.exists()
 
@@ -695,13 +741,16 @@ def test_harmless_tricks_render_without_running_anything(cli, tiny_models, tmp_p
     assert result.json()["text"] == "hello"
 
 
-def test_a_template_that_loops_forever_is_bounded(cli, tiny_models, tmp_path):
+@pytest.mark.xfail(strict=True, reason="prompts.render_chat maps the sandbox's range limit (OverflowError) to a "
+                   "usage error (exit 2); README: a template stopped by jinja's sandbox is exit 1")
+@pytest.mark.parametrize("command", ["tokenize", "next-token", "generate"])
+def test_a_template_that_loops_forever_is_bounded(cli, command, tiny_models, tmp_path, one_error_line):
+    """jinja's sandbox stops the loop ("Range too big"): a broken model file, not the user's
+    mistake, so exit 1 as README's table says for a template stopped by the sandbox."""
     folder = copy_model(tiny_models["llama"], tmp_path)
     (folder / "chat_template.jinja").write_text("{% for i in range(10**12) %}x{% endfor %}")
-    for command in ("tokenize", "generate"):
-        result = cli(*argv(command, folder, "--chat"))
-        line = clean_error(result, result.exit_code)
-        assert result.exit_code in (USAGE, RUNTIME) and "Range too big" in line
+    line = one_error_line(cli(*argv(command, folder, "--chat")), RUNTIME)
+    assert "Range too big" in line
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,21 +759,26 @@ def test_a_template_that_loops_forever_is_bounded(cli, tiny_models, tmp_path):
 
 @pytest.mark.parametrize("command", ["tokenize", "next-token", "layers", "generate", "compare", "attention",
                                      "experts"])
-def test_invalid_utf8_argument(cli, command, tiny_models):
-    line = clean_error(cli(*argv(command, tiny_models["gpt2"], prompt="caf\udce9")), USAGE)
+def test_invalid_utf8_argument(cli, command, tiny_models, one_error_line):
+    line = one_error_line(cli(*argv(command, tiny_models["gpt2"], prompt="caf\udce9")), USAGE)
     assert "not valid UTF-8" in line and "0xe9" in line
 
 
-def test_invalid_utf8_in_an_option_value(cli, tiny_models):
-    line = clean_error(cli("next-token", "Hi", "-m", str(tiny_models["gpt2"]), "--show", "\udcff"), USAGE)
+def test_invalid_utf8_in_an_option_value(cli, tiny_models, one_error_line):
+    line = one_error_line(cli("next-token", "Hi", "-m", str(tiny_models["gpt2"]), "--show", "\udcff"), USAGE)
     assert "not valid UTF-8" in line
 
 
 def test_a_file_name_that_is_not_utf8_still_works(cli, tiny_models, tmp_path):
     path = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.txt"))
     path.write_text("The cat sat on the mat.")
-    result = cli("pack", str(path), "--seq-len", "8", "-m", str(tiny_models["gpt2"]))
+    result = cli("pack", str(path), "--seq-len", "8", "-m", str(tiny_models["gpt2"]), "--json")
     assert result.exit_code == 0, result.stderr
+    from transformers import AutoTokenizer
+
+    expected = len(AutoTokenizer.from_pretrained(tiny_models["gpt2"])("The cat sat on the mat.")["input_ids"])
+    data = result.json()
+    assert data["documents"] == 1 and data["tokens"] == expected
 
 
 def test_invalid_utf8_argument_in_a_real_process(tiny_models):
