@@ -1,0 +1,25 @@
+// score: the text, each token coloured by the probability the model gave it (GLTR-style); totals.
+LS.views.score = function (doc, root) {
+  const s = LS.section(root, "score", "How likely the model found each token");
+  LS.warnings(s, doc);
+  s.append(LS.legend("probability of the token given the text before it", "0", "1"));
+  const line = LS.el("div", { class: "text", id: "score-text" });
+  (doc.tokens || []).forEach((t, i) => {
+    const p = t.logprob === null || t.logprob === undefined ? null : Math.exp(t.logprob);
+    const top = t.top ? `; model's top choice ${JSON.stringify(t.top.token)} ${LS.pct(t.top.prob)}` : "";
+    line.append(LS.token(t.token, p, { "data-i": i,
+      title: p === null ? `#${i} ${JSON.stringify(t.token)} id ${t.id}: first token, not scored`
+        : `#${i} ${JSON.stringify(t.token)} id ${t.id}: p=${LS.pct(p)} (log-prob ${t.logprob.toFixed(3)}), rank ${t.rank}${top}` }));
+  });
+  s.append(line);
+  const totals = (d) => [d.model, d.num_tokens, d.scored, LS.num(d.mean_nll, 4), LS.num(d.perplexity, 3), LS.num(d.bits_per_byte, 4)];
+  const models = doc.models && doc.models.length ? doc.models : [doc];
+  s.append(LS.el("h3", { text: "Totals" }),
+    LS.table(["model", "tokens", "scored", "mean NLL (nats)", "perplexity", "bits per byte"], models.map(totals), [1, 2, 3, 4, 5]));
+  const worst = (doc.tokens || []).map((t, i) => [t, i]).filter(([t]) => t.logprob !== null && t.logprob !== undefined)
+    .sort((a, b) => a[0].logprob - b[0].logprob).slice(0, 10);
+  s.append(LS.el("h3", { text: "Most surprising tokens" }),
+    LS.table(["#", "token", "probability", "rank", "model's choice"], worst.map(([t, i]) => [
+      i, LS.vis(t.token), LS.pct(Math.exp(t.logprob)), t.rank, t.top ? `${LS.vis(t.top.token)} ${LS.pct(t.top.prob)}` : "-",
+    ]), [0, 2, 3]));
+};
