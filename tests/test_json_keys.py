@@ -41,7 +41,7 @@ TOKENIZE_VOCAB = [
 ]
 NEXT_TOKEN = [
     "model", "candidates", "entropy", "entropy_bits", "shown", "kind", "prompt", "input_ids", "dtype",
-    "temperature", "top_k", "top_p",
+    "temperature", "top_k", "top_p", "warnings",
 ]
 NEXT_TOKEN_STEPS = [*NEXT_TOKEN, "steps", "strategy", "seed", "generated_text", "stop_reason"]
 LAYERS = [
@@ -51,7 +51,7 @@ LAYERS = [
 GENERATE = [
     "model", "strategy", "label", "text", "token_ids", "tokens", "num_tokens", "prompt", "prompt_tokens", "chat",
     "settings", "stop_reason", "time_to_first_token", "total_time", "tokens_per_second", "mean_logprob",
-    "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison",
+    "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison", "warnings",
 ]
 COMPARE = ["model", "prompt", "chat", "results", "batched", "batch_time", "total_time"]
 ATTENTION = ["model", "tokens", "layer", "head", "weights"]
