@@ -61,14 +61,19 @@ class Stepper:
         strategy: str = "greedy",
         seed: int = 0,
         chat: bool = False,
+        settings: DecodingSettings | None = None,
     ) -> None:
+        """``settings`` (any of generate's strategies but beam) overrides strategy/temperature/top_p/seed
+        for the pick; the table still shows the distribution at ``temperature`` and ``top_p``."""
         from transformers import DynamicCache
 
         from llmscope.decode_loop import supports
 
         self.lm = lm
         self.top_k, self.temperature, self.top_p, self.strategy = top_k, temperature, top_p, strategy
-        self.settings = step_settings(strategy, temperature=temperature, top_p=top_p, seed=seed)
+        if settings is not None and settings.strategy == "beam":
+            raise UsageError("stepping picks one token at a time: beam search cannot step")
+        self.settings = settings or step_settings(strategy, temperature=temperature, top_p=top_p, seed=seed)
         self.processors = sampling.logits_processors(self.settings)
         self.generator = sampling.random_generator(self.settings, lm.device)
         self.stop_ids = sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=chat)

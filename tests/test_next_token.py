@@ -240,3 +240,17 @@ def test_demo_chat_stop_ids_include_end_of_turn(demo_model):
     assert Stepper(lm, ids, chat=True).stop_ids == chat_ids
     assert lm.tokenizer.convert_tokens_to_ids("<end_of_turn>") in chat_ids
     assert Stepper(lm, ids).stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config)
+
+
+def test_stepper_takes_any_generate_strategy(loaded):
+    from llmscope.stepping import Stepper
+
+    lm = loaded["llama"]
+    settings = sampling.settings_for("min-p", min_p=0.1, temperature=1.3, seed=2, max_new_tokens=10)
+    written = decoding.generate("The dog", model=lm, strategy="min-p", min_p=0.1, temperature=1.3, seed=2,
+                                max_new_tokens=10)
+    run = Stepper(lm, lm.tokenizer("The dog")["input_ids"], settings=settings)
+    run.run(10)
+    assert run.ids[run.prompt_length:] == written.token_ids
+    with pytest.raises(UsageError, match="beam"):
+        Stepper(lm, [1, 2], settings=sampling.settings_for("beam"))
