@@ -19,6 +19,7 @@ from llmscope import loading
 from llmscope.errors import ModelFormatError, UsageError
 from llmscope.loading import LoadedModel
 from llmscope.prompts import check_context, context_length, encode, token_text
+from llmscope.report_progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -61,6 +62,7 @@ class Analogy:
     expression: str
     top: list[Neighbor]
     terms: list[tuple[int, str]] = _view_only()  # (+1 or -1, word) in the order written
+    left_out: list[tuple[str, int, float]] = _view_only()  # the terms' tokens: (token, rank it would have, cosine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +113,7 @@ class EmbeddingReport:
     hidden_size: int = _view_only()
     num_layers: int = _view_only()
     explained: list[float] | None = _view_only()  # share of the variance along each plotted axis
+    tied: bool = _view_only()  # the LM head is the same matrix
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,8 +207,14 @@ def cosine_matrix(vectors: torch.Tensor) -> list[list[float]]:
     return (unit @ unit.T).clamp(-1, 1).tolist()
 
 
-def _nearest_rows(weight: torch.Tensor, queries: torch.Tensor, exclude: list[set[int]], k: int) -> list[list[tuple[int, float]]]:
-    """The K vocabulary rows with the highest cosine to each query, leaving out the ids in ``exclude``.
+Ranked = list[tuple[int, float]]  # (id, cosine), best first
+
+
+def _nearest_rows(
+    weight: torch.Tensor, queries: torch.Tensor, exclude: list[set[int]], k: int
+) -> tuple[list[Ranked], list[list[tuple[int, int, float]]]]:
+    """The K vocabulary rows with the highest cosine to each query, leaving out the ids in ``exclude``,
+    and for each left-out id the (id, rank, cosine) it would have had.
 
     One normalised matrix product: (vocab, hidden) @ (hidden, queries), divided by the row norms.
     Weights kept in half precision are scored in float32, a slice of rows at a time.
@@ -221,15 +230,22 @@ def _nearest_rows(weight: torch.Tensor, queries: torch.Tensor, exclude: list[set
             rows = weight[start : start + step].float()  # (rows, hidden)
             norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min(1e-12)
             scores[start : start + step] = (rows @ q) / norms
+        left_out = []
         for column, ids in enumerate(exclude):
+            column_scores = scores[:, column]  # (vocab,)
+            ranks = [(i, int((column_scores > column_scores[i]).sum()) + 1, float(column_scores[i])) for i in ids]
+            left_out.append(sorted(ranks, key=lambda r: r[1]))
             if ids:
                 scores[list(ids), column] = float("-inf")
         top = torch.topk(scores, min(k, vocab), dim=0)  # (k, queries)
     values, indices = top.values.T.tolist(), top.indices.T.tolist()
-    return [[(i, v) for i, v in zip(row_i, row_v) if v != float("-inf")] for row_i, row_v in zip(indices, values)]
+    found = [[(i, v) for i, v in zip(row_i, row_v) if v != float("-inf")] for row_i, row_v in zip(indices, values)]
+    return found, left_out
 
 
-def _hidden_means(lm: LoadedModel, text: str, span: tuple[int, int]) -> tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]:
+def _hidden_means(
+    lm: LoadedModel, text: str, span: tuple[int, int]
+) -> tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]:
     """Run TEXT once; return its ids, the positions overlapping SPAN, their mean at every hidden state,
     and the mean unit vector of the other text tokens (special tokens left out; None if there are none).
 
@@ -251,7 +267,9 @@ def _hidden_means(lm: LoadedModel, text: str, span: tuple[int, int]) -> tuple[li
         out = lm.model(input_ids=torch.tensor([ids], device=lm.device), output_hidden_states=True)
     means = torch.stack([h[0, positions].double().mean(dim=0).cpu() for h in out.hidden_states])  # (layers+1, hidden)
     others = [i for i, (a, b) in enumerate(offsets) if b > a and i not in positions]
-    other_means = torch.stack([_unit(h[0, others].double()).mean(dim=0).cpu() for h in out.hidden_states]) if others else None
+    other_means = None
+    if others:
+        other_means = torch.stack([_unit(h[0, others].double()).mean(dim=0).cpu() for h in out.hidden_states])
     return ids, positions, means, other_means
 
 
@@ -259,14 +277,16 @@ def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> ContextRep
     import torch
 
     rows, vectors, others = [], [], []
-    for sentence in sentences:
-        span = find_word(sentence, word)
-        if span is None:  # check_options has made sure, for the CLI
-            raise UsageError(f"--word {word!r} is not in {sentence!r}")
-        ids, positions, means, other = _hidden_means(lm, sentence, span)
-        rows.append(ContextSentence(sentence, positions, [token_text(lm.tokenizer, ids[p]) for p in positions]))
-        vectors.append(means)
-        others.append(other)
+    with reporter().progress("Reading the sentences", total=len(sentences)) as bar:
+        for sentence in sentences:
+            span = find_word(sentence, word)
+            if span is None:  # check_options has made sure, for the CLI
+                raise UsageError(f"--word {word!r} is not in {sentence!r}")
+            ids, positions, means, other = _hidden_means(lm, sentence, span)
+            rows.append(ContextSentence(sentence, positions, [token_text(lm.tokenizer, ids[p]) for p in positions]))
+            vectors.append(means)
+            others.append(other)
+            bar.advance()
     stacked = _unit(torch.stack(vectors))  # (sentences, layers+1, hidden)
     layers = []
     for layer in range(stacked.shape[1]):
@@ -324,8 +344,15 @@ class _Vocabulary:
             return self.weight[ids].double().mean(dim=0).cpu()
 
     def nearest(self, queries: torch.Tensor, exclude: list[set[int]], k: int) -> list[list[Neighbor]]:
-        found = _nearest_rows(self.weight, queries, exclude, k)
+        found, _ = _nearest_rows(self.weight, queries, exclude, k)
         return [[Neighbor(i, self.text(i), c) for i, c in top] for top in found]
+
+    @property
+    def tied(self) -> bool:
+        """Whether the LM head reads the same matrix (tied input and output embeddings)."""
+        head = self.lm.model.get_output_embeddings()
+        weight = getattr(head, "weight", None)
+        return weight is not None and weight.data_ptr() == self.weight.data_ptr()
 
 
 def _word_vectors(vocab: _Vocabulary, words: list[str], ids: list[list[int]], layer: int | None) -> torch.Tensor:
@@ -337,9 +364,11 @@ def _word_vectors(vocab: _Vocabulary, words: list[str], ids: list[list[int]], la
     if layer is None:
         return torch.stack([vocab.mean(i) for i in ids])
     rows = []
-    for w in words:
-        text = w if vocab.as_typed else " " + w  # as the model reads it; the word's own span
-        rows.append(_hidden_means(vocab.lm, text, (0 if vocab.as_typed else 1, len(text)))[2][layer])
+    with reporter().progress("Running each word", total=len(words)) as bar:
+        for w in words:
+            text = w if vocab.as_typed else " " + w  # as the model reads it; the word's own span
+            rows.append(_hidden_means(vocab.lm, text, (0 if vocab.as_typed else 1, len(text)))[2][layer])
+            bar.advance()
     return torch.stack(rows)
 
 
@@ -357,7 +386,9 @@ def _analogy(vocab: _Vocabulary, expression: str, terms: list[tuple[int, str]], 
     ids_of = [vocab.ids(t) for _, t in terms]
     combined = sum(sign * _unit(vocab.mean(ids)) for (sign, _), ids in zip(terms, ids_of))  # (hidden,)
     excluded = set(itertools.chain.from_iterable(ids_of))
-    return Analogy(expression.strip(), vocab.nearest(combined[None], [excluded], k)[0], terms)
+    found, left_out = _nearest_rows(vocab.weight, combined[None], [excluded], k)
+    top = [Neighbor(i, vocab.text(i), c) for i, c in found[0]]
+    return Analogy(expression.strip(), top, terms, [(vocab.text(i), rank, c) for i, rank, c in left_out[0]])
 
 
 def embeddings(
@@ -414,6 +445,7 @@ def embeddings(
         context=_context(lm, word.strip(), contexts) if contexts else None,
         projection=projection,
         explained=explained,
+        tied=vocab.tied,
     )
 
 

@@ -68,6 +68,14 @@ def test_every_view_renders_in_80_columns(cli, tiny_models):
     assert all(f"● {w}" in r.stdout or f"{w} ●" in r.stdout for w in ("cat", "dog", "mat", "capital"))
 
 
+def test_export_saves_the_picture(cli, tiny_models, tmp_path):
+    target = tmp_path / "words.txt"
+    r = cli("embeddings", "cat", "dog", "-m", tiny_models["gpt2"], "--export", target)
+    assert r.exit_code == 0, r.stderr
+    saved = target.read_text(encoding="utf-8")
+    assert "Cosine similarity" in saved and "tied to the LM head" in " ".join(saved.split())
+
+
 def test_layer_says_which_vectors(cli, tiny_models):
     r = cli("embeddings", "cat", "dog", "-m", tiny_models["bert"], "--layer", "1")
     assert r.exit_code == 0, r.stderr

@@ -15,9 +15,9 @@ from llmscope.errors import UsageError
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def loaded(tiny_models):
-    return {name: llmscope.load(str(path), device="cpu", dtype="float32") for name, path in tiny_models.items()}
+@pytest.fixture
+def loaded(loaded_models):
+    return loaded_models
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,6 +84,46 @@ def test_words_similarity_and_neighbors_match_transformers(loaded, name):
     check_words(loaded[name], ["cat", "dog", "mat", "capital"])
 
 
+def test_a_gguf_file_gives_what_transformers_reads_from_it(tiny_gguf):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    report = embeddings(["cat", "sat", "mat"], model=str(tiny_gguf), device="cpu", dtype="float32", neighbors=3,
+                        contexts=["the cat sat", "a cat"], word="cat")
+    direct = AutoModelForCausalLM.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    weight = direct.get_input_embeddings().weight.detach()
+    ids = [tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in ("cat", "sat", "mat")]
+    assert [w.token_ids for w in report.words] == ids
+    vectors = [weight[i].mean(dim=0) for i in ids]
+    assert report.similarity[0][2] == pytest.approx(float(F.cosine_similarity(vectors[0], vectors[2], dim=0)), abs=TOL)
+    enc = [tokenizer(s, return_tensors="pt") for s in ("the cat sat", "a cat")]
+    with torch.no_grad():
+        hidden = [direct(**e, output_hidden_states=True).hidden_states for e in enc]
+    positions = [s.positions for s in report.context.sentences]
+    assert [tokenizer.decode(e["input_ids"][0, p]).strip() for e, p in zip(enc, positions)] == ["cat", "cat"]
+    for row in report.context.layers:
+        a, b = (h[row.layer][0, p].mean(dim=0) for h, p in zip(hidden, positions))
+        assert row.cosine == pytest.approx(float(F.cosine_similarity(a, b, dim=0)), abs=TOL)
+
+
+def test_tied_says_whether_the_lm_head_is_the_same_matrix(loaded):
+    assert embeddings(["cat"], model=loaded["gpt2"], neighbors=0).tied  # GPT-2 ties its head
+    assert not embeddings(["cat"], model=loaded["llama"], neighbors=0).tied  # built with tie_word_embeddings=False
+
+
+def test_half_precision_weights_are_scored_in_float32(tiny_models):
+    lm = llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="bfloat16")
+    report = embeddings(["cat", "dog"], model=lm, neighbors=4)
+    weight = lm.model.get_input_embeddings().weight.detach().float()
+    for w, n in zip(["cat", "dog"], report.neighbors):
+        query = weight[ref_ids(lm, w)].mean(dim=0)
+        scores = F.normalize(weight, dim=1) @ F.normalize(query, dim=0)
+        scores[ref_ids(lm, w)] = float("-inf")
+        top = torch.topk(scores, 4)
+        assert [x.id for x in n.top] == top.indices.tolist()
+        assert [x.cosine for x in n.top] == pytest.approx(top.values.tolist(), abs=1e-3)
+
+
 def test_as_typed_uses_the_text_exactly(loaded):
     lm = loaded["gpt2"]
     report = embeddings(["cat"], model=lm, as_typed=True, neighbors=0)
@@ -105,6 +145,11 @@ def test_analogy_is_3cosadd_over_unit_vectors(loaded, name):
     assert report.analogy.terms == [(1, "cat"), (-1, "dog"), (1, "mat")]
     assert [x.id for x in report.analogy.top] == ids
     assert [x.cosine for x in report.analogy.top] == pytest.approx(cosines, abs=TOL)
+    # the terms' own tokens: the rank and cosine each would have had
+    weight = lm.model.get_input_embeddings().weight.detach()
+    scores = F.normalize(weight, dim=1) @ F.normalize(query, dim=0)
+    expected = sorted((int((scores > scores[i]).sum()) + 1, float(scores[i])) for i in exclude)
+    assert [(rank, pytest.approx(c, abs=TOL)) for _, rank, c in report.analogy.left_out] == expected
     # --neighbors 0 turns the per-word lists off; the analogy still shows five
     assert len(embeddings([], model=lm, analogy="cat + dog", neighbors=0).analogy.top) == 5
 

@@ -56,7 +56,7 @@ def words_table(r: EmbeddingReport) -> Table:
         tokens = Text()
         for i, token in enumerate(w.tokens):
             tokens.append(" " if i else "")
-            tokens.append(visible(token) or "∅", style="black on grey85" if i % 2 == 0 else "black on light_sky_blue1")
+            tokens.append(visible(token) or "∅", style=("black on grey85", "black on light_sky_blue1")[i % 2])
         t.add_row(w.text, tokens, " ".join(map(str, w.token_ids)))
     return t
 
@@ -86,7 +86,8 @@ def neighbors_table(neighbors: list[WordNeighbors], *, among_words: bool) -> Tab
 
 
 def analogy_table(a: Analogy) -> Table:
-    expression = " ".join(("" if i == 0 and s > 0 else "+ " if s > 0 else "- ") + w for i, (s, w) in enumerate(a.terms))
+    signs = ["" if i == 0 and s > 0 else "+ " if s > 0 else "- " for i, (s, _) in enumerate(a.terms)]
+    expression = " ".join(sign + w for sign, (_, w) in zip(signs, a.terms))
     t = Table(**_title(f"{expression} ≈"))
     t.add_column("#", justify="right", style="dim")
     t.add_column("token", no_wrap=True, max_width=18, overflow="ellipsis", style="bold")
@@ -96,6 +97,15 @@ def analogy_table(a: Analogy) -> Table:
     for rank, n in enumerate(a.top, 1):
         t.add_row(str(rank), visible(n.token) or "∅", str(n.id), f"{n.cosine:.3f}", bar(n.cosine, 20))
     return t
+
+
+def analogy_note(a: Analogy, layer: int | None) -> Text:
+    text = Text("3CosAdd: each term's vector made unit length, added or subtracted"
+                + ("" if layer is None else "; input embeddings, not --layer"), style="dim")
+    if a.left_out:
+        text.append("\nleft out, the terms' own tokens: ", style="dim")
+        text.append(", ".join(f"{visible(t) or '∅'} (#{rank}, {c:.3f})" for t, rank, c in a.left_out), style="dim")
+    return text
 
 
 def _layer_name(layer: int) -> str:
@@ -128,7 +138,8 @@ def context_view(c: ContextReport, num_layers: int) -> Group:
         for a, b in pairs:
             t.add_column(f"{a + 1}~{b + 1}", no_wrap=True)
         for row in c.layers:
-            cells = [Text.assemble(f"{row.similarity[a][b]:.2f} ", bar(row.similarity[a][b], width)) for a, b in pairs]
+            cells = [Text.assemble(f"{row.similarity[a][b]:.2f} ", bar(row.similarity[a][b], width))
+                     for a, b in pairs]
             t.add_row(_layer_name(row.layer), *cells)
     return Group(head, t)
 
@@ -180,8 +191,9 @@ def scatter(points: list[Point], explained: list[float] | None, *, width: int = 
 def render_embeddings(r: EmbeddingReport) -> RenderableType:
     head = Text()
     head.append(r.model, style="bold")
-    head.append(f"\ninput embeddings: {r.vocab_size:,} rows × {r.hidden_size:,} ({r.dtype}); {r.num_layers} layers",
-                style="dim")
+    tied = ", tied to the LM head" if r.tied else ""
+    head.append(f"\ninput embeddings: {r.vocab_size:,} rows × {r.hidden_size:,} ({r.dtype}{tied}); "
+                f"{r.num_layers} layers", style="dim")
     if r.words:
         vectors = ("the mean of each word's rows of the input embeddings" if r.layer is None else
                    f"hidden state {_layer_name(r.layer)}"
@@ -195,9 +207,7 @@ def render_embeddings(r: EmbeddingReport) -> RenderableType:
         parts.append(neighbors_table(r.neighbors, among_words=r.layer is not None))
     if r.analogy is not None:
         parts.append(analogy_table(r.analogy))
-        parts.append(Text("3CosAdd: each term's vector made unit length, added or subtracted; the terms' own "
-                          "tokens left out" + ("" if r.layer is None else "; input embeddings, not --layer"),
-                          style="dim"))
+        parts.append(analogy_note(r.analogy, r.layer))
     if r.context is not None:
         parts.append(context_view(r.context, r.num_layers))
     if r.projection is not None:
