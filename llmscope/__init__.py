@@ -55,6 +55,10 @@ _API = {
     "stepper": "llmscope.stepping",
     "layer_report": "llmscope.layers",  # = llmscope.layers.layers
     "LayerReport": "llmscope.layers",
+    "score_text": "llmscope.scoring",
+    "compare_scores": "llmscope.scoring",
+    "ScoreResult": "llmscope.scoring",
+    "ScoreComparison": "llmscope.scoring",
     "embedding_report": "llmscope.embeddings",  # = llmscope.embeddings.embeddings
     "EmbeddingReport": "llmscope.embeddings",
 }

@@ -25,6 +25,7 @@ from llmscope.commands import layers as layers_cmd
 from llmscope.commands import memory as memory_cmd
 from llmscope.commands import next_token as next_token_cmd
 from llmscope.commands import pack as pack_cmd
+from llmscope.commands import score as score_cmd
 from llmscope.commands import tokenize as tokenize_cmd
 from llmscope.errors import ExitCode, LlmscopeError
 from llmscope.report_progress import Reporter, reporter, set_reporter
@@ -58,6 +59,7 @@ for _name, _module in (
     ("layers", layers_cmd),
     ("embeddings", embeddings_cmd),
     ("generate", generate_cmd),
+    ("score", score_cmd),
     ("compare", compare_cmd),
     ("attention", attention_cmd),
     ("experts", experts_cmd),

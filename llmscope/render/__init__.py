@@ -155,6 +155,8 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "AttentionResult": "attention:render_attention",
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
+    "ScoreResult": "score:render_score",
+    "ScoreComparison": "score:render_comparison",
 }
 
 
