@@ -9,8 +9,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from llmscope.architecture import ArchitectureReport, KVCacheEstimate, ModuleNode
+from llmscope.architecture import ArchitectureReport
+from llmscope.cache import KVCacheEstimate
 from llmscope.render import fmt_bytes, fmt_count, fmt_int
+from llmscope.weights import ModuleNode
 
 
 def _kv_table() -> Table:

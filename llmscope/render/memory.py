@@ -7,7 +7,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.memory import DevicePlacement, MemoryReport
+from llmscope.memory import MemoryReport
+from llmscope.placement import DevicePlacement
 from llmscope.render import fmt_bytes, fmt_count, fmt_int
 
 

@@ -1,0 +1,96 @@
+"""What transformers' generation cache holds for a model, from its config alone.
+
+The layout (which layers slide, over what window) comes from ``DynamicCache(config=...)`` itself
+rather than from rules per architecture, so ``inspect`` and ``memory`` show the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from llmscope.configs import config_value, text_config
+from llmscope.weights import DTYPE_BYTES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PretrainedConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class KVCacheLayerGroup:
+    """Cache layers of one kind (full attention, or sliding over the same window)."""
+
+    layer_type: str  # transformers' name: full_attention, sliding_attention, chunked_attention
+    layers: list[int]
+    num_key_value_heads: int
+    head_dim: int
+    sliding_window: int | None
+    tokens_kept: int  # per sequence, at the context length
+    bytes_per_token: int  # for all these layers, batch included, while under the window
+    bytes: int  # for all these layers at the context length
+
+
+@dataclasses.dataclass(frozen=True)
+class KVCacheEstimate:
+    """What transformers' DynamicCache holds for ``context`` tokens of ``batch`` sequences."""
+
+    dtype: str
+    context: int
+    batch: int
+    bytes_per_token: int
+    bytes: int
+    layers: list[KVCacheLayerGroup]
+
+
+def kv_cache_estimate(
+    config: PretrainedConfig, *, context: int, batch: int = 1, dtype: str = "bfloat16"
+) -> KVCacheEstimate:
+    """Bytes of keys and values that transformers' DynamicCache holds for this many tokens.
+
+    Heads and head size per layer come from the config (per-layer configs where it has them).
+    A sliding layer keeps its last ``sliding_window - 1`` tokens, as DynamicSlidingWindowLayer does.
+    """
+    from transformers import DynamicCache
+
+    element = DTYPE_BYTES[dtype]
+    text = text_config(config)
+    cache = DynamicCache(config=text)
+    per_layer = getattr(text, "per_layer_config", None) or [text] * len(cache.layers)
+    layer_types = list(getattr(text, "layer_types", None) or [])
+    groups: dict[tuple[str, int | None, int, int], list[int]] = {}
+    for index, (layer, layer_config) in enumerate(zip(cache.layers, per_layer)):
+        window = getattr(layer, "sliding_window", None)
+        window = int(window) if window is not None else None
+        kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")
+        if kind == "dummy":  # shares another layer's cache, or holds none
+            continue
+        heads = config_value(layer_config, "num_attention_heads")
+        kv_heads = int(config_value(layer_config, "num_key_value_heads", heads) or heads)
+        head_dim = int(
+            config_value(layer_config, "head_dim", None) or config_value(layer_config, "hidden_size") // heads
+        )
+        groups.setdefault((kind, window, kv_heads, head_dim), []).append(index)
+    out: list[KVCacheLayerGroup] = []
+    for (kind, window, kv_heads, head_dim), layers in groups.items():
+        kept = min(context, window - 1) if window else context
+        per_token = int(2 * batch * kv_heads * head_dim * element * len(layers))  # keys and values
+        out.append(
+            KVCacheLayerGroup(
+                layer_type=kind,
+                layers=layers,
+                num_key_value_heads=kv_heads,
+                head_dim=head_dim,
+                sliding_window=window,
+                tokens_kept=kept,
+                bytes_per_token=per_token,
+                bytes=per_token * kept,
+            )
+        )
+    return KVCacheEstimate(
+        dtype=dtype,
+        context=context,
+        batch=batch,
+        bytes_per_token=sum(g.bytes_per_token for g in out),
+        bytes=sum(g.bytes for g in out),
+        layers=out,
+    )
