@@ -14,7 +14,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from llmscope import loading
+from llmscope import loading, translate
 from llmscope.errors import LlmscopeError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -133,7 +133,7 @@ def _top_k_from_logits(logits: torch.Tensor, k: int, renormalise: bool) -> tuple
 def experts(
     prompt: str,
     *,
-    model: str | LoadedModel | None = None,
+    model: loading.ModelLike = None,
     revision: str | None = None,
     gguf_file: str | None = None,
     device: str = "auto",
@@ -143,36 +143,75 @@ def experts(
     """Per MoE layer and token: the experts the router chose and their weights, plus expert load."""
     import torch
 
-    from llmscope.architecture import _mixture_of_experts, count_parameters
+    from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
+    from llmscope.architecture import _mixture_of_experts as mixture_of_experts, count_parameters  # -> weights.py
 
-    if not prompt:
-        raise UsageError("the prompt is empty", hint="give some text to route")
+    check_prompt_options(prompt, chat=False, system=None)
     if not isinstance(model, loading.LoadedModel):
-        # A dense model is refused from its config alone, before any weights load.
-        from llmscope.resolve import resolve
-
-        source = resolve(model, revision=revision, gguf_file=gguf_file)
-        config = loading.load_config(source, trust_remote_code=trust_remote_code)
-        with loading.translate_errors(source, what="config"):
-            meta = loading.build_meta_model(config, trust_remote_code=trust_remote_code)
-        if _mixture_of_experts(config, meta) is None:
-            raise _dense(source.display_name)
-        model = loading.load_model(source, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        spec = loading.load_spec(
+            model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+            trust_remote_code=trust_remote_code,
+        )
+        _refuse_dense_config(spec)
+        model = loading.load(spec)
     lm = model
-    moe = _mixture_of_experts(lm.config, lm.model)
+    moe = mixture_of_experts(lm.config, lm.model)
     classes = router_classes(lm.model)
     if moe is None or not classes:
         raise _dense(lm.source.display_name)
     parameters = count_parameters(lm.model, moe)
 
-    encoded = lm.tokenizer(prompt, return_tensors="pt")
-    ids = encoded["input_ids"].to(lm.device)  # (1, tokens)
-    from llmscope.next_token import check_context
+    encoded = encode(lm.tokenizer, prompt, name=lm.source.display_name)
+    check_context(len(encoded.ids), context_length(lm.config))
+    pieces = [token_text(lm.tokenizer, i) for i in encoded.ids]
+    calls, router_logits = _run_routers(lm, torch.tensor([encoded.ids], device=lm.device), classes)
+    if not calls and not router_logits:
+        raise _dense(lm.source.display_name)
 
-    check_context(lm, ids.shape[-1])
-    from llmscope.attention import token_pieces
+    renormalise = bool(getattr(lm.config, "norm_topk_prob", lm.config.model_type in ("mixtral", "minimax")))
+    layers: list[LayerRouting] = []
+    methods = set()
+    for order, (name, output) in enumerate(calls):
+        logits = router_logits[order] if order < len(router_logits) else _first_tensor(output)
+        routing, method = _layer_routing(
+            _layer_index(name, order), output, logits, pieces, moe.num_experts_per_tok, moe.num_experts, renormalise
+        )
+        layers.append(routing)
+        methods.add(method)
+    layers.sort(key=lambda x: x.layer)
+    unused = sum(sum(1 for c in layer.load if c == 0) for layer in layers)
+    return ExpertRoutingResult(
+        model=lm.source.display_name,
+        tokens=pieces,
+        num_experts=moe.num_experts,
+        num_experts_per_tok=moe.num_experts_per_tok,
+        method="recomputed" if "recomputed" in methods else "router",
+        layers=layers,
+        parameters=ExpertParameters(
+            total=parameters.total,
+            active=parameters.active,
+            prompt=parameters.total - unused * moe.parameters_per_expert,
+            per_expert=moe.parameters_per_expert,
+        ),
+    )
 
-    pieces = token_pieces(lm.tokenizer, ids[0].tolist())
+
+def _refuse_dense_config(spec: loading.LoadSpec) -> None:
+    """A dense model is refused from its config alone, before any weights load."""
+    from llmscope.architecture import _mixture_of_experts as mixture_of_experts  # -> weights.py
+
+    source = loading.source_of(spec)
+    config = loading.load_config(source, trust_remote_code=spec.trust_remote_code)
+    with translate.translate_errors(source, what="config"):
+        meta = loading.build_meta_model(config, trust_remote_code=spec.trust_remote_code)
+    if mixture_of_experts(config, meta) is None:
+        raise _dense(source.display_name)
+
+
+def _run_routers(lm: loading.LoadedModel, ids: torch.Tensor, classes: tuple[type, ...]) -> tuple[list, list]:
+    """One forward pass over ``ids`` (1, tokens): each router module's (name, output) as it ran, and
+    the ``router_logits`` the model returns (empty where it returns none)."""
+    import torch
 
     calls: list[tuple[str, Any]] = []
     names = {id(m): n for n, m in lm.model.named_modules()}
@@ -187,56 +226,34 @@ def experts(
     finally:
         for h in hooks:
             h.remove()
-    router_logits = [x for x in (getattr(out, "router_logits", None) or ()) if x is not None]
-    if not calls and not router_logits:
-        raise _dense(lm.source.display_name)
+    return calls, [x for x in (getattr(out, "router_logits", None) or ()) if x is not None]
 
-    k = moe.num_experts_per_tok
-    renormalise = bool(getattr(lm.config, "norm_topk_prob", lm.config.model_type in ("mixtral", "minimax")))
-    method = "router"
-    layers: list[LayerRouting] = []
+
+def _layer_routing(
+    layer: int, output: Any, logits: Any, pieces: list[str], k: int, num_experts: int, renormalise: bool
+) -> tuple[LayerRouting, str]:
+    """One MoE layer's choices per token, most weight first, and how they were read ("router" or
+    "recomputed" from the logits when the router's output is an unusual shape)."""
+    import torch
+
     n_tokens = len(pieces)
-    for order, (name, output) in enumerate(calls):
-        layer = _layer_index(name, order)
-        routed = _router_choice(output, n_tokens)
-        if routed is None:  # an unusual router: recompute from its logits
-            logits = router_logits[order] if order < len(router_logits) else _first_tensor(output)
-            weights, index = _top_k_from_logits(logits.reshape(-1, logits.shape[-1])[-n_tokens:], k, renormalise)
-            method = "recomputed"
-        else:
-            weights, index = routed
-        weights = weights.float().cpu()  # (tokens, k)
-        index = index.cpu()  # (tokens, k)
-        order_by = torch.argsort(weights, dim=-1, descending=True)
-        weights = torch.gather(weights, -1, order_by)
-        index = torch.gather(index, -1, order_by)
-        load = torch.bincount(index.reshape(-1), minlength=moe.num_experts)[: moe.num_experts].tolist()
-        layers.append(
-            LayerRouting(
-                layer=layer,
-                tokens=[
-                    TokenRouting(position=p, token=pieces[p], experts=index[p].tolist(), weights=weights[p].tolist())
-                    for p in range(n_tokens)
-                ],
-                load=[int(x) for x in load],
-            )
-        )
-    layers.sort(key=lambda x: x.layer)
-    unused = sum(sum(1 for c in layer.load if c == 0) for layer in layers)
-    return ExpertRoutingResult(
-        model=lm.source.display_name,
-        tokens=pieces,
-        num_experts=moe.num_experts,
-        num_experts_per_tok=k,
-        method=method,
-        layers=layers,
-        parameters=ExpertParameters(
-            total=parameters.total,
-            active=parameters.active,
-            prompt=parameters.total - unused * moe.parameters_per_expert,
-            per_expert=moe.parameters_per_expert,
-        ),
-    )
+    routed = _router_choice(output, n_tokens)
+    if routed is None:
+        weights, index = _top_k_from_logits(logits.reshape(-1, logits.shape[-1])[-n_tokens:], k, renormalise)
+        method = "recomputed"
+    else:
+        (weights, index), method = routed, "router"
+    weights = weights.float().cpu()  # (tokens, k)
+    index = index.cpu()  # (tokens, k)
+    order_by = torch.argsort(weights, dim=-1, descending=True)
+    weights = torch.gather(weights, -1, order_by)
+    index = torch.gather(index, -1, order_by)
+    load = torch.bincount(index.reshape(-1), minlength=num_experts)[:num_experts].tolist()
+    tokens = [
+        TokenRouting(position=p, token=pieces[p], experts=index[p].tolist(), weights=weights[p].tolist())
+        for p in range(n_tokens)
+    ]
+    return LayerRouting(layer=layer, tokens=tokens, load=[int(x) for x in load]), method
 
 
 # ``llmscope.experts`` is this module, so the package exports the function under this name.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmscope import loading
-from llmscope.architecture import _mixture_of_experts, count_parameters
+from llmscope.architecture import _mixture_of_experts as mixture_of_experts, count_parameters
 from llmscope.errors import LlmscopeError, UsageError
 from llmscope.experts import experts
 
@@ -63,7 +63,7 @@ def test_chosen_experts_match_router_logits_computed_independently(tiny_mixtral)
 
 def test_parameters_match_architecture_counts(tiny_mixtral):
     result = experts(PROMPT, model=tiny_mixtral)
-    moe = _mixture_of_experts(tiny_mixtral.config, tiny_mixtral.model)
+    moe = mixture_of_experts(tiny_mixtral.config, tiny_mixtral.model)
     counts = count_parameters(tiny_mixtral.model, moe)
     total = sum(p.numel() for p in tiny_mixtral.model.parameters())
     assert result.parameters.total == counts.total == total
@@ -131,3 +131,28 @@ def test_qwen2_moe_without_renormalisation_and_a_dense_layer(tiny_models):
     torch.testing.assert_close(got_w, top)  # not renormalised: sums are below 1
     assert torch.all(got_w.sum(dim=-1) < 1)
     assert result.num_experts == 6
+
+
+def test_recomputing_from_router_logits_gives_the_routers_own_choice(tiny_mixtral, monkeypatch):
+    """A router whose output has an unusual shape is read from its logits instead: same experts, same weights."""
+    from llmscope import experts as experts_module
+
+    direct = experts(PROMPT, model=tiny_mixtral)
+    assert direct.method == "router"
+    monkeypatch.setattr(experts_module, "_router_choice", lambda output, n_tokens: None)
+    recomputed = experts(PROMPT, model=tiny_mixtral)
+    assert recomputed.method == "recomputed"
+    assert [layer.load for layer in recomputed.layers] == [layer.load for layer in direct.layers]
+    for a, b in zip(recomputed.layers, direct.layers):
+        assert [t.experts for t in a.tokens] == [t.experts for t in b.tokens]
+        torch.testing.assert_close(
+            torch.tensor([t.weights for t in a.tokens]), torch.tensor([t.weights for t in b.tokens])
+        )
+
+
+def test_the_json_names_the_model(tiny_mixtral):
+    from llmscope.render import to_jsonable
+
+    data = to_jsonable(experts(PROMPT, model=tiny_mixtral))
+    assert data["model"] == tiny_mixtral.source.display_name
+    assert list(data)[0] == "model"
