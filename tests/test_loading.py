@@ -283,10 +283,13 @@ def test_gguf_summary_from_the_cache_matches_gguf_reader(tiny_gguf, processes, t
 
 
 @pytest.mark.slow
-def test_second_load_reads_the_cache_without_converting(demo_model, monkeypatch):
+def test_second_load_reads_the_cache_without_converting(monkeypatch):
     def must_not_convert(*args, **kwargs):
         raise AssertionError("converted again")
 
+    # The first load, in this test's cache (demo_model, a session fixture, is built before the
+    # test's LLMSCOPE_CACHE is set, so it may have used another cache).
+    llmscope.load(None, device="cpu", dtype="float32")
     monkeypatch.setattr(gguf_cache, "_convert_stage", must_not_convert)
     again = llmscope.load(None, device="cpu", dtype="float32")
     assert sum(p.numel() for p in again.model.parameters()) == 268_098_176
