@@ -22,10 +22,6 @@ from llmscope.loading import LoadedModel
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-Strategy = Literal["greedy", "sample"]
-STRATEGIES = ("greedy", "sample")
-
-
 # --------------------------------------------------------------------------------------------
 # Result types
 
@@ -174,25 +170,6 @@ class NextTokenResult:
 
 
 # --------------------------------------------------------------------------------------------
-# Validation shared with the commands
-
-
-def check_knobs(
-    *, top_k: int, temperature: float, top_p: float | None, steps: int, strategy: str, seed: int = 0
-) -> None:
-    """Raise UsageError for values out of range (called before any model loads)."""
-    if top_k < 1:
-        raise UsageError(f"--top-k {top_k}: must be at least 1 (the number of candidates shown)")
-    if temperature == 0:
-        raise UsageError("--temperature 0: must be above 0", hint="for always the top token use --strategy greedy")
-    sampling.validate_values(temperature=temperature, top_p=top_p, seed=seed)
-    if steps < 0:
-        raise UsageError(f"--steps {steps}: must be 0 or more")
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
-
-
-# --------------------------------------------------------------------------------------------
 # One distribution
 
 
@@ -325,7 +302,7 @@ def next_token(
     """
     import torch
 
-    from llmscope.stepping import Stepper, result_from
+    from llmscope.stepping import Stepper, check_knobs, result_from
 
     check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy, seed=seed)
     prompts.check_prompt_options(prompt, chat=chat, system=system)

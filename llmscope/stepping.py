@@ -20,7 +20,6 @@ from llmscope.next_token import (
     Distribution,
     NextTokenResult,
     Step,
-    check_knobs,
     distribution,
     encode_checked,
 )
@@ -30,6 +29,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from llmscope.loading import LoadedModel
     from llmscope.sampling import DecodingSettings
+
+
+STRATEGIES = ("greedy", "sample")  # next-token's own: the argmax, or generate's "sample"
+
+
+def check_knobs(
+    *, top_k: int, temperature: float, top_p: float | None, steps: int, strategy: str, seed: int = 0
+) -> None:
+    """Raise UsageError for values out of range (called before any model loads)."""
+    if top_k < 1:
+        raise UsageError(f"--top-k {top_k}: must be at least 1 (the number of candidates shown)")
+    if temperature == 0:
+        raise UsageError("--temperature 0: must be above 0", hint="for always the top token use --strategy greedy")
+    sampling.validate_values(temperature=temperature, top_p=top_p, seed=seed)
+    if steps < 0:
+        raise UsageError(f"--steps {steps}: must be 0 or more")
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
 
 
 def step_settings(strategy: str, *, temperature: float = 1.0, top_p: float | None = None, seed: int = 0,

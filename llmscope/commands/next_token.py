@@ -25,7 +25,7 @@ PROMPT_HELP = (
 
 def _check(top_k: int, temperature: float, top_p: Optional[float], steps: int, strategy: str) -> None:
     from llmscope.errors import UsageError
-    from llmscope.next_token import check_knobs
+    from llmscope.stepping import check_knobs
 
     try:
         check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy)
