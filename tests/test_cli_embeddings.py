@@ -68,6 +68,18 @@ def test_every_view_renders_in_80_columns(cli, tiny_models):
     assert all(f"● {w}" in r.stdout or f"{w} ●" in r.stdout for w in ("cat", "dog", "mat", "capital"))
 
 
+def test_eleven_words_fit_the_heatmap_in_80_columns(cli, tiny_models):
+    words = "cat dog mat capital robot books time transformers parallel attention emoji".split()
+    r = cli("embeddings", *words, "-m", tiny_models["gpt2"], "-k", "0")
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if line.split()[:2] == ["1", "2"])
+    assert header.split()[-1] == "11"
+    assert all(len(line.split()) == 13 for line in lines if line.split()[:1] and line.split()[0] in map(str, range(1, 12))
+               and "." in line)
+
+
 def test_export_saves_the_picture(cli, tiny_models, tmp_path):
     target = tmp_path / "words.txt"
     r = cli("embeddings", "cat", "dog", "-m", tiny_models["gpt2"], "--export", target)

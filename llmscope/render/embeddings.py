@@ -62,13 +62,16 @@ def words_table(r: EmbeddingReport) -> Table:
 
 
 def similarity_table(r: EmbeddingReport) -> Table:
-    t = Table(**_title("Cosine similarity"), show_lines=False)
+    """Words x words; with many words the columns are numbered so that ten or so fit in 80 columns."""
+    numbered = len(r.words) > 6
+    t = Table(**_title("Cosine similarity"), padding=(0, 0) if numbered else (0, 1))  # box adds a space
     t.add_column("", no_wrap=True, style="bold", max_width=12, overflow="ellipsis")
     width = max(5, min(10, max(len(w.text) for w in r.words)))
-    for w in r.words:
-        t.add_column(_short(w.text, width), justify="center", no_wrap=True, min_width=5)
-    for w, row in zip(r.words, r.similarity):
-        t.add_row(w.text, *[Text(f"{c:.2f}", style=cosine_style(c)) for c in row])
+    for i, w in enumerate(r.words, 1):
+        t.add_column(str(i) if numbered else _short(w.text, width), justify="right", no_wrap=True, min_width=5)
+    for i, (w, row) in enumerate(zip(r.words, r.similarity), 1):
+        label = f"{i} {w.text}" if numbered else w.text
+        t.add_row(label, *[Text(f"{c:5.2f}", style=cosine_style(c)) for c in row])
     return t
 
 
