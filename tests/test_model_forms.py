@@ -33,6 +33,7 @@ CASES: dict[str, tuple[str, bool, Callable[..., Any]]] = {
     ),
     "attention_weights": ("llama", True, lambda m, **o: llmscope.attention_weights("The cat sat", model=m, **o)),
     "expert_routing": ("mixtral", True, lambda m, **o: llmscope.expert_routing("The cat sat", model=m, **o)),
+    "embedding_report": ("gpt2", True, lambda m, **o: llmscope.embedding_report(["cat", "dog"], model=m, **o)),
 }
 
 VOLATILE = ("seconds", "time", "elapsed", "per_second")  # wall-clock measurements differ run to run
