@@ -20,6 +20,7 @@ from llmscope.errors import ModelFormatError, UsageError
 from llmscope.loading import LoadedModel
 from llmscope.prompts import check_context, context_length, encode, token_text
 from llmscope.report_progress import reporter
+from llmscope.vectors import cosine_matrix, nearest_rows, pca_2d, unit
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -195,54 +196,6 @@ def word_ids(tokenizer: Any, word: str, *, as_typed: bool = False) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def cosine_matrix(vectors: torch.Tensor) -> list[list[float]]:
-    """(n, hidden) -> the n x n cosines, in float64."""
-    unit = _unit(vectors.double())
-    return (unit @ unit.T).clamp(-1, 1).tolist()
-
-
-Ranked = list[tuple[int, float]]  # (id, cosine), best first
-
-
-def _nearest_rows(
-    weight: torch.Tensor, queries: torch.Tensor, exclude: list[set[int]], k: int
-) -> tuple[list[Ranked], list[list[tuple[int, int, float]]]]:
-    """The K vocabulary rows with the highest cosine to each query, leaving out the ids in ``exclude``,
-    and for each left-out id the (id, rank, cosine) it would have had.
-
-    One normalised matrix product: (vocab, hidden) @ (hidden, queries), divided by the row norms.
-    Weights kept in half precision are scored in float32, a slice of rows at a time.
-    """
-    import torch
-
-    vocab, hidden = weight.shape
-    q = _unit(queries.to(device=weight.device, dtype=torch.float32)).T  # (hidden, queries)
-    step = vocab if weight.dtype == torch.float32 else max(1, 2**26 // hidden)
-    scores = torch.empty(vocab, q.shape[1], dtype=torch.float32, device=weight.device)  # (vocab, queries)
-    with torch.inference_mode():
-        for start in range(0, vocab, step):
-            rows = weight[start : start + step].float()  # (rows, hidden)
-            norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min(1e-12)
-            scores[start : start + step] = (rows @ q) / norms
-        left_out = []
-        for column, ids in enumerate(exclude):
-            column_scores = scores[:, column]  # (vocab,)
-            ranks = [(i, int((column_scores > column_scores[i]).sum()) + 1, float(column_scores[i])) for i in ids]
-            left_out.append(sorted(ranks, key=lambda r: r[1]))
-            if ids:
-                scores[list(ids), column] = float("-inf")
-        top = torch.topk(scores, min(k, vocab), dim=0)  # (k, queries)
-    values, indices = top.values.T.tolist(), top.indices.T.tolist()
-    found = [[(i, v) for i, v in zip(row_i, row_v) if v != float("-inf")] for row_i, row_v in zip(indices, values)]
-    return found, left_out
-
-
 def _hidden_means(
     lm: LoadedModel, text: str, span: tuple[int, int]
 ) -> tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]:
@@ -269,7 +222,7 @@ def _hidden_means(
     others = [i for i, (a, b) in enumerate(offsets) if b > a and i not in positions]
     other_means = None
     if others:
-        other_means = torch.stack([_unit(h[0, others].double()).mean(dim=0).cpu() for h in out.hidden_states])
+        other_means = torch.stack([unit(h[0, others].double()).mean(dim=0).cpu() for h in out.hidden_states])
     return ids, positions, means, other_means
 
 
@@ -287,7 +240,7 @@ def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> ContextRep
             vectors.append(means)
             others.append(other)
             bar.advance()
-    stacked = _unit(torch.stack(vectors))  # (sentences, layers+1, hidden)
+    stacked = unit(torch.stack(vectors))  # (sentences, layers+1, hidden)
     layers = []
     for layer in range(stacked.shape[1]):
         at = stacked[:, layer]  # (sentences, hidden)
@@ -296,24 +249,6 @@ def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> ContextRep
         baseline = None if others[0] is None or others[1] is None else float(others[0][layer] @ others[1][layer])
         layers.append(ContextLayer(layer, matrix[0][1], matrix if len(sentences) > 2 else None, baseline))
     return ContextReport(word=word, sentences=rows, layers=layers)
-
-
-def _project(vectors: torch.Tensor, labels: list[str]) -> tuple[list[Point], list[float]]:
-    """PCA of the unit vectors to two dimensions (SVD of the centred matrix; each axis's sign fixed)."""
-    import torch
-
-    x = _unit(vectors.double())
-    x = x - x.mean(dim=0, keepdim=True)
-    u, s, vh = torch.linalg.svd(x, full_matrices=False)
-    coords = u[:, :2] * s[:2]  # (words, 2)
-    for axis in range(coords.shape[1]):  # the sign of a component is arbitrary: largest weight positive
-        if vh[axis, vh[axis].abs().argmax()] < 0:
-            coords[:, axis] = -coords[:, axis]
-    if coords.shape[1] < 2:
-        coords = torch.cat([coords, torch.zeros_like(coords)], dim=1)
-    variance = s**2
-    share = (variance[:2] / variance.sum().clamp_min(1e-300)).tolist()
-    return [Point(label, float(a), float(b)) for label, (a, b) in zip(labels, coords.tolist())], share
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,7 +279,7 @@ class _Vocabulary:
             return self.weight[ids].double().mean(dim=0).cpu()
 
     def nearest(self, queries: torch.Tensor, exclude: list[set[int]], k: int) -> list[list[Neighbor]]:
-        found, _ = _nearest_rows(self.weight, queries, exclude, k)
+        found, _ = nearest_rows(self.weight, queries, exclude, k)
         return [[Neighbor(i, self.text(i), c) for i, c in top] for top in found]
 
     @property
@@ -384,9 +319,9 @@ def _among_words(words: list[str], similarity: list[list[float]], k: int) -> lis
 def _analogy(vocab: _Vocabulary, expression: str, terms: list[tuple[int, str]], k: int) -> Analogy:
     """3CosAdd, as word2vec's demo and gensim's most_similar: the sum of signed unit vectors."""
     ids_of = [vocab.ids(t) for _, t in terms]
-    combined = sum(sign * _unit(vocab.mean(ids)) for (sign, _), ids in zip(terms, ids_of))  # (hidden,)
+    combined = sum(sign * unit(vocab.mean(ids)) for (sign, _), ids in zip(terms, ids_of))  # (hidden,)
     excluded = set(itertools.chain.from_iterable(ids_of))
-    found, left_out = _nearest_rows(vocab.weight, combined[None], [excluded], k)
+    found, left_out = nearest_rows(vocab.weight, combined[None], [excluded], k)
     top = [Neighbor(i, vocab.text(i), c) for i, c in found[0]]
     return Analogy(expression.strip(), top, terms, [(vocab.text(i), rank, c) for i, rank, c in left_out[0]])
 
@@ -430,7 +365,10 @@ def embeddings(
         near = [WordNeighbors(w, top) for w, top in zip(words, found)]
     elif neighbors:
         near = _among_words(words, similarity, neighbors)
-    projection, explained = _project(vectors, words) if plot else (None, None)
+    projection = explained = None
+    if plot:
+        coords, explained = pca_2d(vectors)
+        projection = [Point(w, x, y) for w, (x, y) in zip(words, coords)]
     return EmbeddingReport(
         model=lm.source.display_name,
         dtype=str(vocab.weight.dtype).replace("torch.", ""),
