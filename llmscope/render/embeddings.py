@@ -206,7 +206,7 @@ def render_embeddings(r: EmbeddingReport) -> RenderableType:
     parts: list[RenderableType] = [head]
     if r.words:
         parts += [words_table(r), similarity_table(r)]
-    if r.neighbors:
+    if any(n.top for n in r.neighbors):  # (one word with --layer has no other word to rank)
         parts.append(neighbors_table(r.neighbors, among_words=r.layer is not None))
     if r.analogy is not None:
         parts.append(analogy_table(r.analogy))
