@@ -38,8 +38,9 @@ def command(
         typer.Option("--context", help="A sentence holding --word; give two or more.", show_default=False),
     ] = None,
     word: Annotated[
-        Optional[str], typer.Option("--word", help="The word to follow through the --context sentences (first whole-word match).",
-                                    show_default=False),
+        Optional[str],
+        typer.Option("--word", help="The word to follow through the --context sentences (first whole-word match).",
+                     show_default=False),
     ] = None,
     layer: Annotated[
         Optional[int],
