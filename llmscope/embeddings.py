@@ -345,7 +345,7 @@ def embeddings(
 ) -> EmbeddingReport:
     """Words as the model's vectors: their tokens, pairwise cosines, nearest vocabulary rows, an
     analogy, a PCA picture, and one word's hidden states compared across sentences at every layer."""
-    words = list(words)
+    words = [words] if isinstance(words, str) else list(words)  # embeddings("king") is one word
     terms = check_options(words, neighbors=neighbors, analogy=analogy, contexts=contexts, word=word,
                           layer=layer, plot=plot)
     lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,

@@ -131,6 +131,7 @@ def test_as_typed_uses_the_text_exactly(loaded):
     assert report.words[0].token_ids != ref_ids(lm, "cat")
     assert report.neighbors == [] and report.analogy is None and report.context is None
     assert report.projection is None
+    assert [w.text for w in embeddings("cat", model=lm, neighbors=0).words] == ["cat"]  # one word, not letters
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
