@@ -56,6 +56,15 @@ class AttentionKind:
 
 
 @dataclasses.dataclass(frozen=True)
+class LayerHeads:
+    """Every head of one layer (``--all-layers``): heads[h] is that head's (query, key) matrix."""
+
+    layer: int
+    layer_type: str | None
+    heads: list[list[list[float]]]  # (heads, query, key), rounded to 4 decimals
+
+
+@dataclasses.dataclass(frozen=True)
 class AttentionResult:
     """``llmscope attention``: one layer's weights (query rows x key columns) for one head or the mean."""
 
@@ -69,11 +78,15 @@ class AttentionResult:
     layer_type: str | None
     query: AttendedToken | None = None  # with --token: the query token
     ranking: list[LayerRanking] | None = None  # with --token: one entry per layer
+    layers: list[LayerHeads] | None = None  # with all_layers: every layer, every head
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "model": self.source, "tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights,
+            "kind": dataclasses.asdict(self.kind),
         }
+        if self.layers is not None:
+            data["layers"] = [dataclasses.asdict(entry) for entry in self.layers]
         if self.query is not None:
             data["query"] = {"position": self.query.position, "token": self.query.token}
             data["ranking"] = [
@@ -201,6 +214,7 @@ def attention(
     head: int | None = None,
     token: str | None = None,
     top: int = 5,
+    all_layers: bool = False,
     revision: str | None = None,
     gguf_file: str | None = None,
     device: str = "auto",
@@ -210,7 +224,8 @@ def attention(
     """Attention weights of LAYER (negative: from the end) for HEAD, or the mean over heads.
 
     With ``token`` (a word of the prompt or a position), also rank for that query token the keys
-    it attends to most in every layer (``top`` of them).
+    it attends to most in every layer (``top`` of them). With ``all_layers``, also every head of
+    every layer (``layers``), rounded to 4 decimals: what the interactive page draws.
     """
     import torch
 
@@ -258,7 +273,17 @@ def attention(
         layer_type=_layer_type(kind, index),
         query=query_token,
         ranking=ranking,
+        layers=[_all_heads(li, w, kind) for li, w in enumerate(attentions)] if all_layers else None,
     )
+
+
+def _all_heads(layer: int, weights: Any, kind: AttentionKind) -> LayerHeads:
+    """One layer's (batch, heads, query, key) weights as plain lists, 4 decimals (pages stay small)."""
+    import torch
+
+    rounded = torch.round(weights[0].double(), decimals=4).cpu().tolist()  # (heads, query, key)
+    heads = [[[v if v else 0 for v in row] for row in head] for head in rounded]  # masked keys: 0, not 0.0
+    return LayerHeads(layer=layer, layer_type=_layer_type(kind, layer), heads=heads)
 
 
 def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedModel:

@@ -44,6 +44,16 @@ class LensPrediction:
 
 
 @dataclasses.dataclass(frozen=True)
+class LensCell:
+    """One cell of the --all-tokens grid: the lens's top token there, and its runners-up."""
+
+    token: str
+    id: int
+    prob: float
+    top: list[LensPrediction]  # the top few, best first (the first is the cell's own token)
+
+
+@dataclasses.dataclass(frozen=True)
 class LayerRow:
     """One entry of ``hidden_states``: index 0 is the embeddings, index i the output of layer i-1."""
 
@@ -88,7 +98,7 @@ class LayerReport:
     softcapping: float | None
     layers: list[LayerRow]
     final_check: float  # max |lens probs - model probs| at the last layer (0 up to rounding)
-    grid: list[list[LensPrediction]] | None  # --all-tokens: [hidden_states index][position]
+    grid: list[list[LensCell]] | None  # --all-tokens: [hidden_states index][position]
     kv_cache: KVCache | None
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. two BOS tokens at the start
 
@@ -201,7 +211,7 @@ def layers(
     rows, last_probs = _rows(lm, hidden, position, lens, top)
     model_probs = torch.softmax(out.logits[0, position], dim=-1)  # (vocab,)
     final_check = float((last_probs.to(model_probs.device) - model_probs).abs().max())
-    grid = _grid(tokenizer, hidden, lens) if all_tokens else None
+    grid = _grid(tokenizer, hidden, lens, top) if all_tokens else None
 
     return LayerReport(
         model=lm.source.display_name,
@@ -315,16 +325,19 @@ def _rows(lm: LoadedModel, hidden: list[torch.Tensor], position: int, lens: Any,
     return rows, probs
 
 
-def _grid(tokenizer: Any, hidden: list[torch.Tensor], lens: Any) -> list[list[LensPrediction]]:
-    """--all-tokens: the lens's top token at every position of every hidden state."""
+def _grid(tokenizer: Any, hidden: list[torch.Tensor], lens: Any, top: int) -> list[list[LensCell]]:
+    """--all-tokens: the lens's top tokens at every position of every hidden state."""
     import torch
 
     grid = []
     for h in hidden:
         probs = torch.softmax(lens(h[0]), dim=-1)  # (tokens, vocab)
-        best = probs.max(dim=-1)
-        grid.append([LensPrediction(token=token_text(tokenizer, i), id=i, prob=p)
-                     for p, i in zip(best.values.tolist(), best.indices.tolist())])
+        best = torch.topk(probs, min(top, probs.shape[-1]), dim=-1)  # (tokens, top)
+        row = []
+        for values, indices in zip(best.values.tolist(), best.indices.tolist()):
+            tops = [LensPrediction(token=token_text(tokenizer, i), id=i, prob=p) for p, i in zip(values, indices)]
+            row.append(LensCell(token=tops[0].token, id=tops[0].id, prob=tops[0].prob, top=tops))
+        grid.append(row)
     return grid
 
 

@@ -15,8 +15,9 @@ def test_json_matches_transformers(cli, tiny_models):
     r = cli("attention", PROMPT, "-m", folder, "--device", "cpu", "--layer", "-1", "--head", "1", "--json")
     assert r.exit_code == 0, r.stderr
     data = r.json()
-    assert set(data) == {"model", "tokens", "layer", "head", "weights"}
+    assert set(data) == {"model", "tokens", "layer", "head", "weights", "kind"}
     assert data["layer"] == 1 and data["head"] == 1
+    assert data["kind"]["num_attention_heads"] == 4 and data["kind"]["num_key_value_heads"] == 2
     assert "eager attention" in r.stderr
     lm = loading.load(folder, device="cpu", attn_implementation="eager")
     ids = lm.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
@@ -24,6 +25,22 @@ def test_json_matches_transformers(cli, tiny_models):
         expected = lm.model(ids, output_attentions=True).attentions[1][0, 1]
     assert len(data["tokens"]) == ids.shape[1]
     torch.testing.assert_close(torch.tensor(data["weights"]), expected)
+
+
+def test_all_layers_holds_every_head_rounded(cli, tiny_models):
+    folder = str(tiny_models["llama"])
+    r = cli("attention", PROMPT, "-m", folder, "--device", "cpu", "--all-layers", "--json")
+    assert r.exit_code == 0, r.stderr
+    data = r.json()
+    lm = loading.load(folder, device="cpu", attn_implementation="eager")
+    ids = lm.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = lm.model(ids, output_attentions=True).attentions
+    assert [entry["layer"] for entry in data["layers"]] == list(range(len(expected)))
+    for entry, weights in zip(data["layers"], expected):
+        got = torch.tensor(entry["heads"], dtype=torch.float64)  # (heads, query, key)
+        assert got.shape == weights[0].shape
+        torch.testing.assert_close(got, weights[0].double(), atol=5.1e-5, rtol=0)  # 4 decimals
 
 
 def test_json_with_token_adds_ranking(cli, tiny_models):

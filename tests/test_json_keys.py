@@ -54,8 +54,9 @@ GENERATE = [
     "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison", "warnings",
 ]
 COMPARE = ["model", "prompt", "chat", "results", "batched", "batch_time", "total_time"]
-ATTENTION = ["model", "tokens", "layer", "head", "weights"]
+ATTENTION = ["model", "tokens", "layer", "head", "weights", "kind"]
 ATTENTION_TOKEN = [*ATTENTION, "query", "ranking"]
+ATTENTION_ALL = [*ATTENTION, "layers"]
 EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
@@ -94,6 +95,9 @@ CASES = {
     "attention --token": (
         lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--token", "1"], ATTENTION_TOKEN, "gpt2",
         [],
+    ),
+    "attention --all-layers": (
+        lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--all-layers"], ATTENTION_ALL, "gpt2", [],
     ),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),

@@ -36,6 +36,10 @@ def command(
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", help="With --token: tokens listed per layer.", min=1)] = 5,
+    all_layers: Annotated[
+        bool,
+        typer.Option("--all-layers", help="Keep every head of every layer (JSON: layers). On for --export FILE.html."),
+    ] = False,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     device: opt.Device = "auto",
@@ -48,7 +52,8 @@ def command(
 
     Rows are query tokens, columns the keys they attend to; colour is the weight. In a causal model
     the upper triangle stays empty: no token sees the future. The model is loaded with eager
-    attention, the implementation that materialises the weights.
+    attention, the implementation that materialises the weights. --export FILE.html writes an
+    interactive page holding every layer and head: pick them, hover a cell, click a query token.
     """
     from llmscope import render
     from llmscope.attention import attention
@@ -61,6 +66,7 @@ def command(
         head=head,
         token=token,
         top=top,
+        all_layers=all_layers or (export is not None and export.suffix.lower() == ".html"),
         revision=revision,
         gguf_file=gguf_file,
         device=device,

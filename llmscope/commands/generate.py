@@ -146,4 +146,4 @@ def command(
 
     render.emit(result, stats, json_=json_)
     if export is not None:
-        render.export(render_generation(result, show_probs=show_probs), export)
+        render.export(render_generation(result, show_probs=show_probs), export, result=result)

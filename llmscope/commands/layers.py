@@ -45,8 +45,9 @@ def command(
     from llmscope.layers import layers
     from llmscope.render.layers import render_layers
 
+    page = export is not None and export.suffix.lower() == ".html"  # the page draws the whole grid
     report = layers(
-        prompt, model=model, all_tokens=all_tokens, chat=chat, system=system, top=top, revision=revision,
+        prompt, model=model, all_tokens=all_tokens or page, chat=chat, system=system, top=top, revision=revision,
         gguf_file=gguf_file, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
     )
     render.warn(report.warnings)

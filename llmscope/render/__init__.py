@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 
-from llmscope.errors import UsageError
+from llmscope.errors import LlmscopeError, UsageError
 from llmscope.units import fmt_bytes, fmt_count, fmt_int, fmt_prob  # noqa: F401 - re-exported for the views
 
 EXPORT_SUFFIXES = (".svg", ".html", ".txt")
@@ -77,21 +77,34 @@ def check_export_path(path: Path | None) -> Path | None:
     return path
 
 
-def export(renderable: RenderableType, path: Path, *, title: str = "llmscope") -> None:
-    """Save a renderable as SVG, HTML or plain text with Rich's own console export."""
+def export(renderable: RenderableType, path: Path, *, title: str = "llmscope", result: Any = None) -> None:
+    """Save ``result`` as an interactive page (``.html``, where its view has one), or the renderable
+    as SVG, HTML or plain text with Rich's own console export."""
     import io
 
-    width = stdout.width if stdout.is_terminal else 120
-    console = Console(record=True, file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor")
-    console.print(renderable)
-    suffix = path.suffix.lower()
     path = path.expanduser()
-    if suffix == ".svg":
-        console.save_svg(str(path), title=title)
-    elif suffix == ".html":
-        console.save_html(str(path))
-    else:
-        console.save_text(str(path))
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".html" and result is not None:
+            from llmscope.render import page
+
+            if page.view_for(result) is not None:
+                page.write_page(result, to_jsonable(result), path)
+                stderr.print(f"[dim]Saved {path} (an interactive page: open it in a browser)[/dim]")
+                return
+        width = stdout.width if stdout.is_terminal else 120
+        console = Console(record=True, file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor")
+        console.print(renderable)
+        if suffix == ".svg":
+            console.save_svg(str(path), title=title)
+        elif suffix == ".html":
+            console.save_html(str(path))
+        else:
+            console.save_text(str(path))
+    except OSError as exc:
+        raise LlmscopeError(
+            f"could not save --export {path}: {exc.strerror or exc}", hint="choose a writable file name"
+        ) from None
     stderr.print(f"[dim]Saved {path}[/dim]")
 
 
@@ -110,7 +123,7 @@ def emit(
         renderable = renderer(result)
         stdout.print(renderable)
     if export_path is not None:
-        export(renderer(result), export_path)
+        export(renderer(result), export_path, result=result)
 
 
 def status(message: str) -> contextlib.AbstractContextManager[None]:
@@ -156,6 +169,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
     "ScoreResult": "score:render_score",
+    "PromptReport": "report:render_report",
     "ScoreComparison": "score:render_comparison",
 }
 

@@ -43,7 +43,7 @@ def _asset(name: str) -> str:
 
 def data_block(document: Any) -> str:
     """The document as JSON that cannot end its <script> element early: '<', '>' and '&' escaped."""
-    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return (
         text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

@@ -2,12 +2,14 @@
 LS.views.score = function (doc, root) {
   const s = LS.section(root, "score", "How likely the model found each token");
   LS.warnings(s, doc);
-  s.append(LS.legend("probability of the token given the text before it", "0", "1"));
+  // a log scale: a surprise at 1e-4 and one at 1e-2 look different (GLTR buckets ranks the same way)
+  const shade = (p) => (p === null ? null : Math.max(0, 1 + Math.log10(Math.max(p, 1e-12)) / 4));
+  s.append(LS.legend("probability of the token given the text before it (log scale)", "\u22640.01%", "100%"));
   const line = LS.el("div", { class: "text", id: "score-text" });
   (doc.tokens || []).forEach((t, i) => {
     const p = t.logprob === null || t.logprob === undefined ? null : Math.exp(t.logprob);
     const top = t.top ? `; model's top choice ${JSON.stringify(t.top.token)} ${LS.pct(t.top.prob)}` : "";
-    line.append(LS.token(t.token, p, { "data-i": i,
+    line.append(LS.token(t.token, shade(p), { "data-i": i,
       title: p === null ? `#${i} ${JSON.stringify(t.token)} id ${t.id}: first token, not scored`
         : `#${i} ${JSON.stringify(t.token)} id ${t.id}: p=${LS.pct(p)} (log-prob ${t.logprob.toFixed(3)}), rank ${t.rank}${top}` }));
   });
