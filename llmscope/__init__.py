@@ -59,6 +59,8 @@ _API = {
     "compare_scores": "llmscope.scoring",
     "ScoreResult": "llmscope.scoring",
     "ScoreComparison": "llmscope.scoring",
+    "prompt_report": "llmscope.report",
+    "PromptReport": "llmscope.report",
     "embedding_report": "llmscope.embeddings",  # = llmscope.embeddings.embeddings
     "EmbeddingReport": "llmscope.embeddings",
 }

@@ -25,6 +25,7 @@ from llmscope.commands import layers as layers_cmd
 from llmscope.commands import memory as memory_cmd
 from llmscope.commands import next_token as next_token_cmd
 from llmscope.commands import pack as pack_cmd
+from llmscope.commands import report as report_cmd
 from llmscope.commands import score as score_cmd
 from llmscope.commands import tokenize as tokenize_cmd
 from llmscope.errors import ExitCode, LlmscopeError
@@ -64,6 +65,7 @@ for _name, _module in (
     ("attention", attention_cmd),
     ("experts", experts_cmd),
     ("pack", pack_cmd),
+    ("report", report_cmd),
 ):
     app.command(_name, help=_help(_module.command), epilog=_module.EPILOG)(_module.command)
 
