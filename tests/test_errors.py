@@ -37,7 +37,13 @@ def test_ctrl_c_while_loading_exits_130_quietly_and_leaves_no_cache(tmp_path: Pa
     """Interrupt the first conversion of the embedded model: exit 130, no traceback, no half cache."""
     cache = tmp_path / "cache"
     proc = _llmscope("inspect", env={"LLMSCOPE_CACHE": str(cache)})
-    time.sleep(6)  # well inside the conversion, which takes far longer
+    # wait until a conversion stage is being written (a hidden temporary under gguf/<key>/), however
+    # slow the machine is: then we are well inside the conversion, which takes far longer
+    deadline = time.monotonic() + 120
+    while not list(cache.glob("gguf/*/.*.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(cache.glob("gguf/*/.*.tmp-*")), "no conversion stage was started"
+    time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
