@@ -56,6 +56,22 @@ def test_three_sentences_give_every_pair(cli, tiny_models):
         assert [row["similarity"][i][i] for i in range(3)] == pytest.approx([1.0] * 3)
 
 
+def test_five_sentences_show_all_ten_pairs_in_80_columns(cli, tiny_models):
+    sentences = ["the cat sat", "a cat", "cat books", "my cat", "cat time"]
+    r = cli("embeddings", "-m", tiny_models["gpt2"], "--word", "cat", *[a for s in sentences for a in ("--context", s)])
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if "1~2" in line)
+    assert header.split()[1:] == ["1~2", "1~3", "1~4", "1~5", "2~3", "2~4", "2~5", "3~4", "3~5", "4~5"]
+    data = cli("embeddings", "-m", tiny_models["gpt2"], "--word", "cat", "--json",
+               *[a for s in sentences for a in ("--context", s)]).json()
+    embed = next(line for line in lines if line.split()[:1] == ["embed"])
+    shown = [float(x) for x in embed.split()[1:]]
+    matrix = data["context"]["layers"][0]["similarity"]
+    assert shown == pytest.approx([matrix[a][b] for a in range(5) for b in range(a + 1, 5)], abs=0.005)
+
+
 def test_every_view_renders_in_80_columns(cli, tiny_models):
     r = cli("embeddings", "cat", "dog", "mat", "capital", "-m", tiny_models["gpt2"], "--analogy", "cat - dog + mat",
             "--plot", "--word", "cat", "--context", "The cat sat.", "--context", "A brown cat.",

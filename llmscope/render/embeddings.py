@@ -136,13 +136,16 @@ def context_view(c: ContextReport, num_layers: int) -> Group:
             t.add_row(_layer_name(row.layer), f"{row.cosine:.3f}", bar(row.cosine, 36), other)
         head.append("\nothers: the mean cosine between the other tokens of the two sentences, what any two "
                     "tokens share at that depth", style="dim")
-    else:
+    else:  # every pair: small bars for up to four pairs, heatmap-coloured numbers past that
         width = max(4, min(10, 60 // len(pairs) - 6))
+        if len(pairs) > 4:
+            t.padding = (0, 0, 0, 1)
         for a, b in pairs:
-            t.add_column(f"{a + 1}~{b + 1}", no_wrap=True)
+            t.add_column(f"{a + 1}~{b + 1}", no_wrap=True, justify="right" if len(pairs) > 4 else "left")
         for row in c.layers:
-            cells = [Text.assemble(f"{row.similarity[a][b]:.2f} ", bar(row.similarity[a][b], width))
-                     for a, b in pairs]
+            values = [row.similarity[a][b] for a, b in pairs]
+            cells = ([Text.assemble(f"{v:.2f} ", bar(v, width)) for v in values] if len(pairs) <= 4
+                     else [Text(f"{v:5.2f}", style=cosine_style(v)) for v in values])
             t.add_row(_layer_name(row.layer), *cells)
     return Group(head, t)
 
