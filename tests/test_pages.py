@@ -151,6 +151,9 @@ def test_attention_page_layers_heads_and_titles(browser, tiny_models, loaded_mod
         ("generate", ("generate", "Once upon a time", "-n", "5"), "generation"),
         ("compare", ("compare", "Once upon a time", "-n", "4", "-S", "greedy,top-k"), "compare"),
         ("layers", ("layers", PROMPT, "--all-tokens"), "layers"),
+        ("score", ("score", PROMPT), "score"),
+        ("embeddings", ("embeddings", "cat", "dog", "mat", "--context", "the cat sat", "--context", "a cat ran",
+                        "--word", "cat", "--plot"), "embeddings"),
     ],
 )
 def test_each_page_draws_its_tokens(browser, tiny_models, cli, tmp_path, name, args, section):
@@ -175,6 +178,19 @@ def test_each_page_draws_its_tokens(browser, tiny_models, cli, tmp_path, name, a
         assert f"id {document['tokens'][0]['id']}" in spans[0].get_attribute("title")
     elif name == "compare":
         assert len(drawn.find_elements(By.TAG_NAME, "h3")) == len(document["results"])
+    elif name == "score":
+        spans = drawn.find_elements(By.CSS_SELECTOR, "#score-text .tok")
+        assert [int(s.get_attribute("title").split(" id ")[1].split(":")[0]) for s in spans] == \
+            [t["id"] for t in document["tokens"]]
+        second = document["tokens"][1]
+        assert f"rank {second['rank']}" in spans[1].get_attribute("title")
+        assert f"{document['perplexity']:.3f}" in drawn.text
+    elif name == "embeddings":
+        cells = drawn.find_elements(By.CSS_SELECTOR, "#similarity .cell.hot")
+        assert len(cells) == 9
+        assert cells[1].get_attribute("title") == f"cat \u00b7 dog: {document['similarity'][0][1]:.3f}"
+        assert browser.find_element(By.ID, "context").is_displayed()
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#scatter svg text")) == 3
     elif name == "layers":
         cells = drawn.find_elements(By.CSS_SELECTOR, "#lens-grid .cell.hot")
         assert len(cells) == len(document["layers"]) * len(document["tokens"])

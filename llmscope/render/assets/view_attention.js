@@ -22,8 +22,14 @@ LS.views.attention = function (doc, root) {
   const headSel = LS.el("select", { name: "head", "aria-label": "head" },
     LS.el("option", { value: "mean", text: "mean over heads" }),
     Array.from({ length: nHeads }, (_, h) => LS.el("option", { value: h, text: `head ${h}` })));
-  s.append(LS.el("div", { class: "controls" }, LS.el("label", {}, "Layer ", layerSel), LS.el("label", {}, "Head ", headSel)));
-  s.append(LS.legend("attention weight", "0", "1"));
+  const scaleBox = LS.el("input", { type: "checkbox", name: "scale", checked: true });
+  s.append(LS.el("div", { class: "controls" }, LS.el("label", {}, "Layer ", layerSel), LS.el("label", {}, "Head ", headSel),
+    LS.el("label", {}, scaleBox, " colour relative to this head's largest weight (off: 0 to 1)")));
+  const legend = LS.el("div", {});
+  s.append(legend);
+  // start where the terminal view was asked to look (--layer, --head)
+  if (doc.layer !== undefined && doc.layer !== null) layerSel.value = String(doc.layer);
+  if (doc.head !== undefined && doc.head !== null) headSel.value = String(doc.head);
   const heat = LS.el("div", { id: "heatmap" });
   const rank = LS.el("div", { id: "ranking" });
   s.append(heat, rank);
@@ -37,6 +43,12 @@ LS.views.attention = function (doc, root) {
     const l = layers.find((x) => String(x.layer) === layerSel.value) || layers[0];
     const m = matrix(l, headSel.value);
     const T = tokens.length;
+    // most weight often sits on the first token: scaling to the head's largest weight (square root,
+    // as the terminal does) keeps the rest visible
+    const top = scaleBox.checked ? Math.max(1e-9, ...m.flat().filter((w) => w !== null)) : 1;
+    const shade = (w) => (scaleBox.checked ? Math.sqrt(w / top) : w);
+    legend.replaceChildren(LS.legend(scaleBox.checked ? "attention weight (\u221a of weight / largest)" : "attention weight",
+      "0", scaleBox.checked ? top.toFixed(3) : "1"));
     const g = LS.el("div", { class: "grid", style: { gridTemplateColumns: `max-content repeat(${T}, 22px)` } });
     g.append(LS.el("div", { class: "cell label" }));
     tokens.forEach((t, k) => g.append(LS.el("div", { class: "cell collabel", title: `key ${k}: ${JSON.stringify(t)}`, text: LS.short(t, 8) })));
@@ -48,7 +60,7 @@ LS.views.attention = function (doc, root) {
         const masked = w === null || (k > q && w === 0 && kind.causal !== false);
         g.append(LS.el("div", { class: "cell" + (masked ? " masked" : " hot"), "data-q": q, "data-k": k,
           title: masked ? `${LS.vis(tokens[q])} \u2192 ${LS.vis(tokens[k])}: masked` : `${LS.vis(tokens[q])} \u2192 ${LS.vis(tokens[k])}: ${Number(w).toFixed(3)}`,
-          style: masked ? null : { background: LS.color(w) },
+          style: masked ? null : { background: LS.color(shade(w)) },
           onmouseenter: (e) => LS.info(`layer ${l.layer}, ${headSel.value === "mean" ? "mean over heads" : "head " + headSel.value}: ${e.currentTarget.title}`) }));
       });
     });
@@ -67,5 +79,6 @@ LS.views.attention = function (doc, root) {
   };
   layerSel.addEventListener("change", draw);
   headSel.addEventListener("change", draw);
+  scaleBox.addEventListener("change", draw);
   draw();
 };
