@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope import devices, gguf_cache, loading, translate
 from llmscope.cache import KVCacheEstimate, KVCacheLayerGroup, kv_cache_estimate
-from llmscope.configs import activation, config_value, intermediate_size, rope, tied_embeddings
+from llmscope.configs import (
+    LayerKind,
+    activation,
+    config_value,
+    intermediate_size,
+    layer_kinds,
+    rope,
+    text_config,
+    tied_embeddings,
+    vocab_size,
+)
+from llmscope.recurrent import RecurrentStateEstimate, StateSpaceShape, recurrent_state_estimate, state_space_shape
 from llmscope.weights import (
     DTYPE_BYTES,
     GgufInfo,
@@ -46,7 +57,8 @@ __all__ = [
 @dataclasses.dataclass(frozen=True)
 class MemoryEstimate:
     weights: dict[str, int]  # dtype name -> bytes of all weights
-    kv_cache: KVCacheEstimate | None  # None for encoder-only models
+    kv_cache: KVCacheEstimate | None  # None for encoder-only and recurrent models
+    recurrent_state: RecurrentStateEstimate | None = None  # state-space / recurrent models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +74,11 @@ class ArchitectureReport:
     num_hidden_layers: int
     hidden_size: int
     vocab_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    attention: str  # MHA, GQA, MQA
-    gqa_group_size: int
-    head_dim: int
+    num_attention_heads: int | None  # None (and attention "none") for a recurrent model
+    num_key_value_heads: int | None
+    attention: str  # MHA, GQA, MQA, none
+    gqa_group_size: int | None
+    head_dim: int | None
     intermediate_size: int | None
     hidden_act: str | None
     mlp: str  # SwiGLU, GeGLU, MLP
@@ -84,6 +96,8 @@ class ArchitectureReport:
     memory: MemoryEstimate
     gguf: GgufInfo | None = None
     modules: ModuleNode | None = None
+    state_space: StateSpaceShape | None = None  # what replaces attention in Mamba, RWKV, xLSTM
+    layer_kinds: list[LayerKind] | None = None  # where layers differ in shape (per-layer configs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,25 +130,22 @@ def architecture_report(
     gguf: dict[str, Any] | None = None,
     modules: bool = False,
 ) -> ArchitectureReport:
-    """Assemble the report from a config and the model built from it (on any device)."""
+    """Assemble the report from a config and the model built from it (on any device).
+
+    A multimodal wrapper is described by its language model (``get_text_config()``); its vision and
+    audio towers and projector are rows of the parameter breakdown.
+    """
     masked = loading.is_masked_lm(config)
-    heads = int(config_value(config, "num_attention_heads"))
-    kv_heads = int(config_value(config, "num_key_value_heads", heads) or heads)
-    hidden = int(config_value(config, "hidden_size"))
-    head_dim = int(config_value(config, "head_dim", None) or hidden // heads)
+    text = text_config(config)
+    hidden = int(config_value(text, "hidden_size"))
+    heads, kv_heads, head_dim = _attention_shape(text, hidden)
     moe = mixture_of_experts(config, meta)
     parameters = count_parameters(meta, moe)
-    if kv_heads == heads:
-        attention = "MHA"
-    elif kv_heads == 1:
-        attention = "MQA"
-    else:
-        attention = "GQA"
-    rope_theta, rope_scaling = rope(config)
-    max_positions = config_value(config, "max_position_embeddings", None)
-    kv = None if masked else kv_cache_estimate(config, context=int(max_positions or 2048))
+    rope_theta, rope_scaling = rope(text)
+    max_positions = config_value(text, "max_position_embeddings", None)
+    recurrent = state_space_shape(config)
+    kv = None if masked or recurrent else kv_cache_estimate(config, context=int(max_positions or 2048))
     names = [n for n, _ in meta.named_parameters()]
-    gguf_info = gguf_info(gguf) if gguf else None
     return ArchitectureReport(
         model=source,
         source=source,
@@ -142,35 +153,57 @@ def architecture_report(
         architecture=type(meta).__name__,
         kind="masked" if masked else "causal",
         dtype=devices.checkpoint_dtype(config),
-        num_hidden_layers=int(config_value(config, "num_hidden_layers")),
+        num_hidden_layers=int(config_value(text, "num_hidden_layers")),
         hidden_size=hidden,
-        vocab_size=int(config_value(config, "vocab_size")),
+        vocab_size=vocab_size(config),
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        attention=attention,
-        gqa_group_size=heads // kv_heads,
+        attention=_attention_kind(heads, kv_heads),
+        gqa_group_size=heads // kv_heads if heads and kv_heads else None,
         head_dim=head_dim,
-        intermediate_size=intermediate_size(config, hidden),
-        hidden_act=activation(config),
-        mlp=_mlp_kind(config, names),
+        intermediate_size=intermediate_size(text, hidden),
+        hidden_act=activation(text),
+        mlp=_mlp_kind(text, names),
         norm=_norm_kind(meta),
         qk_norm=any(re.search(r"\b[qk]_(layer)?norm\b", n) for n in names),
-        position_encoding=_position_encoding(config, names, rope_theta),
+        position_encoding=_position_encoding(text, names, rope_theta),
         rope_theta=rope_theta,
         rope_scaling=rope_scaling,
         max_position_embeddings=int(max_positions) if max_positions else None,
-        sliding_window=config_value(config, "sliding_window", None),
-        layer_types=list(getattr(config, "layer_types", None) or []) or None,
+        sliding_window=config_value(text, "sliding_window", None),
+        layer_types=list(getattr(text, "layer_types", None) or []) or None,
         tie_word_embeddings=tied_embeddings(config),
         moe=moe,
         parameters=parameters,
         memory=MemoryEstimate(
             weights={d: int(parameters.total * b) for d, b in DTYPE_BYTES.items()},
             kv_cache=kv,
+            recurrent_state=recurrent_state_estimate(config) if recurrent else None,
         ),
-        gguf=gguf_info,
+        gguf=gguf_info(gguf) if gguf else None,
         modules=module_tree(meta) if modules else None,
+        state_space=recurrent,
+        layer_kinds=layer_kinds(config),
     )
+
+
+def _attention_shape(text: PretrainedConfig, hidden: int) -> tuple[int | None, int | None, int | None]:
+    """Query heads, key/value heads and head size (the most common where layers differ); None for a
+    recurrent model, which has no attention."""
+    if state_space_shape(text) is not None:
+        return None, None, None
+    heads = int(config_value(text, "num_attention_heads"))
+    kv_heads = int(config_value(text, "num_key_value_heads", heads) or heads)
+    head_dim = int(config_value(text, "head_dim", None) or hidden // heads)
+    return heads, kv_heads, head_dim
+
+
+def _attention_kind(heads: int | None, kv_heads: int | None) -> str:
+    if heads is None or kv_heads is None:
+        return "none"
+    if kv_heads == heads:
+        return "MHA"
+    return "MQA" if kv_heads == 1 else "GQA"
 
 
 # --------------------------------------------------------------------------------------------

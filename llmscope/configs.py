@@ -6,6 +6,8 @@ config quirk (an alias, a text sub-config, GPT-2's ``n_inner=None``) is handled 
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from llmscope.errors import ModelFormatError
@@ -14,20 +16,49 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig
 
 
+PER_LAYER = ("num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size")
+
+
+def _get(config: Any, name: str) -> Any:
+    """getattr that reads a per-layer attribute (transformers raises for those) as None."""
+    try:
+        return getattr(config, name, None)
+    except RuntimeError as exc:  # AmbiguousGlobalPerLayerAttributeError: the value differs per layer
+        if type(exc).__name__ == "AmbiguousGlobalPerLayerAttributeError":
+            return None
+        raise
+
+
 def config_value(config: Any, name: str, default: Any = ...) -> Any:
     """A config attribute by its HF name (attribute_map aliases included).
 
-    Missing (or None) without a ``default`` is a ModelFormatError naming the attribute.
+    Where the value is per layer (a list, or per-layer configs), the most common one: the per-kind
+    table (:func:`layer_kinds`) shows them all. Missing (or None) without a ``default`` is a
+    ModelFormatError naming the attribute.
     """
-    value = getattr(config, name, None)
+    value = _get(config, name)
+    if value is None or isinstance(value, list):
+        values = [v for v in per_layer_values(config, name) or [] if v is not None]
+        value = Counter(values).most_common(1)[0][0] if values else value
     if value is None and default is ...:
         raise ModelFormatError(f"the config has no {name}", hint="is this a language model config?")
     return default if value is None else value
 
 
 def text_config(config: PretrainedConfig) -> PretrainedConfig:
-    """The language model's config: the config itself, or a multimodal wrapper's text sub-config."""
-    return config.get_text_config(decoder=True)
+    """The language model's config: the config itself, or a multimodal wrapper's text sub-config.
+
+    A byte-level model (BLT) whose layers sit in a latent ``global_config`` is described by it.
+    """
+    text = config.get_text_config(decoder=True)
+    if _get(text, "num_hidden_layers") is None and getattr(text, "global_config", None) is not None:
+        return text.global_config
+    return text
+
+
+def vocab_size(config: PretrainedConfig) -> int:
+    """The vocabulary the LM head scores: the text config's, else the top config's (BLT's bytes)."""
+    return int(config_value(text_config(config), "vocab_size", None) or config_value(config, "vocab_size"))
 
 
 def tied_embeddings(config: PretrainedConfig) -> bool:
@@ -39,8 +70,8 @@ def tied_embeddings(config: PretrainedConfig) -> bool:
 def intermediate_size(config: PretrainedConfig, hidden: int) -> int | None:
     """The feed-forward width, under whichever name the architecture uses."""
     for name in ("intermediate_size", "n_inner", "ffn_dim", "moe_intermediate_size"):
-        value = getattr(config, name, None)
-        if value:
+        value = config_value(config, name, None)
+        if isinstance(value, int) and value:
             return int(value)
     if config.model_type == "gpt2":
         return 4 * hidden  # GPT-2's n_inner=None means 4 x hidden
@@ -83,3 +114,52 @@ def rope(config: PretrainedConfig) -> tuple[float | dict[str, float] | None, dic
     if isinstance(theta, dict) and len(set(theta.values())) == 1:
         theta = next(iter(theta.values()))
     return theta, scaling
+
+
+def per_layer_values(config: Any, name: str) -> list[Any] | None:
+    """One value per decoder layer: from per-layer configs (Gemma 4), or a per-layer list (Gemma 3n's
+    intermediate_size); None where the config holds one value for every layer."""
+    layers = getattr(config, "per_layer_config", None)
+    count = getattr(config, "num_hidden_layers", None)
+    if layers:
+        values = [_get(c, name) for c in layers]
+        return [v[i] if isinstance(v, list) and len(v) == len(layers) else v for i, v in enumerate(values)]
+    value = _get(config, name)
+    if isinstance(value, list) and count and len(value) == count:
+        return list(value)
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerKind:
+    """Decoder layers that share one shape (per-layer configs where layers differ)."""
+
+    layer_type: str  # full_attention, sliding_attention...
+    layers: list[int]
+    num_attention_heads: int | None
+    num_key_value_heads: int | None
+    head_dim: int | None
+    intermediate_size: int | None
+
+
+def layer_kinds(config: PretrainedConfig) -> list[LayerKind] | None:
+    """Layers grouped by type and shape, where the config gives shapes per layer and they differ."""
+    text = text_config(config)
+    columns = {name: per_layer_values(text, name) for name in PER_LAYER}
+    if not any(columns.values()):
+        return None
+    count = int(config_value(text, "num_hidden_layers"))
+    types = list(getattr(text, "layer_types", None) or [])
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for index in range(count):
+        kind = types[index] if index < len(types) else "layer"
+        shape = tuple(
+            (values[index] if values and index < len(values) else config_value(text, name, None))
+            for name, values in columns.items()
+        )
+        groups.setdefault((kind, *shape), []).append(index)
+    shapes = {key[1:] for key in groups}
+    if len(shapes) < 2:
+        return None
+    return [LayerKind(key[0], layers, *(int(v) if isinstance(v, int) else None for v in key[1:]))
+            for key, layers in groups.items()]

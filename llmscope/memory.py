@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope import devices, gguf_cache, loading, translate
 from llmscope.cache import KVCacheEstimate, kv_cache_estimate
-from llmscope.configs import config_value, max_positions, text_config
+from llmscope.configs import config_value, max_positions, text_config, vocab_size
 from llmscope.errors import UsageError
 from llmscope.placement import (
     DeviceBudget,
@@ -25,6 +25,7 @@ from llmscope.placement import (
     plan_fits,
     plan_placement,
 )
+from llmscope.recurrent import RecurrentStateEstimate, recurrent_state_estimate
 from llmscope.units import parse_size
 from llmscope.weights import DTYPE_BYTES, GgufInfo, count_parameters, gguf_info, mixture_of_experts
 
@@ -35,7 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # Public names that moved to llmscope.units and llmscope.placement, still importable from here.
 __all__ = [
     "DeviceBudget", "DevicePlacement", "MemoryReport", "ParameterSummary", "WeightsMemory", "longest_context",
-    "machine_budget", "memory_report", "parse_gpus", "parse_size", "plan_placement", "transient_estimate",
+    "machine_budget", "memory_report", "parse_gpus", "parse_size", "plan_placement", "report_from_meta",
+    "transient_estimate",
 ]
 
 MEMORY_DTYPES = ("float32", "bfloat16", "float16")
@@ -91,7 +93,8 @@ class MemoryReport:
     max_position_embeddings: int | None
     parameters: ParameterSummary
     weights: WeightsMemory
-    kv_cache: KVCacheEstimate | None  # None for encoder-only models
+    kv_cache: KVCacheEstimate | None  # None for encoder-only and recurrent models
+    recurrent_state: RecurrentStateEstimate | None  # Mamba, RWKV, xLSTM: their state, at any context
     transient_bytes: int
     transient: dict[str, int]  # its parts: logits, mlp
     needed_bytes: int  # weights + KV cache + transient
@@ -111,6 +114,7 @@ class MemoryReport:
             "parameters": self.parameters,
             "weights": self.weights,
             "kv_cache": self.kv_cache,
+            "recurrent_state": self.recurrent_state,
             "transient_bytes": self.transient_bytes,
             "transient": self.transient,
             "needed_bytes": self.needed_bytes,
@@ -186,7 +190,7 @@ def memory_report(
     with translate.translate_errors(source, what="config"):
         meta = loading.build_meta_model(config, trust_remote_code=trust_remote_code)
     gguf = gguf_cache.gguf_summary(source)
-    return _report(
+    return report_from_meta(
         config, meta, source=source.display_name, context=context, batch=batch, dtype=dtype, kv_dtype=kv_dtype,
         budget=budget, allow_longer=allow_longer, gguf=gguf,
     )
@@ -208,7 +212,7 @@ def _auto_dtype(config: PretrainedConfig) -> str:
 # Assembling the report
 
 
-def _report(
+def report_from_meta(
     config: PretrainedConfig,
     meta: nn.Module,
     *,
@@ -219,8 +223,9 @@ def _report(
     kv_dtype: str,
     budget: list[DeviceBudget] | None,
     allow_longer: bool,
-    gguf: dict[str, Any] | None,
+    gguf: dict[str, Any] | None = None,
 ) -> MemoryReport:
+    """Assemble the report from a config and the model built from it on the meta device."""
     masked = loading.is_masked_lm(config)
     moe = mixture_of_experts(config, meta)
     counts = count_parameters(meta, moe)
@@ -238,9 +243,10 @@ def _report(
         bits_per_weight=gguf_stored.bits_per_weight if gguf_stored else None,
         gguf=gguf_stored,
     )
-    kv = None if masked else kv_cache_estimate(config, context=context, batch=batch, dtype=kv_dtype)
+    state = recurrent_state_estimate(config, batch=batch, dtype=kv_dtype)  # instead of a KV cache
+    kv = None if masked or state else kv_cache_estimate(config, context=context, batch=batch, dtype=kv_dtype)
     transient = transient_estimate(config, context=context, batch=batch, dtype=dtype)
-    needed = weights.bytes + (kv.bytes if kv else 0) + sum(transient.values())
+    needed = weights.bytes + (kv.bytes if kv else 0) + (state.bytes if state else 0) + sum(transient.values())
 
     from_machine = budget is None
     if budget is None:
@@ -249,14 +255,17 @@ def _report(
 
     placement = None
     if len(budget) > 1:
-        placement = plan_placement(meta, config, budget, dtype=dtype, kv=kv, transient=sum(transient.values()))
+        placement = plan_placement(
+            meta, config, budget, dtype=dtype, kv=kv, transient=sum(transient.values()) + (state.bytes if state else 0)
+        )
         fits = plan_fits(placement)
     else:
         fits = needed <= total_budget
 
     limit = max_positions(config)
     max_context = _max_context(
-        config, meta, budget, weights_bytes=weights.bytes, masked=masked, limit=limit, context=context,
+        config, meta, budget, weights_bytes=weights.bytes, state_bytes=state.bytes if state else 0,
+        kv_cache=kv is not None, limit=limit, context=context,
         batch=batch, dtype=dtype, kv_dtype=kv_dtype, allow_longer=allow_longer,
     )
     return MemoryReport(
@@ -270,6 +279,7 @@ def _report(
         parameters=parameters,
         weights=weights,
         kv_cache=kv,
+        recurrent_state=state,
         transient_bytes=sum(transient.values()),
         transient=transient,
         needed_bytes=needed,
@@ -288,7 +298,8 @@ def _max_context(
     budget: list[DeviceBudget],
     *,
     weights_bytes: int,
-    masked: bool,
+    state_bytes: int,
+    kv_cache: bool,
     limit: int | None,
     context: int,
     batch: int,
@@ -302,8 +313,9 @@ def _max_context(
     total_budget = sum(b.bytes for b in budget)
 
     def fits_at(tokens: int) -> bool:
-        kv = None if masked else kv_cache_estimate(config, context=tokens, batch=batch, dtype=kv_dtype)
-        transient = sum(transient_estimate(config, context=tokens, batch=batch, dtype=dtype).values())
+        kv = kv_cache_estimate(config, context=tokens, batch=batch, dtype=kv_dtype) if kv_cache else None
+        # a recurrent state does not grow with the context: placed like the transient memory
+        transient = sum(transient_estimate(config, context=tokens, batch=batch, dtype=dtype).values()) + state_bytes
         if len(budget) > 1:  # each device holds its own layers' cache
             return plan_fits(plan_placement(meta, config, budget, dtype=dtype, kv=kv, transient=transient))
         return weights_bytes + (kv.bytes if kv else 0) + transient <= total_budget
@@ -319,11 +331,11 @@ def transient_estimate(config: PretrainedConfig, *, context: int, batch: int, dt
     Attention scores are not counted: SDPA and flash attention do not hold them whole.
     """
     text = text_config(config)
-    vocab = int(config_value(text, "vocab_size"))
+    vocab = vocab_size(config)
     hidden = int(config_value(text, "hidden_size"))
     intermediate = None
     for name in ("intermediate_size", "n_inner", "ffn_dim"):
-        value = getattr(text, name, None)
+        value = config_value(text, name, None)  # per layer: the most common
         if isinstance(value, int) and value > 0:
             intermediate = value
             break

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from llmscope.configs import text_config
+
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
     from transformers import PretrainedConfig
@@ -30,6 +32,10 @@ class ParameterCount:
     norms: int
     lm_head: int
     other: int
+    recurrent: int = 0  # state-space / recurrent mixers (Mamba, RWKV, xLSTM blocks)
+    vision: int = 0  # a multimodal model's vision tower (everything above is its language model)
+    audio: int = 0  # its audio tower
+    projector: int = 0  # what maps the towers' outputs into the language model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +86,9 @@ def _role(module: nn.Module, path: str, prefix: str, has_base: bool, moe: bool) 
     from torch import nn
 
     parts = path.split(".")
+    component = _component(parts)
+    if component:
+        return component
     if "norm" in type(module).__name__.lower():
         return "norms"
     if isinstance(module, nn.Embedding) or "embed" in parts[-1]:
@@ -90,6 +99,8 @@ def _role(module: nn.Module, path: str, prefix: str, has_base: bool, moe: bool) 
         return "experts"
     if moe and parts[-1] in ("gate", "router"):
         return "router"
+    if any(p in ("mixer", "mamba", "mlstm_layer", "ssm") for p in parts):
+        return "recurrent"
     if any(k in p for p in parts for k in ("attn", "attention")):
         return "attention"
     if any(p in ("mlp", "feed_forward", "ffn", "intermediate", "output", "block_sparse_moe") or
@@ -98,11 +109,27 @@ def _role(module: nn.Module, path: str, prefix: str, has_base: bool, moe: bool) 
     return "other"
 
 
+def _component(parts: list[str]) -> str | None:
+    """The non-language part of a multimodal model a module belongs to, by its path."""
+    for p in parts:
+        if "projector" in p or p.startswith("multi_modal"):
+            return "projector"
+        if "vision" in p or "visual" in p:
+            return "vision"
+        if "audio" in p:
+            return "audio"
+    return None
+
+
 def count_parameters(model: nn.Module, moe: MixtureOfExperts | None = None) -> ParameterCount:
     """Exact counts by role; a tensor shared by two modules (tied embeddings) is counted once."""
     prefix = getattr(model, "base_model_prefix", "") or ""
     has_base = bool(prefix) and hasattr(model, prefix)
-    counts = dict.fromkeys(("embeddings", "attention", "mlp", "experts", "router", "norms", "lm_head", "other"), 0)
+    counts = dict.fromkeys(
+        ("embeddings", "attention", "mlp", "experts", "router", "norms", "lm_head", "other", "recurrent", "vision",
+         "audio", "projector"),
+        0,
+    )
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         for _, param in module.named_parameters(recurse=False):
@@ -120,6 +147,7 @@ def count_parameters(model: nn.Module, moe: MixtureOfExperts | None = None) -> P
 
 def mixture_of_experts(config: PretrainedConfig, model: nn.Module) -> MixtureOfExperts | None:
     """The experts of a MoE model (None for a dense one): how many, how many per token, their size."""
+    config = text_config(config)
     experts = next(
         (
             int(v)

@@ -24,6 +24,9 @@ def _kv_table() -> Table:
 
 
 def _attention_text(r: ArchitectureReport) -> str:
+    if r.attention == "none":
+        family = r.state_space.family if r.state_space else "recurrent"
+        return f"none: {family} blocks carry a fixed-size state instead"
     if r.attention == "MHA":
         return f"MHA: {r.num_attention_heads} heads, each with its own key/value head"
     if r.attention == "MQA":
@@ -69,9 +72,13 @@ def _shape(r: ArchitectureReport) -> Table:
     t.add_row("hidden size", fmt_int(r.hidden_size), "hidden_size (embedding width)")
     t.add_row("vocabulary", fmt_int(r.vocab_size), "vocab_size")
     t.add_row("attention", _attention_text(r), "num_attention_heads / num_key_value_heads")
-    t.add_row("head dim", fmt_int(r.head_dim), "head_dim")
-    ffn = f"{fmt_int(r.intermediate_size)}, {r.mlp}" if r.intermediate_size else r.mlp
-    t.add_row("feed-forward", ffn, f"intermediate_size, {r.hidden_act}" if r.hidden_act else "intermediate_size")
+    if r.head_dim is not None:
+        t.add_row("head dim", fmt_int(r.head_dim), "head_dim" + (" (most layers)" if r.layer_kinds else ""))
+    if r.state_space is not None:
+        _state_space_rows(t, r)
+    if not (r.state_space and r.state_space.family in ("Mamba", "Mamba2")):  # Mamba blocks have no MLP
+        ffn = f"{fmt_int(r.intermediate_size)}, {r.mlp}" if r.intermediate_size else r.mlp
+        t.add_row("feed-forward", ffn, f"intermediate_size, {r.hidden_act}" if r.hidden_act else "intermediate_size")
     norm = (r.norm or "-") + (" + QK-norm" if r.qk_norm else "")
     t.add_row("normalization", norm, "")
     t.add_row("positions", _rope_text(r), "rope_parameters" if r.position_encoding == "RoPE" else "")
@@ -92,6 +99,32 @@ def _shape(r: ArchitectureReport) -> Table:
     return t
 
 
+def _state_space_rows(t: Table, r: ArchitectureReport) -> None:
+    s = r.state_space
+    if s.state_size is not None:
+        t.add_row("state size", fmt_int(s.state_size), "state_size (per channel)")
+    if s.conv_kernel is not None:
+        t.add_row("conv kernel", fmt_int(s.conv_kernel), "conv_kernel")
+    if s.intermediate_size is not None:
+        expand = f" (expand x{s.expand:g})" if s.expand else ""
+        t.add_row("inner width", f"{fmt_int(s.intermediate_size)}{expand}", "intermediate_size / expand")
+    if s.num_heads is not None:
+        t.add_row("heads", f"{s.num_heads} x {s.head_dim}", "num_heads x head_dim")
+    if s.n_groups is not None:
+        t.add_row("groups", fmt_int(s.n_groups), "n_groups")
+
+
+def _layer_kinds(r: ArchitectureReport) -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title="Layers by kind (per-layer configs)", title_justify="left",
+              title_style="bold")
+    for name in ("kind", "layers", "heads", "KV heads", "head dim", "feed-forward"):
+        t.add_column(name, justify="left" if name == "kind" else "right")
+    for k in r.layer_kinds or []:
+        t.add_row(k.layer_type.replace("_attention", ""), fmt_int(len(k.layers)), fmt_int(k.num_attention_heads),
+                  fmt_int(k.num_key_value_heads), fmt_int(k.head_dim), fmt_int(k.intermediate_size))
+    return t
+
+
 def _parameters(r: ArchitectureReport) -> Table:
     p = r.parameters
     t = Table(box=box.SIMPLE_HEAD, title="Parameters", title_justify="left", title_style="bold")
@@ -104,12 +137,19 @@ def _parameters(r: ArchitectureReport) -> Table:
         ("MLP", p.mlp),
         ("experts", p.experts),
         ("router", p.router),
+        ("recurrent blocks", p.recurrent),
         ("norms", p.norms),
         ("LM head" if not r.tie_word_embeddings else "head (tied matrix counted once)", p.lm_head),
         ("other", p.other),
     ]
+    towers = [("vision tower", p.vision), ("audio tower", p.audio), ("projector", p.projector)]
+    if any(value for _, value in towers):  # a multimodal model: the rows above are its language model
+        rows.append(("", 0))
+        rows += towers
     for name, value in rows:
-        if value:
+        if not name:
+            t.add_section()
+        elif value:
             t.add_row(name, fmt_int(value), f"{100 * value / p.total:.1f}%")
     t.add_section()
     t.add_row(Text("total", style="bold"), Text(fmt_int(p.total), style="bold"), fmt_count(p.total))
@@ -131,6 +171,13 @@ def _memory(r: ArchitectureReport) -> RenderableType:
         note = "weights only, no quantization scales" if dtype == "int4" else ""
         t.add_row(f"weights, {dtype}", fmt_bytes(size), note)
     kv: KVCacheEstimate | None = r.memory.kv_cache
+    state = r.memory.recurrent_state
+    if state is not None:
+        t.add_section()
+        shapes = ", ".join(f"{x.name} {'x'.join(map(str, x.shape[1:]))}" for x in state.tensors)
+        t.add_row(f"recurrent state, {state.layers} layers", Text(fmt_bytes(state.bytes), style="bold"),
+                  f"at any context, batch 1: {shapes} per layer")
+        return t
     if kv is None:
         t.add_row("KV cache", "-", "encoder-only: no cache")
         return t
@@ -200,6 +247,8 @@ def render_architecture(r: ArchitectureReport) -> RenderableType:
         _parameters(r),
         _memory(r),
     ]
+    if r.layer_kinds:
+        parts.append(_layer_kinds(r))
     gguf = _gguf(r)
     if gguf is not None:
         parts.append(gguf)

@@ -52,7 +52,13 @@ def _needs(r: MemoryReport) -> Table:
             t.add_row(f"    {ty.type}", fmt_bytes(ty.bytes), f"{fmt_int(ty.tensors)} tensors, {ty.bits_per_weight:.2f} bits")
     kv = r.kv_cache
     t.add_section()
-    if kv is None:
+    if r.recurrent_state is not None:
+        st = r.recurrent_state
+        note = f"no KV cache; the same at any context, batch {st.batch}"
+        t.add_row(f"recurrent state, {st.layers} layers", fmt_bytes(st.bytes), note)
+        for x in st.tensors:
+            t.add_row(f"  {x.name}", fmt_bytes(x.bytes * st.layers), f"{' x '.join(map(str, x.shape))}, {x.dtype}")
+    elif kv is None:
         t.add_row("KV cache", "-", "encoder-only: no cache")
     else:
         t.add_row(
@@ -96,7 +102,7 @@ def _verdict(r: MemoryReport) -> Text:
         cap = ""
         if r.max_position_embeddings and r.max_context == r.max_position_embeddings:
             cap = ", the model's maximum"
-        text.append(f"\nLongest context at batch {r.kv_cache.batch if r.kv_cache else 1}: ")
+        text.append(f"\nLongest context at batch {r.kv_cache.batch if r.kv_cache else (r.recurrent_state.batch if r.recurrent_state else 1)}: ")
         text.append(f"{fmt_int(r.max_context)} tokens{cap}", style="bold")
         if r.placement is not None:
             text.append(" (placed anew at each length)", style="dim")

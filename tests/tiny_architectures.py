@@ -1,0 +1,71 @@
+"""Tiny random-weight models of the families issue 20 adds: a Mamba, a Gemma 3 multimodal wrapper
+(vision tower + projector + text model) and a Gemma 4 text model whose layers differ (per-layer
+configs). Import the fixture in a test module: ``from tiny_architectures import tiny_families``.
+
+Each folder holds the model and the tiny llama fixture's tokenizer (from tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def mamba_config(vocab_size: int, **overrides):
+    from transformers import MambaConfig
+
+    return MambaConfig(**{
+        "hidden_size": 32, "num_hidden_layers": 2, "state_size": 8, "expand": 2, "conv_kernel": 4,
+        "vocab_size": vocab_size, **overrides,
+    })
+
+
+def gemma3_config(vocab_size: int):
+    from transformers import Gemma3Config
+
+    text = {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "head_dim": 16, "vocab_size": vocab_size, "max_position_embeddings": 256,
+        "sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"],
+    }
+    vision = {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "image_size": 32, "patch_size": 8,
+    }
+    return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+
+
+def gemma4_text_config(vocab_size: int):
+    from transformers import Gemma4TextConfig
+
+    return Gemma4TextConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2, num_key_value_heads=1,
+        head_dim=16, global_head_dim=32, vocab_size=vocab_size, vocab_size_per_layer_input=vocab_size,
+        hidden_size_per_layer_input=8, max_position_embeddings=256, sliding_window=8,
+        layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_families(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{'mamba', 'gemma3', 'gemma4_text'} -> folder of a tiny random-weight model with a tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    vocab = len(tokenizer)
+    root = tmp_path_factory.mktemp("tiny-families")
+    torch.manual_seed(0)
+    models = {
+        "mamba": AutoModelForCausalLM.from_config(mamba_config(vocab)),
+        "gemma3": Gemma3ForConditionalGeneration(gemma3_config(vocab)),
+        "gemma4_text": AutoModelForCausalLM.from_config(gemma4_text_config(vocab)),
+    }
+    folders = {}
+    for name, model in models.items():
+        model.config.bos_token_id, model.config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        folders[name] = root / name
+    return folders
