@@ -241,6 +241,10 @@ def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
 def _convert_config(gguf: GgufFile, out: Path) -> None:
     from transformers import AutoConfig
 
+    from llmscope.gguf_header import write_config_stage
+
+    if write_config_stage(gguf.path, out):  # one header read, the big arrays skipped (gguf_header.py)
+        return
     folder, name = str(gguf.path.parent), gguf.path.name
     with reporter().status(f"Reading the GGUF metadata of {name} (once; cached)"):
         # Both parse the whole metadata in pure Python (GIL-bound): run them side by side.

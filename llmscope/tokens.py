@@ -208,7 +208,9 @@ def tokenize(
     special tokens, since the template writes them itself.
     """
     prompts.check_prompt_options(text, chat=chat, system=system, allow_empty=True)
-    tokenizer, name = get_tokenizer(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    tokenizer, name = get_tokenizer(
+        model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code, fast=not chat
+    )
     encoded = prompts.encode(
         tokenizer, text, name=name, chat=chat, system=system, add_special_tokens=add_special_tokens and not chat
     )
@@ -288,7 +290,9 @@ def decode_ids(
     ids = [int(i) for i in ids]
     if any(i < 0 for i in ids):
         raise UsageError("--ids: token ids are >= 0")
-    tokenizer, name = get_tokenizer(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    tokenizer, name = get_tokenizer(
+        model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code, fast=True
+    )
     size = len(tokenizer)
     bad = [i for i in ids if i >= size]
     if bad:

@@ -66,8 +66,12 @@ def get_tokenizer(
     revision: str | None,
     gguf_file: str | None,
     trust_remote_code: bool,
+    fast: bool = False,
 ) -> tuple[PreTrainedTokenizerBase, str]:
-    """The tokenizer of MODEL (never its weights) and the name to show for it."""
+    """The tokenizer of MODEL (never its weights) and the name to show for it.
+
+    ``fast=True``: where it is provably the same tokenizer, one read by the ``tokenizers`` library
+    alone (``fast_tokens.py``: no torch, no transformers; no chat template either)."""
     from llmscope.loading import LoadedModel, load_spec, load_tokenizer, source_of
 
     if isinstance(model, LoadedModel):
@@ -76,6 +80,10 @@ def get_tokenizer(
         return model, getattr(model, "name_or_path", "") or type(model).__name__
     spec = load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     source = source_of(spec)
+    if fast and not spec.trust_remote_code:
+        from llmscope.fast_tokens import tokenizer_for
+
+        return tokenizer_for(source), source.display_name
     return load_tokenizer(source, trust_remote_code=spec.trust_remote_code), source.display_name
 
 

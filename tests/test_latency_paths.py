@@ -1,0 +1,251 @@
+"""The fast paths of issue 18 give exactly what the slow ones give: tokenize on the ``tokenizers``
+library alone against AutoTokenizer, the GGUF header reader against GGUFReader and transformers'
+GGUF config, completion values without torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmscope import fast_tokens, gguf_header
+
+TEXTS = [
+    "Hello, world!",
+    "  naïve café 東京 😀\n\tdef f(x): return x ** 2",
+    "Don't <s> stop </s> [CLS] it's 3.14",
+    "",
+]
+
+
+def _fast(folder: Path):
+    """The tokenizer tokenize() uses for FOLDER, after a first load has filled the cache."""
+    from llmscope.vocab import get_tokenizer
+
+    get_tokenizer(str(folder), revision=None, gguf_file=None, trust_remote_code=False, fast=True)
+    tokenizer, _ = get_tokenizer(str(folder), revision=None, gguf_file=None, trust_remote_code=False, fast=True)
+    return tokenizer
+
+
+def _same_as_autotokenizer(folder: Path, reference) -> None:
+    """tokenize()/decode_ids() through the fast path equal AutoTokenizer called directly, and equal
+    what llmscope gives with transformers' tokenizer."""
+    from llmscope.tokens import decode_ids, tokenize
+
+    fast = _fast(folder)
+    assert isinstance(fast, fast_tokens.FastTokenizer), "the cache should hold a tokenizers-only tokenizer"
+    for text in [*TEXTS, " ".join(reference.all_special_tokens)]:
+        for add in (True, False):
+            want = reference(text, add_special_tokens=add, return_offsets_mapping=True)
+            result = tokenize(text, model=str(folder), add_special_tokens=add)
+            assert result.ids == list(want["input_ids"])
+            assert [(t.start, t.end) for t in result.tokens] == [tuple(o) for o in want["offset_mapping"]]
+            assert [t.token for t in result.tokens] == reference.convert_ids_to_tokens(result.ids)
+            special = set(reference.all_special_ids) | {
+                i for i, t in reference.added_tokens_decoder.items() if t.special
+            }
+            assert [t.special for t in result.tokens] == [i in special for i in result.ids]
+            # the same result llmscope builds on transformers' own tokenizer
+            assert result.to_json() == tokenize(text, model=reference, add_special_tokens=add).to_json() | {
+                "model": result.model
+            }
+            if result.ids:
+                assert decode_ids(result.ids, model=str(folder)).text == reference.decode(result.ids)
+    assert sorted(fast.all_special_ids) == sorted(reference.all_special_ids)
+    assert len(fast) == len(reference) and fast.vocab_size == reference.vocab_size
+    assert getattr(fast, "add_bos_token", None) == getattr(reference, "add_bos_token", None)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])  # byte-level BPE with and without BOS, WordPiece
+def test_fast_tokenize_equals_autotokenizer(tiny_models, hf_tokenizers, name):
+    _same_as_autotokenizer(tiny_models[name], hf_tokenizers[name])
+
+
+def _variant(tiny_models, tmp_path: Path, change) -> Path:
+    folder = tmp_path / "variant"
+    shutil.copytree(tiny_models["llama"], folder)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    change(folder, config)
+    config_file.write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("add_bos", [False, True])
+def test_fast_tokenize_add_bos_token_override(tiny_models, tmp_path, add_bos):
+    from transformers import AutoTokenizer
+
+    folder = _variant(tiny_models, tmp_path, lambda _f, c: c.update(add_bos_token=add_bos, add_eos_token=not add_bos))
+    _same_as_autotokenizer(folder, AutoTokenizer.from_pretrained(folder))
+
+
+def test_fast_tokenize_added_tokens(tiny_models, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    tokenizer.add_tokens(["catnip", "<tool>"])
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|img|>"]})
+    folder = tmp_path / "added"
+    shutil.copytree(tiny_models["llama"], folder)
+    tokenizer.save_pretrained(folder)
+    reference = AutoTokenizer.from_pretrained(folder)
+    assert reference.convert_tokens_to_ids("catnip") >= reference.vocab_size
+    _same_as_autotokenizer(folder, reference)
+    assert tokenize_ids(folder, "a catnip <tool> <|img|>") == reference("a catnip <tool> <|img|>")["input_ids"]
+
+
+def tokenize_ids(folder: Path, text: str) -> list[int]:
+    from llmscope.tokens import tokenize
+
+    return tokenize(text, model=str(folder)).ids
+
+
+def test_fast_tokenize_gguf_converted(tiny_gguf):
+    """A GGUF's tokenizer as transformers converts it (the folder the GGUF cache holds)."""
+    from transformers import AutoTokenizer
+
+    from llmscope.tokens import tokenize
+
+    text = "the cat sat on the mat <s>"
+    first = tokenize(text, model=str(tiny_gguf))
+    second = tokenize(text, model=str(tiny_gguf))
+    reference = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    want = reference(text, return_offsets_mapping=True)
+    assert first.to_json() == second.to_json()
+    assert second.ids == want["input_ids"]
+    assert [(t.start, t.end) for t in second.tokens] == [tuple(o) for o in want["offset_mapping"]]
+    assert [t.token for t in second.tokens] == reference.convert_ids_to_tokens(second.ids)
+
+
+def test_a_class_with_its_own_decode_keeps_transformers(tiny_models):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    class OwnDecode(PreTrainedTokenizerFast):
+        def _decode(self, token_ids, **kwargs):  # noqa: ANN001
+            return "!" + super()._decode(token_ids, **kwargs)
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
+    tokenizer.__class__ = OwnDecode
+    fast, reason = fast_tokens.provably_same(tokenizer)
+    assert not fast and "_decode" in reason
+
+
+def test_cache_entry_is_keyed_by_content(tiny_models, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_models["gpt2"], folder)
+    before = fast_tokens.cache_key(folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 77
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert fast_tokens.cache_key(folder) != before
+
+
+def test_warm_tokenize_imports_no_torch(tiny_models):
+    """The CLI's tokenize, once cached, runs on tokenizers alone."""
+    folder = str(tiny_models["llama"])
+    code = (
+        "import sys\nfrom llmscope.cli import main\nsys.argv=['llmscope','tokenize','Hi there','-m',sys.argv[1],'--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch','transformers') if m in sys.modules), file=sys.stderr)\n"
+    )
+    env = {**os.environ}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code, folder], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stderr
+    assert json.loads(done.stdout)["tokens"]
+
+
+@pytest.mark.slow
+def test_fast_tokenize_embedded_gemma():
+    """SentencePiece-style Gemma (262k vocabulary, byte fallback) from the embedded GGUF."""
+    from transformers import AutoTokenizer
+
+    from llmscope.gguf_cache import ensure_gguf_stage, gguf_file_for
+    from llmscope.resolve import resolve
+    from llmscope.tokens import tokenize
+
+    source = resolve(None)
+    folder = ensure_gguf_stage(gguf_file_for(source), "tokenizer", source)
+    reference = AutoTokenizer.from_pretrained(folder)
+    tokenize("warm up", model=None)
+    assert isinstance(fast_tokens.tokenizer_for(source), fast_tokens.FastTokenizer)
+    for text in [*TEXTS, "<start_of_turn>user\nhi<end_of_turn>", "\x00\x01 byte fallback \U0001f9ec"]:
+        result = tokenize(text)
+        want = reference(text, return_offsets_mapping=True)
+        assert result.ids == want["input_ids"]
+        assert [(t.start, t.end) for t in result.tokens] == [tuple(o) for o in want["offset_mapping"]]
+        assert [t.token for t in result.tokens] == reference.convert_ids_to_tokens(result.ids)
+        assert result.to_json() == tokenize(text, model=reference).to_json() | {"model": result.model}
+
+
+# --------------------------------------------------------------------------------------------
+# The GGUF header
+
+
+def _check_header_against_reader(path: Path) -> None:
+    import gguf
+
+    from llmscope.gguf_cache import gguf_tensor_summary
+
+    header = gguf_header.read_header(path)
+    reader = gguf.GGUFReader(str(path))
+    assert set(header.metadata) == {k for k in reader.fields if not k.startswith("GGUF.")}
+    for key, value in header.metadata.items():
+        field = reader.fields[key]
+        if isinstance(value, gguf_header.StringArray):
+            assert value.count == len(field.data)
+        elif isinstance(value, list):
+            assert value == [field.parts[i].tolist()[0] for i in field.data]
+        else:
+            assert value == field.contents()
+    assert [(t.name, t.ggml_type, int(t.offset)) for t in header.tensors] == [
+        (t.name, int(t.tensor_type), int(t.data_offset) - int(reader.data_offset)) for t in reader.tensors
+    ]
+    assert gguf_header.tensor_summary(header, path) == gguf_tensor_summary(path)
+
+
+def _check_config_against_transformers(path: Path) -> None:
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    values = gguf_header.config_dict(gguf_header.read_header(path))
+    assert values is not None
+    want = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    got = CONFIG_MAPPING[values["model_type"]].from_dict(values)
+    assert got.to_json_string() == want.to_json_string()
+
+
+def test_gguf_header_tiny(tiny_gguf):
+    _check_header_against_reader(tiny_gguf)
+    _check_config_against_transformers(tiny_gguf)
+
+
+def test_gguf_config_stage_from_the_header(tiny_gguf, tmp_path):
+    """The config stage written from the header is the one transformers' reader writes."""
+    from transformers import AutoConfig
+
+    assert gguf_header.write_config_stage(tiny_gguf, tmp_path)
+    want = AutoConfig.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    assert json.loads((tmp_path / "config.json").read_text()) == json.loads(want.to_json_string())
+
+
+def test_gguf_header_refuses_what_it_cannot_read(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + (1).to_bytes(4, "little") + bytes(16))
+    with pytest.raises(gguf_header.HeaderError):
+        gguf_header.read_header(bad)
+    assert not gguf_header.write_config_stage(bad, tmp_path)
+
+
+@pytest.mark.slow
+def test_gguf_header_embedded_gemma():
+    from llmscope.gguf_cache import embedded_gguf_path
+
+    path = embedded_gguf_path()
+    _check_header_against_reader(path)
+    _check_config_against_transformers(path)
