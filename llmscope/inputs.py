@@ -13,6 +13,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from llmscope.errors import UsageError
@@ -102,10 +103,8 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def read_file(path: str | os.PathLike[str], limit: int | None = None, *, option: str = "--file") -> str:
-    """A regular UTF-8 file as text, bounded by ``limit`` (default: ``max_input_bytes()``)."""
-    limit = max_input_bytes() if limit is None else limit
-    where = f"{option} {path}"
+def check_regular_file(path: str | os.PathLike[str], where: str, limit: int) -> Path:
+    """PATH as a Path, refused unless it is an existing regular file of at most ``limit`` bytes."""
     target = Path(path).expanduser()
     try:
         info = target.stat()  # follows symlinks: a link to /dev/zero is a device
@@ -120,6 +119,14 @@ def read_file(path: str | os.PathLike[str], limit: int | None = None, *, option:
         )
     if info.st_size > limit:  # known before reading a byte (a /proc file says 0 and is read bounded)
         raise _too_large(where, limit)
+    return target
+
+
+def read_file(path: str | os.PathLike[str], limit: int | None = None, *, option: str = "--file") -> str:
+    """A regular UTF-8 file as text, bounded by ``limit`` (default: ``max_input_bytes()``)."""
+    limit = max_input_bytes() if limit is None else limit
+    where = f"{option} {path}"
+    target = check_regular_file(path, where, limit)
     try:
         with open(target, "rb") as handle:
             data = read_bounded(handle, where, limit)
@@ -144,3 +151,106 @@ def read_text(text: str | None, file: str | os.PathLike[str] | None, *, missing:
     if text == "-":
         return read_stdin(limit)
     return text
+
+
+def iter_lines(path: str | os.PathLike[str] | None, *, where: str, limit: int | None = None) -> Iterator[tuple[str, int]]:
+    """(line without its line break, bytes it took) for each line of a regular file, or of standard
+    input when ``path`` is None: a stream, bounded by ``limit`` bytes in all (default
+    ``max_input_bytes()``), strict UTF-8. A line with no end (``/dev/zero``) stops at the limit too."""
+    limit = max_input_bytes() if limit is None else limit
+    if path is not None:
+        target = check_regular_file(path, where, limit)
+        try:
+            handle: IO[Any] = open(target, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    else:
+        handle = getattr(sys.stdin, "buffer", None) or sys.stdin
+    size = 0
+    number = 0
+    try:
+        while True:
+            line = handle.readline(limit + 1 - size)
+            if not line:
+                return
+            size += len(line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                raise _too_large(where, limit)
+            number += 1
+            if isinstance(line, bytes):
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise UsageError(
+                        f"{where} is not valid UTF-8: byte 0x{line[exc.start]:02x} on line {number:,} "
+                        f"(byte {exc.start + 1} of that line)",
+                        hint="convert it first, e.g. iconv -f latin1 -t utf-8",
+                    ) from None
+            else:
+                text = line
+            yield text.rstrip("\r\n"), len(line)
+    finally:
+        if path is not None:
+            handle.close()
+
+
+def read_document(path: str | os.PathLike[str] | None, *, where: str, limit: int | None = None) -> str:
+    """A whole regular file, or standard input when ``path`` is None, bounded and strict UTF-8."""
+    if path is None:
+        return read_stdin(limit)
+    return read_file(path, limit, option=where.rpartition(" ")[0] or where)
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs, checked before any work
+
+
+def check_writable_file(path: str | os.PathLike[str], *, option: str) -> None:
+    """Refuse, as a usage error, an output path this process cannot write: a folder, a special
+    file, a read-only file, or a name whose folder is missing or refuses new files (``/proc``).
+
+    It is tried, not guessed from permission bits (root passes every ``os.access``): an existing
+    file is opened for writing without truncating it; a new one is created and removed again.
+    """
+    where = f"{option} {path}"
+    target = Path(path).expanduser()
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot use it ({exc.strerror or exc})") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{where} is a folder", hint=f"give a file name inside it, e.g. {Path(path) / 'out.svg'}")
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{where}: not a regular file ({_kind(info.st_mode)})", hint="give a file name")
+    if info is None and not target.parent.is_dir():
+        raise UsageError(f"{where}: the folder {target.parent} does not exist")
+    try:
+        if info is not None:
+            os.close(os.open(target, os.O_WRONLY))
+        else:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(target)
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot write it ({exc.strerror or exc})",
+                         hint="choose a file in a folder you can write to") from None
+
+
+def check_not_input(output: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str] | None], *,
+                    option: str = "--export") -> None:
+    """Refuse an output that is one of the command's input files: saving would overwrite what was read."""
+    if output is None:
+        return
+    out = Path(output).expanduser()
+    for item in inputs:
+        if item is None or str(item) == "-":
+            continue
+        source = Path(item).expanduser()
+        try:
+            same = os.path.samefile(out, source)
+        except OSError:
+            same = out.resolve() == source.resolve()
+        if same:
+            raise UsageError(f"{option} {output} is the input file of this command: saving would overwrite it",
+                             hint="give --export another file name")

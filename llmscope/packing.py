@@ -14,16 +14,14 @@ Utilisation is the share of the sequence slots that hold document tokens.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
-from llmscope.errors import ModelNotFoundError, UsageError
+from llmscope.errors import UsageError
 from llmscope.report_progress import Reporter, reporter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,48 +77,25 @@ class PackingResult:
 def _documents(
     inputs: Iterable[str | Path], by_line: bool
 ) -> Iterator[tuple[str, int]]:
-    """(text, bytes consumed) per document; files are read as a stream, '-' is stdin."""
+    """(text, bytes consumed) per document. Files and '-' (standard input) are read through
+    ``llmscope.inputs``: regular files only, a stream bounded by LLMSCOPE_MAX_INPUT_BYTES each,
+    strict UTF-8."""
+    from llmscope import inputs as reader
+
     for item in inputs:
         if isinstance(item, Path) or item == "-":
-            if str(item) == "-":
-                buffer = getattr(sys.stdin, "buffer", None)  # bytes, decoded here as strict UTF-8
-                stream: Any = sys.stdin if buffer is None else io.TextIOWrapper(buffer, encoding="utf-8", newline="")
-                close = False
-            else:
-                path = Path(item).expanduser()
-                try:
-                    stream = open(path, encoding="utf-8", newline="")  # noqa: SIM115
-                except FileNotFoundError:
-                    raise ModelNotFoundError(f"no such file: {item}") from None
-                except IsADirectoryError:
-                    raise UsageError(f"{item} is a folder", hint="give text files, or - for standard input") from None
-                except OSError as exc:
-                    raise UsageError(f"cannot read {item}: {exc.strerror}") from None
-                close = True
-            try:
-                if by_line:
-                    for line in stream:
-                        yield line.rstrip("\r\n"), len(line.encode("utf-8", errors="replace"))
-                else:
-                    text = stream.read()
-                    yield text, len(text.encode("utf-8", errors="replace"))
-            except UnicodeDecodeError as exc:
-                where = "standard input" if str(item) == "-" else str(item)
-                raise UsageError(
-                    f"{where} is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x})",
-                    hint="convert it first, e.g. iconv -f latin1 -t utf-8",
-                ) from None
-            finally:
-                if close:
-                    stream.close()
-                elif stream is not sys.stdin:
-                    stream.detach()  # leave standard input open
-        else:
+            path = None if str(item) == "-" else item
+            where = "standard input" if path is None else f"file {item}"
             if by_line:
-                for line in str(item).splitlines():
-                    yield line, len(line.encode("utf-8")) + 1
+                yield from reader.iter_lines(path, where=where)
             else:
-                yield str(item), len(str(item).encode("utf-8"))
+                text = reader.read_stdin() if path is None else reader.read_file(path, option="file")
+                yield text, len(text.encode("utf-8", errors="replace"))
+        elif by_line:
+            for line in str(item).splitlines():
+                yield line, len(line.encode("utf-8")) + 1
+        else:
+            yield str(item), len(str(item).encode("utf-8"))
 
 
 def _total_bytes(inputs: list[str | Path]) -> int | None:
@@ -234,13 +209,11 @@ def pack(
     inputs = list(files_or_texts)
     if not inputs:
         raise UsageError("no documents given", hint="name text files, or - for standard input")
-    for item in inputs:
+    from llmscope.inputs import check_regular_file, max_input_bytes
+
+    for item in inputs:  # before the tokenizer loads: regular files of at most the input limit
         if isinstance(item, Path) and str(item) != "-":
-            path = Path(item).expanduser()
-            if not path.exists():
-                raise ModelNotFoundError(f"no such file: {item}")
-            if path.is_dir():
-                raise UsageError(f"{item} is a folder", hint="give text files, or - for standard input")
+            check_regular_file(item, f"file {item}", max_input_bytes())
 
     if isinstance(model, loading.LoadedModel):
         tokenizer, source_name = model.tokenizer, model.source.display_name

@@ -68,7 +68,7 @@ def test_bad_seq_len_exit_2(cli, tiny_models, corpus, args, needle):
 
 def test_missing_file_exit_2(cli, tiny_models, tmp_path):
     r = cli("pack", tmp_path / "nope.txt", "--seq-len", "8", "-m", str(tiny_models["gpt2"]))
-    assert r.exit_code == 2 and "does not exist" in r.stderr
+    assert r.exit_code == 2 and "no such file" in r.stderr
     r = cli("pack", tmp_path, "--seq-len", "8", "-m", str(tiny_models["gpt2"]))
     assert r.exit_code == 2 and "folder" in r.stderr
 

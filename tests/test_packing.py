@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from llmscope.errors import ModelNotFoundError, UsageError
+from llmscope.errors import UsageError
 from llmscope.packing import pack
 from llmscope.render.packing import packed_layout, padded_layout
 
@@ -98,7 +98,7 @@ def test_bad_seq_len(tiny_models, files, seq_len):
 
 
 def test_missing_file_and_empty_input(tiny_models, tmp_path):
-    with pytest.raises(ModelNotFoundError):
+    with pytest.raises(UsageError, match="no such file"):
         pack([tmp_path / "nope.txt"], model=str(tiny_models["gpt2"]), seq_len=8)
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(UsageError):

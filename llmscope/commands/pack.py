@@ -46,10 +46,13 @@ def command(
     """
     if files.count("-") > 1:
         raise typer.BadParameter("- (standard input) can be given only once", param_hint="FILES...")
-    for name in files:
-        if name != "-" and not Path(name).expanduser().is_file():
-            what = "is a folder" if Path(name).expanduser().is_dir() else "does not exist"
-            raise typer.BadParameter(f"{name} {what}", param_hint="FILES...")
+    from llmscope import inputs
+
+    limit = inputs.max_input_bytes()
+    for name in files:  # regular files within the input limit (/dev/zero, a FIFO, a folder: refused)
+        if name != "-":
+            inputs.check_regular_file(name, f"file {name}", limit)
+    inputs.check_not_input(export, files)
 
     from llmscope import render
     from llmscope.packing import pack

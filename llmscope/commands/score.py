@@ -70,10 +70,8 @@ def command(
     texts are scored in windows (--window, --stride), as in the Hugging Face perplexity guide.
     """
     from llmscope import inputs, scoring
-    from llmscope.errors import UsageError
 
-    if export is not None and file is not None and export.expanduser().resolve() == file.expanduser().resolve():
-        raise UsageError(f"--export {export} is the input file", hint="save the picture under another name")
+    inputs.check_not_input(export, [file])  # the same file, or a link to it
     scoring.check_window(window, stride)
     content = inputs.read_text(text, file, missing="no text to score")
     scoring.check_text(content)

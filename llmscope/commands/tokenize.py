@@ -99,6 +99,9 @@ def command(
     from llmscope import render
     from llmscope.render import tokens as views
 
+    from llmscope.inputs import check_not_input
+
+    check_not_input(export, [file])  # saving must not overwrite the text it read
     compare_models = _compare_models(compare)
     # Everything checked before anything loads.
     chat_options = chat or system is not None

@@ -24,14 +24,23 @@ from llmscope.units import fmt_bytes, fmt_count, fmt_int, fmt_prob  # noqa: F401
 
 EXPORT_SUFFIXES = (".svg", ".html", ".txt")
 
-stdout = Console(highlight=False, soft_wrap=False)
+class _DataConsole(Console):
+    """stdout's console. Rich's default answer to a closed pipe (``| head``) is ``SystemExit(1)``;
+    raising BrokenPipeError instead lets ``cli.main`` end quietly with exit 0, as for any writer."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+stdout: Console = _DataConsole(highlight=False, soft_wrap=False)
 stderr = Console(stderr=True, highlight=False)
 
 
 def reset_consoles() -> None:
     """Re-create the consoles (tests and notebooks swap sys.stdout / sys.stderr)."""
     global stdout, stderr
-    stdout = Console(highlight=False, soft_wrap=False)
+    stdout = _DataConsole(highlight=False, soft_wrap=False)
     stderr = Console(stderr=True, highlight=False)
 
 
@@ -67,13 +76,15 @@ def json_text(result: Any) -> str:
 
 
 def check_export_path(path: Path | None) -> Path | None:
-    """Validate an --export path before any work (bad suffix or missing folder: usage error)."""
+    """Validate an --export path before any work: a known suffix, not a folder, and a file this
+    process can create or overwrite (its folder exists and is writable). A usage error otherwise."""
     if path is None:
         return None
     if path.suffix.lower() not in EXPORT_SUFFIXES:
         raise UsageError(f"--export {path}: unknown format", hint="use a .svg, .html or .txt file name")
-    if not path.expanduser().resolve().parent.is_dir():
-        raise UsageError(f"--export {path}: the folder does not exist")
+    from llmscope.inputs import check_writable_file
+
+    check_writable_file(path, option="--export")
     return path
 
 
