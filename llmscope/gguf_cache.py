@@ -30,12 +30,49 @@ STAGES = ("config", "tokenizer", "model")
 
 
 def cache_root() -> Path:
-    """``$LLMSCOPE_CACHE``, else ``$XDG_CACHE_HOME/llmscope``, else ``~/.cache/llmscope``."""
+    """``$LLMSCOPE_CACHE``, else ``$XDG_CACHE_HOME/llmscope``, else ``~/.cache/llmscope``: a folder
+    this process can write to (created if missing; checked once per process and root)."""
     env = os.environ.get("LLMSCOPE_CACHE")
     if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmscope"
+        root = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmscope"
+    if root not in _CHECKED_ROOTS:
+        _check_root(root, from_env=bool(env))
+        _CHECKED_ROOTS.add(root)
+    return root
+
+
+_CHECKED_ROOTS: set[Path] = set()
+
+
+def _check_root(root: Path, *, from_env: bool) -> None:
+    """Refuse a cache root that is not a folder this process can write to, before any work."""
+    from llmscope.errors import LlmscopeError, UsageError
+
+    where = f"LLMSCOPE_CACHE={root}" if from_env else f"the cache folder {root}"
+    problem = None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        problem = "is not a folder"
+    except OSError as exc:
+        problem = f"cannot be created ({exc.strerror or exc})"
+    if problem is None and not root.is_dir():
+        problem = "is not a folder"
+    if problem is None:
+        try:
+            fd, probe = tempfile.mkstemp(dir=root, prefix=".llmscope-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            problem = f"is not writable ({exc.strerror or exc})"
+    if problem is None:
+        return
+    if from_env:
+        raise UsageError(f"{where} {problem}", hint="point LLMSCOPE_CACHE at a folder you can write to")
+    raise LlmscopeError(f"{where} {problem}", hint="set LLMSCOPE_CACHE to a folder you can write to")
 
 
 def _disk_full(doing: str = "") -> ResourceError:
