@@ -237,6 +237,8 @@ def _run(args: list[str], debug: bool) -> None:
         if debug:
             raise
         command = getattr(getattr(exc, "ctx", None), "command_path", "llmscope")
+        if not exc.format_message().strip():  # no arguments: the help was shown, nothing more to say
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         _fail(f"{exc.format_message()} (see '{command} --help')", int(getattr(exc, "exit_code", 2)))
     except MemoryError:
         _fail("out of memory (try a smaller --dtype, a shorter prompt, or --device auto)", ExitCode.ERROR)

@@ -85,7 +85,9 @@ def render_chat(tokenizer: PreTrainedTokenizerBase, name: str, text: str, system
         raise
     except Exception as exc:  # noqa: BLE001 - template errors are the model's, shown as one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if type(exc).__name__ == "SecurityError":  # jinja's sandbox stopped the template
+        # jinja's sandbox stopped the template: a forbidden access (SecurityError) or a loop over a
+        # range beyond its limit (OverflowError "Range too big")
+        if type(exc).__name__ == "SecurityError" or isinstance(exc, OverflowError):
             raise ModelFormatError(
                 f"{name}: its chat template tried something jinja's sandbox forbids, and was stopped ({first})",
                 hint="the template may be malicious; nothing was run",

@@ -81,7 +81,6 @@ def test_no_arguments_prints_help(cli):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints an empty 'Error: (see 'llmscope --help')' after the help")
 def test_no_arguments_adds_no_empty_error_line(cli):
     """The help already says what to do: no 'Error:' line with nothing in it."""
     result = cli()

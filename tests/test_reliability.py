@@ -741,8 +741,6 @@ def test_harmless_tricks_render_without_running_anything(cli, tiny_models, tmp_p
     assert result.json()["text"] == "hello"
 
 
-@pytest.mark.xfail(strict=True, reason="prompts.render_chat maps the sandbox's range limit (OverflowError) to a "
-                   "usage error (exit 2); README: a template stopped by jinja's sandbox is exit 1")
 @pytest.mark.parametrize("command", ["tokenize", "next-token", "generate"])
 def test_a_template_that_loops_forever_is_bounded(cli, command, tiny_models, tmp_path, one_error_line):
     """jinja's sandbox stops the loop ("Range too big"): a broken model file, not the user's
