@@ -51,6 +51,23 @@ def _complete_model(incomplete: str) -> list[str]:
     return complete_model(incomplete)
 
 
+def _completer(name: str):
+    """A TAB completer that imports llmscope.completion (no torch) only when TAB is pressed."""
+
+    def complete(incomplete: str) -> list[str]:
+        from llmscope import completion
+
+        return getattr(completion, name)(incomplete)
+
+    return complete
+
+
+complete_strategy = _completer("complete_strategy")  # generate --strategy
+complete_next_token_strategy = _completer("complete_next_token_strategy")
+complete_strategies = _completer("complete_strategies")  # compare --strategies a,b,c
+complete_memory_for = _completer("complete_memory_for")  # memory --for
+
+
 ModelArg = Annotated[
     Optional[str],
     typer.Argument(
@@ -85,6 +102,7 @@ Device = Annotated[
     typer.Option(
         help="auto, cpu, cuda, cuda:N or mps. auto spreads a large model over GPUs and CPU.",
         callback=_device,
+        autocompletion=_completer("complete_device"),
         rich_help_panel=MODEL_PANEL,
     ),
 ]
@@ -93,6 +111,7 @@ Dtype = Annotated[
     typer.Option(
         help="auto, float32, bfloat16 or float16. auto: float32 on CPU, the checkpoint's dtype on GPU.",
         callback=_dtype,
+        autocompletion=_completer("complete_dtype"),
         rich_help_panel=MODEL_PANEL,
     ),
 ]

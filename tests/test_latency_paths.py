@@ -249,3 +249,45 @@ def test_gguf_header_embedded_gemma():
     path = embedded_gguf_path()
     _check_header_against_reader(path)
     _check_config_against_transformers(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Completion that knows the values
+
+
+def test_completion_values_are_the_checked_ones():
+    from llmscope import completion, devices, sampling, stepping
+
+    assert completion.GENERATE_STRATEGIES == sampling.STRATEGIES
+    assert completion.NEXT_TOKEN_STRATEGIES == stepping.STRATEGIES
+    assert completion.DEVICES == devices.DEVICES
+    assert completion.DTYPES == devices.DTYPES
+    for value in completion.complete_device(""):
+        assert devices.validate_device(value) == value
+
+
+def _tab(shell: str, line: str) -> list[str]:
+    """What the installed completion script gets back from llmscope for LINE (the cursor at its end)."""
+    env = {**os.environ, "_LLMSCOPE_COMPLETE": f"complete_{shell}"}
+    if shell == "bash":
+        words = line.split(" ")
+        env.update(COMP_WORDS=line, COMP_CWORD=str(len(words) - 1))
+    else:
+        env.update(_TYPER_COMPLETE_ARGS=line, _TYPER_COMPLETE_FISH_ACTION="get-args")
+    code = (
+        "import sys\nfrom llmscope.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import on TAB'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.replace("_arguments '*: :((", "").replace("\\\\:", ":")  # zsh escapes "cuda\\:0"
+    return [w.strip('"()\'') for w in out.split()]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_tab_offers_option_values(shell):
+    assert _tab(shell, "llmscope generate hi --strategy to") == ["top-k", "top-p"]
+    assert _tab(shell, "llmscope next-token hi --strategy ") == ["greedy", "sample"]
+    assert _tab(shell, "llmscope compare hi --strategies greedy,to") == ["greedy,top-k", "greedy,top-p"]
+    assert _tab(shell, "llmscope generate hi --device cu")[:2] == ["cuda", "cuda:0"]
+    assert _tab(shell, "llmscope layers hi --dtype b") == ["bfloat16"]

@@ -28,7 +28,7 @@ def command(
             "--strategies", "-S",
             help="Comma-separated: greedy, sample, top-k, top-p, min-p, typical, beam. NAME=VALUE sets that row's "
                  "own value (sample=T, top-k=K, top-p=P, min-p=P, typical=P, beam=BEAMS).",
-            rich_help_panel=DECODING_PANEL,
+            rich_help_panel=DECODING_PANEL, autocompletion=opt.complete_strategies,
         ),
     ] = "greedy,sample,top-k,top-p,beam",
     temperature: Annotated[

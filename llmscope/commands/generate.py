@@ -30,7 +30,7 @@ def command(
             "--strategy", "-s",
             help="greedy, sample, top-k, top-p, min-p, typical or beam. Default: from the options given, "
                  "else greedy.",
-            show_default=False, rich_help_panel=DECODING_PANEL,
+            show_default=False, rich_help_panel=DECODING_PANEL, autocompletion=opt.complete_strategy,
         ),
     ] = None,
     temperature: Annotated[

@@ -56,7 +56,8 @@ def command(
     steps: Annotated[int, typer.Option("--steps", "-n", help="Decode N tokens on the KV cache, one row per step.")] = 0,
     strategy: Annotated[
         str, typer.Option(help="How --steps picks: greedy (the top token) or sample (with --temperature and --top-p, "
-                               "as generate --strategy sample does).")
+                               "as generate --strategy sample does).",
+                         autocompletion=opt.complete_next_token_strategy)
     ] = "greedy",
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Pick each next token yourself, or type your own text.")
