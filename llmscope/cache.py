@@ -7,7 +7,7 @@ rather than from rules per architecture, so ``inspect`` and ``memory`` show the 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmscope.configs import config_value, text_config
 from llmscope.weights import DTYPE_BYTES
@@ -94,3 +94,14 @@ def kv_cache_estimate(
         bytes=sum(g.bytes for g in out),
         layers=out,
     )
+
+
+def takes_kv_cache(model: Any) -> bool:
+    """Whether the model's forward takes transformers' KV cache as ``past_key_values``.
+
+    Recurrent models do not (Mamba: ``cache_params``, RWKV: ``state``, xLSTM: its own cache): the
+    decode loops run them on the whole sequence at each step instead, which gives the same tokens.
+    """
+    import inspect
+
+    return "past_key_values" in inspect.signature(model.forward).parameters

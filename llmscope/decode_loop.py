@@ -72,9 +72,12 @@ class _Forward:
     def __init__(self, model: Any, kv_cache: bool):
         from transformers import DynamicCache
 
-        self.model, self.kv_cache = model, kv_cache
+        from llmscope.cache import takes_kv_cache
+
+        # a recurrent model (Mamba, RWKV) keeps no KV cache: the whole sequence runs again each step
+        self.model, self.kv_cache = model, kv_cache and takes_kv_cache(model)
         self.keep = {"logits_to_keep": 1} if supports(model, "logits_to_keep") else {}
-        self.cache = DynamicCache(config=model.config) if kv_cache else None
+        self.cache = DynamicCache(config=model.config) if self.kv_cache else None
 
     def prefill(self, prompt_ids: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         """Logits (rows, vocab) after the prompt; with the cache the prompt runs once (batch 1)."""

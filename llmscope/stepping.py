@@ -84,6 +84,8 @@ class Stepper:
         for the pick; the table still shows the distribution at ``temperature`` and ``top_p``."""
         from transformers import DynamicCache
 
+        from llmscope.cache import takes_kv_cache
+
         from llmscope.decode_loop import supports
 
         self.lm = lm
@@ -98,7 +100,7 @@ class Stepper:
         self.text = lm.tokenizer.decode(prompt_ids)  # the text the model read
         self.prompt_length = len(prompt_ids)
         self.limit = prompts.context_length(lm.config)
-        self.cache = DynamicCache(config=lm.config)
+        self.cache = DynamicCache(config=lm.config) if takes_kv_cache(lm.model) else None
         self._keep_last = supports(lm.model, "logits_to_keep")
         self.steps: list[Step] = []
         self.warnings: list[str] = []  # about the prompt (stepper() fills them in)
@@ -111,6 +113,8 @@ class Stepper:
         for one token or the prompt: the forward pass generate's decode loop makes."""
         import torch
 
+        if self.cache is None:  # a recurrent model (Mamba, RWKV): the whole sequence again, no KV cache
+            return self._recompute(new_ids)
         inputs = torch.tensor([new_ids], device=self.lm.device)  # (1, new tokens)
         seen = self.cache.get_seq_length()
         mask = torch.ones((1, seen + len(new_ids)), dtype=torch.long, device=self.lm.device)  # (1, tokens so far)
@@ -122,6 +126,17 @@ class Stepper:
         self.cache = out.past_key_values
         self.forward_passes += 1
         return out.logits[0]  # (new tokens, vocab)
+
+    def _recompute(self, new_ids: list[int]) -> torch.Tensor:
+        """_forward for a model without a KV cache: logits (len(new_ids), vocab) over the whole sequence."""
+        import torch
+
+        before = self.ids if self.forward_passes else []  # at the first pass self.ids is the prompt itself
+        inputs = torch.tensor([before + new_ids], device=self.lm.device)  # (1, tokens so far)
+        with torch.inference_mode():
+            out = self.lm.model(input_ids=inputs, attention_mask=torch.ones_like(inputs), use_cache=False)
+        self.forward_passes += 1
+        return out.logits[0, -len(new_ids):]  # (new tokens, vocab)
 
     def _distribution(self) -> Distribution:
         import torch

@@ -188,3 +188,66 @@ def test_per_layer_lists_are_read_per_layer():
     with pytest.raises(RuntimeError):
         gemma4.head_dim  # noqa: B018 - transformers' AmbiguousGlobalPerLayerAttributeError
     assert config_value(gemma4, "head_dim") == 16
+
+
+# --------------------------------------------------------------------------------------------
+# The commands that run a model, on a tiny model of each family, against transformers directly
+
+
+@pytest.mark.parametrize("name", ["mamba", "gemma3", "gemma4_text"])
+def test_runtime_commands_match_transformers(cli, tiny_families, name):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = str(tiny_families[name])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    text = "The cat sat"
+    ids = tokenizer(text)["input_ids"]
+    inputs = torch.tensor([ids])  # (1, tokens)
+    with torch.no_grad():
+        probs = model(inputs).logits[0, -1].float().softmax(-1)  # (vocab,)
+        expected = model.generate(inputs, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.eos_token_id,
+                                  eos_token_id=[])[0, len(ids):].tolist()
+    run = {"-m": folder, "--json": None}
+    args = [a for k, v in run.items() for a in (k, v) if a is not None]
+
+    tokenized = cli("tokenize", text, *args)
+    assert tokenized.exit_code == 0, tokenized.output
+    assert tokenized.json()["ids"] == ids
+
+    predicted = cli("next-token", text, *args)
+    assert predicted.exit_code == 0, predicted.output
+    top = predicted.json()["candidates"][0]
+    assert top["id"] == int(probs.argmax()) and top["prob"] == pytest.approx(float(probs.max()), rel=1e-4)
+
+    stepped = cli("next-token", text, *args, "--steps", "4", "--strategy", "greedy")
+    assert stepped.exit_code == 0, stepped.output
+    assert [s["chosen"]["id"] for s in stepped.json()["steps"]][: len(expected)] == expected[:4]
+
+    generated = cli("generate", text, *args, "-n", "4")
+    assert generated.exit_code == 0, generated.output
+    assert generated.json()["token_ids"] and generated.json()["token_ids"] == expected[: len(generated.json()["token_ids"])]
+
+    compared = cli("compare", text, *args, "-n", "4", "--strategies", "greedy,beam")
+    assert compared.exit_code == 0, compared.output
+    greedy = compared.json()["results"][0]
+    assert greedy["strategy"] == "greedy" and greedy["token_ids"] == generated.json()["token_ids"]
+
+    layered = cli("layers", text, *args)
+    assert layered.exit_code == 0, layered.output
+    report = layered.json()
+    assert len(report["layers"]) == model.config.get_text_config().num_hidden_layers + 1
+    assert report["layers"][-1]["lens"]["id"] == int(probs.argmax())  # the lens at the last layer: the output
+
+
+def test_attention_on_a_model_without_attention_says_so(cli, tiny_families, one_error_line):
+    result = cli("attention", "The cat", "-m", str(tiny_families["mamba"]))
+    line = one_error_line(result, 1)
+    assert "has no attention layers" in line and "gpt2" in line
+
+
+def test_experts_on_a_dense_model_says_so(cli, tiny_families, one_error_line):
+    result = cli("experts", "The cat", "-m", str(tiny_families["gemma3"]))
+    line = one_error_line(result, 1)
+    assert "dense model" in line and "Mixtral" in line
