@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from llmscope.loading import LoadedModel
 
-CHUNK_FLOATS = 2**24  # logits held at once in the split path: 64 MiB of float32, whatever the vocabulary
+CHUNK_FLOATS = 2**25  # logits held at once in the split path: 128 MiB of float32, whatever the vocabulary
 FULL_LOGITS_FLOATS = 2**26  # a window whose logits fit in 256 MiB runs the whole model at once
 
 
@@ -232,7 +232,7 @@ def _score_ids(
                     at += logits.shape[0]
                     # torch's own log_softmax: the numbers transformers' loss is made of.
                     logprobs = torch.log_softmax(logits, dim=-1)  # (rows, vocab)
-                    rank = (logits > logits.gather(1, target)).sum(dim=-1) + 1
+                    rank = (logits > logits.gather(1, target)).sum(dim=-1, dtype=torch.int32) + 1
                     best, best_id = logits.max(dim=-1)
                     logprob = logprobs.gather(1, target)[:, 0]
                     top_prob = torch.exp(logprobs.gather(1, best_id[:, None])[:, 0])
