@@ -119,8 +119,10 @@ def rope(config: PretrainedConfig) -> tuple[float | dict[str, float] | None, dic
 def per_layer_values(config: Any, name: str) -> list[Any] | None:
     """One value per decoder layer: from per-layer configs (Gemma 4), or a per-layer list (Gemma 3n's
     intermediate_size); None where the config holds one value for every layer."""
+    count = _get(config, "num_hidden_layers")
+    if not isinstance(count, int) or count <= 0:  # a wrapper's own config: its layers are in a sub-config
+        return None
     layers = getattr(config, "per_layer_config", None)
-    count = getattr(config, "num_hidden_layers", None)
     if layers:
         values = [_get(c, name) for c in layers]
         return [v[i] if isinstance(v, list) and len(v) == len(layers) else v for i, v in enumerate(values)]
