@@ -276,6 +276,8 @@ def _score_loaded(lm: LoadedModel, text: str, window: int | None, stride: int | 
 
     name = lm.source.display_name
     encoded = encode(lm.tokenizer, text, name=name)
+    for warning in encoded.warnings:  # e.g. two BOS tokens at the start
+        reporter().notice(warning)
     ids = encoded.ids
     if len(ids) < 2:
         raise UsageError(f"the text is {len(ids)} token for {name}: there is nothing to score after the first",
