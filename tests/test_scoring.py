@@ -180,3 +180,32 @@ def test_embedded_gemma_equals_transformers(demo_model, monkeypatch):
     split = scoring.score_text(text, demo_model)
     assert [t.logprob for t in split.tokens[1:]] == pytest.approx([t.logprob for t in result.tokens[1:]], abs=1e-4)
     assert [t.rank for t in split.tokens] == [t.rank for t in result.tokens]
+
+
+def test_progress_counts_the_windows(tiny):
+    """The core reports one bar over the windows (the CLI draws it on stderr); it prints nothing."""
+    import contextlib
+
+    from llmscope import report_progress
+
+    bars = []
+
+    class Recorder(report_progress.Reporter):
+        @contextlib.contextmanager
+        def progress(self, description, total=None, *, unit="items"):
+            bar = {"description": description, "total": total, "done": 0}
+            bars.append(bar)
+
+            class Bar(report_progress.Progress):
+                def advance(self, n=1):
+                    bar["done"] += n
+
+            yield Bar()
+
+    old = report_progress.set_reporter(Recorder())
+    try:
+        result = scoring.score_text(LONG, tiny["gpt2"], window=16, stride=8)
+    finally:
+        report_progress.set_reporter(old)
+    assert bars == [{"description": "Scoring windows", "total": result.windows, "done": result.windows}]
+    assert result.windows > 10
