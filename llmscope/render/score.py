@@ -56,7 +56,8 @@ def coloured_text(result: ScoreResult) -> Text:
 
 
 def legend() -> Text:
-    text = Text("probability: ", style="dim")
+    text = Text()
+    text.append("probability: ", style="dim")
     for _, label, style in BUCKETS:
         text.append(f" {label} ", style=style)
         text.append(" ")
