@@ -47,10 +47,12 @@ def kv_cache_estimate(
 ) -> KVCacheEstimate:
     """Bytes of keys and values that transformers' DynamicCache holds for this many tokens.
 
-    Heads and head size per layer come from the config (per-layer configs where it has them).
+    Heads and head size per layer come from the config (per-layer configs where it has them). A
+    hybrid model's linear-attention and Mamba layers hold no keys and values and are left out.
     A sliding layer keeps its last ``sliding_window - 1`` tokens, as DynamicSlidingWindowLayer does.
     """
     from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
 
     element = DTYPE_BYTES[dtype]
     text = text_config(config)
@@ -59,6 +61,8 @@ def kv_cache_estimate(
     layer_types = list(getattr(text, "layer_types", None) or [])
     groups: dict[tuple[str, int | None, int, int], list[int]] = {}
     for index, (layer, layer_config) in enumerate(zip(cache.layers, per_layer)):
+        if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all
+            continue
         window = getattr(layer, "sliding_window", None)
         window = int(window) if window is not None else None
         kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")

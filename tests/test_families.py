@@ -251,3 +251,38 @@ def test_experts_on_a_dense_model_says_so(cli, tiny_families, one_error_line):
     result = cli("experts", "The cat", "-m", str(tiny_families["gemma3"]))
     line = one_error_line(result, 1)
     assert "dense model" in line and "Mixtral" in line
+
+
+# --------------------------------------------------------------------------------------------
+# Hybrids: only the attention layers hold keys and values
+
+
+HYBRID_CONFIGS = {
+    "qwen3_5_text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, vocab_size=64, linear_num_key_heads=2,
+                         linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8),
+    "jamba": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
+                  num_key_value_heads=1, vocab_size=64, attn_layer_period=2, attn_layer_offset=1,
+                  expert_layer_period=2, expert_layer_offset=1, num_experts=2, mamba_d_state=4, mamba_expand=2,
+                  mamba_dt_rank=4, use_mamba_kernels=False),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(HYBRID_CONFIGS))
+def test_hybrid_kv_cache_counts_only_attention_layers(model_type):
+    import torch
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+    from llmscope.cache import kv_cache_estimate
+
+    config = CONFIG_MAPPING[model_type](**HYBRID_CONFIGS[model_type])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    with torch.no_grad():
+        cache = model(input_ids=torch.randint(0, 64, (1, 9)), use_cache=True).past_key_values
+    attention = [i for i, layer in enumerate(cache.layers) if getattr(layer, "keys", None) is not None]
+    held = sum(cache.layers[i].keys.numel() * 4 + cache.layers[i].values.numel() * 4 for i in attention)
+    estimate = kv_cache_estimate(config, context=9, dtype="float32")
+    assert 0 < len(attention) < config.num_hidden_layers
+    assert estimate.bytes == held
+    assert [i for g in estimate.layers for i in g.layers] == attention
