@@ -198,6 +198,8 @@ def _logit_source(
         scale = max(1.0, float(reference.abs().max()))
         if own.shape != reference.shape or not torch.allclose(own, reference, rtol=0, atol=1e-4 * scale):
             parts = None
+            reporter().notice("This model's logits are not its decoder then its LM head: each window runs "
+                              "the whole model, with window x vocabulary logits in memory")
 
     def chunks(window_ids: torch.Tensor, first: int, end: int) -> Iterator[torch.Tensor]:
         if parts is not None:
