@@ -95,7 +95,7 @@ def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
+        return "a named pipe, FIFO"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
     if stat.S_ISSOCK(mode):
@@ -153,7 +153,8 @@ def read_text(text: str | None, file: str | os.PathLike[str] | None, *, missing:
     return text
 
 
-def iter_lines(path: str | os.PathLike[str] | None, *, where: str, limit: int | None = None) -> Iterator[tuple[str, int]]:
+def iter_lines(path: str | os.PathLike[str] | None, *, where: str,
+               limit: int | None = None) -> Iterator[tuple[str, int]]:
     """(line without its line break, bytes it took) for each line of a regular file, or of standard
     input when ``path`` is None: a stream, bounded by ``limit`` bytes in all (default
     ``max_input_bytes()``), strict UTF-8. A line with no end (``/dev/zero``) stops at the limit too."""

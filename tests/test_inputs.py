@@ -110,7 +110,7 @@ def test_special_files_are_refused(tmp_path):
         inputs.read_file(tmp_path)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    with pytest.raises(UsageError, match=r"not a regular file \(a FIFO"):
+    with pytest.raises(UsageError, match=r"not a regular file \(a named pipe, FIFO\)"):
         inputs.read_file(fifo)  # refused without opening it (opening a FIFO would block)
     link = tmp_path / "zero-link"
     link.symlink_to("/dev/zero")
