@@ -1,8 +1,10 @@
 """Attention weights of one layer and head, and where one query token looks in every layer.
 
 The model runs with transformers' eager attention (the only implementation that materialises the
-weights) and ``output_attentions=True``; the weights are exactly what the model's softmax produced,
-causal and sliding-window masks included.
+weights); the weights are exactly what the model's softmax produced, causal and sliding-window masks
+included. Only what is shown is kept: a hook on the shown layer's attention module (and, with
+``--token``, one query row of every layer) instead of ``output_attentions`` for every layer, and the
+memory the pass takes is estimated first (``work_estimate``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
-from llmscope.errors import UsageError
+from llmscope.errors import ModelFormatError, UsageError
 from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -227,8 +229,6 @@ def attention(
     it attends to most in every layer (``top`` of them). With ``all_layers``, also every head of
     every layer (``layers``), rounded to 4 decimals: what the interactive page draws.
     """
-    import torch
-
     check_prompt_options(prompt, chat=False, system=None)
     if top < 1:
         raise UsageError(f"--top {top}: must be at least 1")
@@ -248,40 +248,52 @@ def attention(
     check_context(len(encoded.ids), context_length(config))
     pieces = token_pieces(lm.tokenizer, encoded.ids)
     query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else None
-    attentions = _attentions(lm, encoded.ids)  # num_layers x (batch, heads, query, key)
+    modules = attention_modules(lm.model, num_layers)  # None: read every layer through output_attentions
+    _check_work(lm, len(encoded.ids), kept=num_layers if modules is None or all_layers else 1, all_layers=all_layers)
 
-    def pick(layer_weights: torch.Tensor) -> torch.Tensor:  # (batch, heads, q, k) -> (q, k)
-        w = layer_weights[0].float()
-        return w[head] if head is not None else w.mean(dim=0)
+    def pick(weights: torch.Tensor) -> torch.Tensor:  # (heads, q, k) -> (q, k); (heads, k) -> (k,)
+        weights = weights.float()
+        return weights[head] if head is not None else weights.mean(dim=0)
 
-    matrix = pick(attentions[index])  # (query, key)
+    shown, rows, full = _capture(lm, encoded.ids, modules, index, query, all_layers, pick)
     ranking = None
     query_token = None
     if query is not None:
         query_token = AttendedToken(position=query, token=pieces[query], weight=1.0)
-        ranking = [
-            _rank(li, pick(layer_weights)[query], top, kind, pieces) for li, layer_weights in enumerate(attentions)
-        ]
+        ranking = [_rank(li, row, top, kind, pieces) for li, row in enumerate(rows)]
     return AttentionResult(
         source=lm.source.display_name,
         tokens=pieces,
         layer=index,
         head=head,
-        weights=matrix.cpu().tolist(),
+        weights=shown.cpu().tolist(),
         num_layers=num_layers,
         kind=kind,
         layer_type=_layer_type(kind, index),
         query=query_token,
         ranking=ranking,
-        layers=[_all_heads(li, w, kind) for li, w in enumerate(attentions)] if all_layers else None,
+        layers=[_all_heads(li, w, kind) for li, w in enumerate(full)] if all_layers else None,
     )
 
 
+def _check_work(lm: LoadedModel, tokens: int, *, kept: int, all_layers: bool) -> None:
+    """Refuse, before the forward pass, attention weights that cannot fit in memory."""
+    from llmscope.decode_loop import supports
+    from llmscope.work_estimate import attention_work, check_fits
+
+    estimate = attention_work(lm.config, tokens, dtype=lm.dtype, kept_layers=kept, all_layers=all_layers,
+                              all_logits=not supports(lm.model, "logits_to_keep"))
+    hints = ["a shorter prompt: the weights grow with the square of its tokens"]
+    if all_layers:
+        hints.insert(0, "without --export FILE.html (it keeps every head of every layer)")
+    check_fits(estimate, device=lm.device, hints=hints)
+
+
 def _all_heads(layer: int, weights: Any, kind: AttentionKind) -> LayerHeads:
-    """One layer's (batch, heads, query, key) weights as plain lists, 4 decimals (pages stay small)."""
+    """One layer's (heads, query, key) weights as plain lists, 4 decimals (pages stay small)."""
     import torch
 
-    rounded = torch.round(weights[0].double(), decimals=4).cpu().tolist()  # (heads, query, key)
+    rounded = torch.round(weights.double(), decimals=4).cpu().tolist()  # (heads, query, key)
     heads = [[[v if v else 0 for v in row] for row in head] for head in rounded]  # masked keys: 0, not 0.0
     return LayerHeads(layer=layer, layer_type=_layer_type(kind, layer), heads=heads)
 
@@ -297,25 +309,81 @@ def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedM
     return loading.load(spec, attn_implementation="eager")
 
 
-def _attentions(lm: LoadedModel, ids: list[int]) -> tuple[Any, ...]:
-    """One forward pass with ``output_attentions``: num_layers x (batch, heads, query, key)."""
+def attention_modules(model: Any, num_layers: int) -> list[Any] | None:
+    """The self-attention module of every layer, in order, as transformers records attentions from
+    them (``_can_record_outputs``); None when they cannot be told apart (then every layer's weights
+    come back through ``output_attentions``)."""
+    recorded = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
+    target = getattr(recorded, "target_class", recorded)
+    if isinstance(target, type):
+        found = [m for m in model.modules() if isinstance(m, target)]
+    else:
+        found = [m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "layer_idx")]
+    if len(found) != num_layers:
+        return None
+    if all(isinstance(getattr(m, "layer_idx", None), int) for m in found):
+        found.sort(key=lambda m: m.layer_idx)
+    return found
+
+
+def _capture(lm: LoadedModel, ids: list[int], modules: list[Any] | None, index: int, query: int | None,
+             all_layers: bool, pick: Any) -> tuple[Any, list[Any], list[Any]]:
+    """One forward pass keeping only what is shown: LAYER's (query, key) matrix, the query row of
+    every layer with ``query``, every head of every layer with ``all_layers``. Hooks on the
+    attention modules take each layer's (batch, heads, query, key) weights as it is computed, so
+    the other layers' weights are freed at once."""
     import torch
 
+    from llmscope.decode_loop import supports
     from llmscope.report_progress import reporter
 
+    shown: dict[int, Any] = {}
+    rows: dict[int, Any] = {}
+    full: dict[int, Any] = {}
+
+    def take(layer: int, weights: Any) -> None:  # weights: (batch, heads, query, key)
+        if layer == index:
+            shown[layer] = pick(weights[0])
+        if query is not None:
+            rows[layer] = pick(weights[0, :, query])  # (key,)
+        if all_layers:
+            full[layer] = weights[0].detach().clone()
+
+    wanted = range(len(modules)) if modules is not None and (query is not None or all_layers) else [index]
+    handles = []
+    if modules is not None:
+        for layer in wanted:
+            def hook(_module: Any, _args: Any, output: Any, layer: int = layer) -> None:
+                weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+                if weights is not None:
+                    take(layer, weights)
+
+            handles.append(modules[layer].register_forward_hook(hook))
     input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
-    with eager_attention(lm) as switched:
-        if switched:
-            reporter().notice("Switched the model to eager attention for this call (to read the weights)")
-        with torch.no_grad():
-            out = lm.model(input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True)
-    attentions = out.attentions
-    if not attentions or attentions[0] is None:
+    keep = {"logits_to_keep": 1} if supports(lm.model, "logits_to_keep") else {}
+    try:
+        with eager_attention(lm) as switched:
+            if switched:
+                reporter().notice("Switched the model to eager attention for this call (to read the weights)")
+            with torch.no_grad():
+                out = lm.model(input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False,
+                               output_attentions=modules is None, **keep)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if modules is None:
+        for layer, weights in enumerate(out.attentions or ()):
+            if weights is not None:
+                take(layer, weights)
+    if index not in shown and modules is not None:  # hooks saw no weights: ask the model for them all
+        return _capture(lm, ids, None, index, query, all_layers, pick)
+    if index not in shown:
         raise loading.ModelFormatError(
             f"{lm.source.display_name} did not return attention weights",
             hint="its attention implementation may not support output_attentions",
         )
-    return attentions
+    count = len(modules) if modules is not None else len(out.attentions)
+    return shown[index], [rows[i] for i in range(count) if i in rows], [full[i] for i in range(count) if i in full]
 
 
 def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]) -> LayerRanking:
@@ -334,9 +402,17 @@ def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]
 
 
 def _check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:
+    from llmscope.configs import config_value
+    from llmscope.recurrent import family
+
     text = config.get_text_config(decoder=True)
-    num_layers = int(getattr(text, "num_hidden_layers"))
-    num_heads = int(getattr(text, "num_attention_heads"))
+    if family(config) is not None:
+        raise ModelFormatError(
+            f"{config.model_type} has no attention layers: its {family(config)} blocks carry a state instead",
+            hint="llmscope inspect shows them; try a transformer such as gpt2 or Qwen/Qwen2.5-0.5B",
+        )
+    num_layers = int(config_value(text, "num_hidden_layers"))
+    num_heads = int(config_value(text, "num_attention_heads"))
     resolve_layer(layer, num_layers)
     check_head(head, num_heads)
     return num_layers, num_heads

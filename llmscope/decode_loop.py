@@ -66,6 +66,23 @@ def context_room(lm: LoadedModel, prompt_length: int) -> int | None:
     return room
 
 
+def check_decode_work(lm: LoadedModel, prompt_tokens: int, settings: Sequence[DecodingSettings]) -> None:
+    """Refuse, before the first step, a batch whose KV caches and vocabulary scores cannot fit:
+    greedy and sampling rows run together, beam searches one after another (each beam a row)."""
+    from llmscope.prompts import context_length
+    from llmscope.work_estimate import check_fits, decode_work
+
+    limit = context_length(lm.config)
+    longest = max(s.max_new_tokens for s in settings)
+    new = longest if limit is None else max(0, min(longest, limit - prompt_tokens))
+    rows = sum(1 for s in settings if s.strategy != "beam")
+    beams = max((s.num_beams for s in settings if s.strategy == "beam"), default=0)
+    estimate = decode_work(lm.config, prompt_tokens, new, rows=rows, beams=beams, dtype=lm.dtype)
+    hints = (["fewer beams (--num-beams, or beam=N)"] if beams else []) + ["fewer --max-new-tokens",
+                                                                           "a shorter prompt"]
+    check_fits(estimate, device=lm.device, hints=hints)
+
+
 class _Forward:
     """The model's forward passes for the loop, with or without the KV cache."""
 
@@ -172,8 +189,10 @@ def _record(row: Row, token: int, prob: float, now: float, stop: set[int], room:
         row.first_token_at = now
     if token in stop:
         row.stop_reason, row.finished_at = "eos", now
-    elif len(row.ids) >= row.settings.max_new_tokens or (room is not None and len(row.ids) >= room):
+    elif len(row.ids) >= row.settings.max_new_tokens:
         row.stop_reason, row.finished_at = "length", now
+    elif room is not None and len(row.ids) >= room:  # the model's context is full before --max-new-tokens
+        row.stop_reason, row.finished_at = "context", now
 
 
 def beam_search(
@@ -213,6 +232,8 @@ def beam_search(
             if t in stop:
                 ids, reason = ids[: i + 1], "eos"
                 break
+        if reason == "length" and len(ids) >= max_new and max_new < settings.max_new_tokens:
+            reason = "context"  # cut by the model's context, not by --max-new-tokens
         row = Row(settings, None, None, ids=ids, stop_reason=reason, finished_at=total)
         if ids:
             full = torch.cat([prompt_ids, torch.tensor([ids], device=prompt_ids.device)], dim=-1)  # (1, tokens)

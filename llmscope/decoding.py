@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading, prompts
-from llmscope.decode_loop import GeneratedToken, Row, Streamer, beam_search, context_room, decode_rows, token_texts
+from llmscope.decode_loop import (
+    GeneratedToken, Row, Streamer, beam_search, check_decode_work, context_room, decode_rows, token_texts,
+)
 from llmscope.errors import UsageError
 from llmscope.sampling import (
     DEFAULT_COMPARE,
@@ -62,7 +64,7 @@ class GenerationResult:
     token_texts: list[str]  # the text each token added (may be "" for a partial character)
     token_probs: list[float]  # the model's probability of each chosen token (raw logits)
     prompt_tokens: int
-    stop_reason: str  # "eos" or "length"
+    stop_reason: str  # "eos", "length" (--max-new-tokens) or "context" (the model's context is full)
     time_to_first_token: float | None  # seconds; None for beam search
     total_time: float  # seconds, prefill included
     kv_cache: bool
@@ -292,6 +294,7 @@ def generate(
         dtype=dtype, trust_remote_code=trust_remote_code,
     )
     lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
+    check_decode_work(lm, prompt_ids.shape[-1], [settings])
 
     def run(cache: bool, callback: Callable[[GeneratedToken], None] | None) -> tuple[Row, float | None]:
         if settings.strategy == "beam":
@@ -359,6 +362,7 @@ def compare(
         dtype=dtype, trust_remote_code=trust_remote_code,
     )
     lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
+    check_decode_work(lm, prompt_ids.shape[-1], specs)
     start = time.perf_counter()
     batched = [s for s in specs if s.strategy != "beam"]
     by_spec: dict[int, GenerationResult] = {}

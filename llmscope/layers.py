@@ -205,11 +205,15 @@ def layers(
     else:
         position = len(ids) - 1
 
+    from llmscope.decode_loop import supports
+
     norm_found = None if masked else find_final_norm(lm.model)
-    out, hidden = _forward(lm, ids, norm_found)
+    last_only = not masked and supports(lm.model, "logits_to_keep")  # the focus is the last token
+    _check_work(lm, len(ids), all_tokens=all_tokens, top=top, all_logits=not last_only)
+    out, hidden = _forward(lm, ids, norm_found, last_only=last_only)
     head_name, cap, lens = _lens(lm, norm_found)
     rows, last_probs = _rows(lm, hidden, position, lens, top)
-    model_probs = torch.softmax(out.logits[0, position], dim=-1)  # (vocab,)
+    model_probs = torch.softmax(out.logits[0, -1 if last_only else position], dim=-1)  # (vocab,)
     final_check = float((last_probs.to(model_probs.device) - model_probs).abs().max())
     grid = _grid(tokenizer, hidden, lens, top) if all_tokens else None
 
@@ -227,16 +231,28 @@ def layers(
         layers=rows,
         final_check=final_check if math.isfinite(final_check) else float("nan"),
         grid=grid,
-        kv_cache=None if masked else _cache_report(out.past_key_values, lm.config),
+        kv_cache=None if masked else _cache_report(getattr(out, "past_key_values", None), lm.config),
         warnings=list(encoded.warnings),
     )
 
 
+def _check_work(lm: LoadedModel, tokens: int, *, all_tokens: bool, top: int, all_logits: bool) -> None:
+    """Refuse, before the forward pass, hidden states, logits and a lens grid that cannot fit."""
+    from llmscope.work_estimate import check_fits, layers_work
+
+    eager = getattr(lm.model.config, "_attn_implementation", None) == "eager"
+    estimate = layers_work(lm.config, tokens, dtype=lm.dtype, all_tokens=all_tokens, top=top, eager=eager,
+                           all_logits=all_logits)
+    hints = ["a shorter prompt"] + (["without --all-tokens (the lens at every position)"] if all_tokens else [])
+    check_fits(estimate, device=lm.device, hints=hints)
+
+
 def _forward(
-    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None
+    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None, *, last_only: bool = False
 ) -> tuple[Any, list[torch.Tensor]]:
     """One forward pass keeping every hidden state (and the KV cache for a decoder). The last
-    hidden state is the final norm's input, so every layer meets the same lens."""
+    hidden state is the final norm's input, so every layer meets the same lens. ``last_only``:
+    logits for the last position only (the lens computes the others itself)."""
     import torch
 
     captured: dict[str, torch.Tensor] = {}
@@ -255,8 +271,9 @@ def _forward(
             else:
                 from transformers import DynamicCache
 
+                keep = {"logits_to_keep": 1} if last_only else {}
                 out = lm.model(input_ids=input_ids, output_hidden_states=True, use_cache=True,
-                               past_key_values=DynamicCache(config=lm.config))
+                               past_key_values=DynamicCache(config=lm.config), **keep)
     finally:
         if handle is not None:
             handle.remove()
@@ -326,18 +343,32 @@ def _rows(lm: LoadedModel, hidden: list[torch.Tensor], position: int, lens: Any,
 
 
 def _grid(tokenizer: Any, hidden: list[torch.Tensor], lens: Any, top: int) -> list[list[LensCell]]:
-    """--all-tokens: the lens's top tokens at every position of every hidden state."""
+    """--all-tokens: the lens's top tokens at every position of every hidden state, a chunk of
+    positions at a time (``work_estimate.lens_chunk``: at most 64 MiB of logits at once)."""
     import torch
 
+    from llmscope.report_progress import reporter
+    from llmscope.work_estimate import lens_chunk
+
     grid = []
-    for h in hidden:
-        probs = torch.softmax(lens(h[0]), dim=-1)  # (tokens, vocab)
-        best = torch.topk(probs, min(top, probs.shape[-1]), dim=-1)  # (tokens, top)
-        row = []
-        for values, indices in zip(best.values.tolist(), best.indices.tolist()):
-            tops = [LensPrediction(token=token_text(tokenizer, i), id=i, prob=p) for p, i in zip(values, indices)]
-            row.append(LensCell(token=tops[0].token, id=tops[0].id, prob=tops[0].prob, top=tops))
-        grid.append(row)
+    texts: dict[int, str] = {}  # token text per id, decoded once
+    with reporter().progress("Logit lens at every position", total=len(hidden)) as bar:
+        for h in hidden:
+            row: list[LensCell] = []
+            start, step = 0, 1  # the first position tells the vocabulary size, then chunks of lens_chunk
+            while start < h.shape[1]:
+                probs = torch.softmax(lens(h[0, start : start + step]), dim=-1)  # (chunk, vocab)
+                start, step = start + step, lens_chunk(probs.shape[-1], h.shape[1])
+                best = torch.topk(probs, min(top, probs.shape[-1]), dim=-1)  # (chunk, top)
+                del probs
+                for values, indices in zip(best.values.tolist(), best.indices.tolist()):
+                    for i in indices:
+                        if i not in texts:
+                            texts[i] = token_text(tokenizer, i)
+                    tops = [LensPrediction(token=texts[i], id=i, prob=p) for p, i in zip(values, indices)]
+                    row.append(LensCell(token=tops[0].token, id=tops[0].id, prob=tops[0].prob, top=tops))
+            grid.append(row)
+            bar.advance()
     return grid
 
 

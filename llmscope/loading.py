@@ -192,6 +192,16 @@ def load_config(source: ModelSource, *, trust_remote_code: bool = False) -> Pret
             return _config_without_model_type(source, location, kwargs)
 
 
+def _check_sizes(config: PretrainedConfig, source: ModelSource) -> None:
+    """Sizes no model can be built with (``vocab_size: 0``), refused before torch builds empty tensors."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    for key in ("vocab_size", "hidden_size", "num_hidden_layers"):
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ModelFormatError(f"{source.display_name}: config.json says {key} {value}; a model needs at least 1",
+                                   hint="fix config.json")
+
+
 def _config_without_model_type(source: ModelSource, location: str, kwargs: dict[str, Any]) -> PretrainedConfig:
     """Read a config.json that has no ``model_type``, taking it from ``architectures``."""
     from transformers import CONFIG_MAPPING, PretrainedConfig
@@ -333,6 +343,7 @@ def load_model(
 
     target = resolve_device(device)
     config = load_config(source, trust_remote_code=trust_remote_code)
+    _check_sizes(config, source)
     pristine = copy.deepcopy(config)  # for from_pretrained, untouched by the meta build
     torch_dtype = resolve_dtype(dtype, target, config)
     cls = model_class(config, trust_remote_code=trust_remote_code)

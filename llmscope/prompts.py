@@ -234,7 +234,8 @@ def check_context(n_tokens: int, limit: int | None, *, extra: int = 0, extra_wha
     positions past it are out of range or untrained."""
     if limit is None or n_tokens + extra <= limit:
         return
-    more = f" plus {extra:,} {extra_what or 'more tokens'}" if extra else ""
+    what = extra_what or "more tokens"
+    more = f" plus {extra:,} {what[:-1] if extra == 1 and what.endswith('s') else what}" if extra else ""
     fewer = f" or ask for fewer {extra_what}" if extra and extra_what else ""
     raise UsageError(
         f"the prompt is {n_tokens:,} tokens{more}, longer than the model's context of {limit:,} tokens",

@@ -58,6 +58,21 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
+def _broken_link(model: str, path: Path) -> None:
+    """Raise for a symbolic link that loops back on itself or points at nothing."""
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        raise ModelNotFoundError(
+            f"{model} is a symbolic link to {os.readlink(path)}, which does not exist",
+            hint="point the link at a model folder or a .gguf file",
+        ) from None
+    except (RuntimeError, OSError):  # RuntimeError before Python 3.13, OSError(ELOOP) after
+        pass
+    raise ModelNotFoundError(f"{model} is a symbolic link that loops back on itself",
+                             hint="fix the link, or give the model's real path")
+
+
 def resolve(
     model: str | os.PathLike[str] | None = None,
     *,
@@ -83,6 +98,8 @@ def resolve(
         return ModelSource(kind="embedded", location=EMBEDDED_PACKAGE)
 
     path = Path(model).expanduser()
+    if path.is_symlink() and not path.exists():  # a link to nothing: say so, not "not on the Hub"
+        _broken_link(model, path)
     if path.exists():
         path = path.resolve()
         if path.is_file():

@@ -48,6 +48,9 @@ DEFAULT_TOP_P = 0.9
 DEFAULT_MIN_P = 0.05
 DEFAULT_TYPICAL_P = 0.9
 DEFAULT_NUM_BEAMS = 4
+# Beam search keeps beams x vocabulary scores and beams x the KV cache; past a few hundred beams it
+# only costs memory (work_estimate checks the memory of smaller counts against the machine).
+MAX_NUM_BEAMS = 256
 DEFAULT_MAX_NEW_TOKENS = 40
 
 # The strategy whose own parameter each option is, and the names used in messages.
@@ -134,7 +137,10 @@ def validate_values(
     def bad(option: str, value: Any, rule: str) -> UsageError:
         return UsageError(f"{option} {value}: {rule}")
 
-    if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
+    if temperature is not None and not math.isfinite(temperature):
+        raise bad("--temperature", temperature, "must be a finite number (0 always picks the most likely token; "
+                  "1 keeps the model's own distribution)")
+    if temperature is not None and temperature < 0:
         raise bad("--temperature", temperature, "must be 0 or more (0 always picks the most likely token)")
     if temperature is not None and 0 < temperature < MIN_TEMPERATURE:
         raise bad("--temperature", temperature, f"must be 0 or at least {MIN_TEMPERATURE:g} (smaller values "
@@ -149,6 +155,9 @@ def validate_values(
         raise bad("--typical-p", typical_p, "must be in (0, 1]")
     if num_beams is not None and num_beams < 1:
         raise bad("--num-beams", num_beams, "must be 1 or more")
+    if num_beams is not None and num_beams > MAX_NUM_BEAMS:
+        raise bad("--num-beams", num_beams, f"must be at most {MAX_NUM_BEAMS} (each beam keeps its own scores "
+                  "over the whole vocabulary and its own KV cache; a few beams already find most of what many do)")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise bad("--max-new-tokens", max_new_tokens, "must be 1 or more")
     if repetition_penalty is not None and not (MIN_TEMPERATURE <= repetition_penalty <= 1 / MIN_TEMPERATURE):

@@ -63,7 +63,9 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, at most 300 characters."""
-    text = str(exc).strip().splitlines()
+    text = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(text) > 1 and text[0].endswith(":"):  # "Validation error for field 'x':" then the reason
+        return f"{text[0]} {text[1]}"[:300]
     return text[0][:300] if text else type(exc).__name__
 
 

@@ -65,7 +65,8 @@ def render_stats(result: GenerationResult) -> Table:
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column()
     t.add_row("strategy", result.settings.label)
-    stop = {"eos": "end of text (EOS)", "length": "length (--max-new-tokens)"}.get(result.stop_reason, result.stop_reason)
+    stop = {"eos": "end of text (EOS)", "length": "length (--max-new-tokens)",
+            "context": "the model's context length (before --max-new-tokens)"}.get(result.stop_reason, result.stop_reason)
     t.add_row("tokens", f"{result.num_tokens:,} generated after {result.prompt_tokens:,} prompt tokens; stop: {stop}")
     first = _seconds(result.time_to_first_token) if result.time_to_first_token is not None else "- (beam search)"
     t.add_row("speed", f"{_num(result.tokens_per_second, ',.1f')} tokens/s; first token after {first}; "
@@ -113,7 +114,7 @@ def render_comparison(result: ComparisonResult) -> RenderableType:
     t.add_column("len", justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
     for r in result.results:
-        length = f"{r.num_tokens}" + ("" if r.stop_reason == "length" else "·")
+        length = f"{r.num_tokens}" + ("" if r.stop_reason in ("length", "context") else "·")
         t.add_row(
             r.settings.label.replace(" ", "\n", 1) if len(r.settings.label) > 10 else r.settings.label,
             Text(_one_line(r.text)),
