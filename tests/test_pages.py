@@ -250,3 +250,16 @@ def test_attention_page_stays_small(tmp_path, cli, tiny_models):
     assert len(document["tokens"]) == 64
     assert len(document["layers"]) == 30 and len(document["layers"][0]["heads"]) == 9
     assert page.stat().st_size < 5 * 2**20, page.stat().st_size
+
+
+def test_score_comparison_page(browser, tiny_models, cli, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    page, document = export(cli, tmp_path, "score-compare", "score", PROMPT, "-m", tiny_models["llama"],
+                            "--compare-model", tiny_models["gpt2"])
+    open_page(browser, page)
+    drawn = browser.find_element(By.ID, "score")
+    assert [m["model"] for m in document["models"]][1] in drawn.text
+    for i, model in enumerate(document["models"]):
+        spans = browser.find_elements(By.CSS_SELECTOR, f"#score-model-{i} .tok")
+        assert len(spans) == model["num_tokens"]

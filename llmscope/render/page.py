@@ -22,6 +22,7 @@ VIEWS = {
     "AttentionResult": "attention",
     "LayerReport": "layers",
     "ScoreResult": "score",
+    "ScoreComparison": "score",
     "EmbeddingReport": "embeddings",
     "PromptReport": "report",
 }
