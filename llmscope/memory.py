@@ -43,6 +43,8 @@ __all__ = [
 MEMORY_DTYPES = ("float32", "bfloat16", "float16")
 UNLIMITED_CONTEXT = 1 << 30  # the search ceiling when a model states no maximum (or --allow-longer)
 
+DEFAULT_CONTEXT = 2048  # tokens sized when the config gives no context length
+
 
 # --------------------------------------------------------------------------------------------
 # Result types
@@ -180,7 +182,12 @@ def memory_report(
     kv_dtype = dtype if kv_dtype in (None, "auto") else kv_dtype
     limit = max_positions(config)
     if context is None:
-        context = limit or 2048
+        context = limit or DEFAULT_CONTEXT
+        if not limit:  # max_position_embeddings 0 or missing: say what is assumed, never silently
+            from llmscope.report_progress import reporter
+
+            reporter().notice(f"The config gives no context length (max_position_embeddings 0 or missing): "
+                              f"sizing for {DEFAULT_CONTEXT:,} tokens; give --context N to choose")
     elif limit and context > limit and not allow_longer:
         raise UsageError(
             f"--context {context:,} is beyond this model's maximum of {limit:,} tokens",
