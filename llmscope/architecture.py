@@ -11,7 +11,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from llmscope import devices, gguf_cache, loading, translate
+from llmscope import devices, gguf_cache, loading, param_count, translate
 from llmscope.cache import KVCacheEstimate, KVCacheLayerGroup, kv_cache_estimate
 from llmscope.configs import (
     LayerKind,
@@ -117,7 +117,7 @@ def inspect_model(
     source, trust_remote_code = loading.source_of(spec), spec.trust_remote_code
     config = loading.load_config(source, trust_remote_code=trust_remote_code)
     with translate.translate_errors(source, what="config"):
-        meta = loading.build_meta_model(config, trust_remote_code=trust_remote_code)
+        meta = param_count.build_meta_model(config, trust_remote_code=trust_remote_code)  # deep: a prefix
     gguf = gguf_cache.gguf_summary(source)
     return architecture_report(config, meta, source=source.display_name, gguf=gguf, modules=modules)
 
@@ -139,8 +139,7 @@ def architecture_report(
     text = text_config(config)
     hidden = int(config_value(text, "hidden_size"))
     heads, kv_heads, head_dim = _attention_shape(text, hidden)
-    moe = mixture_of_experts(config, meta)
-    parameters = count_parameters(meta, moe)
+    moe, parameters = param_count.exact_counts(config, meta)  # whole-model counts, also from a prefix build
     rope_theta, rope_scaling = rope(text)
     max_positions = config_value(text, "max_position_embeddings", None)
     recurrent = state_space_shape(config)
@@ -181,7 +180,7 @@ def architecture_report(
             recurrent_state=recurrent_state_estimate(config) if recurrent else None,
         ),
         gguf=gguf_info(gguf) if gguf else None,
-        modules=module_tree(meta) if modules else None,
+        modules=param_count.whole_module_tree(meta) if modules else None,
         state_space=recurrent,
         layer_kinds=layer_kinds(config),
     )

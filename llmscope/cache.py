@@ -57,9 +57,11 @@ def kv_cache_estimate(
     element = DTYPE_BYTES[dtype]
     text = text_config(config)
     cache = DynamicCache(config=text)
-    per_layer = getattr(text, "per_layer_config", None) or [text] * len(cache.layers)
+    heterogeneous = getattr(text, "is_heterogeneous", True)  # else every layer's config is the config itself
+    per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache.layers)
     layer_types = list(getattr(text, "layer_types", None) or [])
     groups: dict[tuple[str, int | None, int, int], list[int]] = {}
+    shapes: dict[int, tuple[Any, int, int]] = {}  # id(layer config) -> (it, kv heads, head size)
     for index, (layer, layer_config) in enumerate(zip(cache.layers, per_layer)):
         if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all
             continue
@@ -68,11 +70,14 @@ def kv_cache_estimate(
         kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")
         if kind == "dummy":  # shares another layer's cache, or holds none
             continue
-        heads = config_value(layer_config, "num_attention_heads")
-        kv_heads = int(config_value(layer_config, "num_key_value_heads", heads) or heads)
-        head_dim = int(
-            config_value(layer_config, "head_dim", None) or config_value(layer_config, "hidden_size") // heads
-        )
+        if id(layer_config) not in shapes:  # once per config: the same one for every layer of most models
+            heads = config_value(layer_config, "num_attention_heads")
+            shapes[id(layer_config)] = (
+                layer_config,  # kept alive, so that its id is not reused by another layer's config
+                int(config_value(layer_config, "num_key_value_heads", heads) or heads),
+                int(config_value(layer_config, "head_dim", None) or config_value(layer_config, "hidden_size") // heads),
+            )
+        _, kv_heads, head_dim = shapes[id(layer_config)]
         groups.setdefault((kind, window, kv_heads, head_dim), []).append(index)
     out: list[KVCacheLayerGroup] = []
     for (kind, window, kv_heads, head_dim), layers in groups.items():

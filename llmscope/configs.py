@@ -122,7 +122,8 @@ def per_layer_values(config: Any, name: str) -> list[Any] | None:
     count = _get(config, "num_hidden_layers")
     if not isinstance(count, int) or count <= 0:  # a wrapper's own config: its layers are in a sub-config
         return None
-    layers = getattr(config, "per_layer_config", None)
+    # transformers gives every config a per-layer view; only a heterogeneous one differs per layer
+    layers = getattr(config, "per_layer_config", None) if getattr(config, "is_heterogeneous", True) else None
     if layers:
         values = [_get(c, name) for c in layers]
         return [v[i] if isinstance(v, list) and len(v) == len(layers) else v for i, v in enumerate(values)]

@@ -291,3 +291,75 @@ def test_tab_offers_option_values(shell):
     assert _tab(shell, "llmscope compare hi --strategies greedy,to") == ["greedy,top-k", "greedy,top-p"]
     assert _tab(shell, "llmscope generate hi --device cu")[:2] == ["cuda", "cuda:0"]
     assert _tab(shell, "llmscope layers hi --dtype b") == ["bfloat16"]
+
+
+# --------------------------------------------------------------------------------------------
+# Counting a deep model from a prefix of its layers
+
+DATA = Path(__file__).parent / "data" / "configs"
+
+
+def _deep_configs() -> dict[str, object]:
+    """Configs of every kind the fixtures and tests/data/configs hold, made deeper where they are shallow."""
+    from transformers import AutoConfig, BertConfig, GPT2Config, LlamaConfig, MixtralConfig, Qwen2MoeConfig
+
+    from tiny_architectures import gemma3_config, gemma4_text_config, mamba_config
+
+    small = dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2, vocab_size=300)
+    configs = {name: AutoConfig.from_pretrained(DATA / name) for name in sorted(os.listdir(DATA))}
+    configs.update(
+        gpt2_tied=GPT2Config(n_layer=12, n_embd=64, n_head=4, vocab_size=300),
+        llama=LlamaConfig(num_hidden_layers=12, tie_word_embeddings=False, **small),
+        mixtral=MixtralConfig(num_hidden_layers=10, num_local_experts=4, num_experts_per_tok=2, **small),
+        bert=BertConfig(num_hidden_layers=9, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                        vocab_size=300),
+        qwen2_moe_mixed=Qwen2MoeConfig(num_hidden_layers=14, num_experts=4, num_experts_per_tok=2,
+                                       decoder_sparse_step=2, mlp_only_layers=[3], moe_intermediate_size=32,
+                                       shared_expert_intermediate_size=32, **small),
+        mamba=mamba_config(300, num_hidden_layers=11),
+        gemma3_multimodal=gemma3_config(300),
+        gemma4_text=gemma4_text_config(300),
+    )
+    configs["gemma4_text"].num_hidden_layers = 12
+    configs["gemma4_text"].layer_types = ["sliding_attention"] * 3 + ["full_attention"] + ["sliding_attention"] * 8
+    text = configs["gemma3_multimodal"].text_config
+    text.num_hidden_layers = 13
+    text.layer_types = (["sliding_attention"] * 5 + ["full_attention"]) * 2 + ["sliding_attention"]
+    return configs
+
+
+@pytest.mark.parametrize("name", sorted(_deep_configs()))
+def test_prefix_build_counts_equal_the_full_build(name, monkeypatch):
+    from llmscope import loading, param_count
+    from llmscope.weights import count_parameters, mixture_of_experts
+
+    config = _deep_configs()[name]
+    monkeypatch.setattr(param_count, "FULL_BUILD_LIMIT", param_count._num_layers(config) - 1)
+    full = loading.build_meta_model(config)
+    moe = mixture_of_experts(config, full)
+    want = (moe, count_parameters(full, moe))
+    meta = param_count.build_meta_model(config)
+    assert param_count.exact_counts(config, meta) == want
+    # every config here repeats its kinds, so a prefix was built (Gemma 4's inputs grow with depth: built whole)
+    assert param_count.is_prefix_build(meta) == (name != "gemma4_text")
+
+
+def test_100000_layers_in_seconds(config_folder):
+    """inspect and memory of a config declaring 100,000 layers: exact counts, quickly."""
+    import time
+
+    from llmscope.architecture import inspect_model
+    from llmscope.memory import memory_report
+
+    folder = config_folder("gpt2")
+    config = json.loads((folder / "config.json").read_text())
+    config["n_layer"] = 100_000
+    (folder / "config.json").write_text(json.dumps(config))
+    start = time.perf_counter()
+    report = inspect_model(str(folder))
+    memory = memory_report(str(folder), memory="1TB")
+    assert time.perf_counter() - start < 60
+    embeddings = 50257 * 768 + 1024 * 768
+    per_layer = 12 * 768 * 768 + 13 * 768  # attention 4h^2+4h, mlp 8h^2+5h, two norms 4h
+    assert report.parameters.total == embeddings + 100_000 * per_layer + 2 * 768
+    assert memory.parameters.total == report.parameters.total
