@@ -179,6 +179,9 @@ def budget(device: str | None = "cpu") -> tuple[int, str]:
         available, where = int(torch.cuda.mem_get_info(index)[0]), f"is free on {device}"
     else:
         available = available_ram()
+    room = _address_space_left()
+    if room is not None and room < available:  # ulimit -v: allocations past it fail however much RAM is free
+        available, where = room, "is left under this process's address-space limit (ulimit -v)"
     value = os.environ.get(BUDGET_ENV, "").strip()
     if value:
         from llmscope.units import parse_size
@@ -190,6 +193,21 @@ def budget(device: str | None = "cpu") -> tuple[int, str]:
         if cap < available:
             available, where = cap, f"is allowed by {BUDGET_ENV}"
     return available, where
+
+
+def _address_space_left() -> int | None:
+    """Bytes of address space left under RLIMIT_AS, or None without a limit (or off Linux)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as handle:
+            used = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmSize:"))
+        return max(limit - used, 0)
+    except (ImportError, OSError, StopIteration, ValueError):
+        return None
 
 
 def check_fits(estimate: WorkEstimate, *, device: str | None = "cpu", hints: list[str]) -> None:

@@ -24,13 +24,28 @@ from llmscope.units import fmt_bytes, fmt_count, fmt_int, fmt_prob  # noqa: F401
 
 EXPORT_SUFFIXES = (".svg", ".html", ".txt")
 
+def stdout_closed() -> None:
+    """stdout's reader went away (``| head``): stop writing and end the program with exit 0, quietly.
+
+    SystemExit, not BrokenPipeError: Click turns an EPIPE raised inside a command into exit 1 before
+    ``cli.main`` could see it. stdout is pointed at /dev/null so the final flush cannot fail again.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise SystemExit(0)
+
+
 class _DataConsole(Console):
-    """stdout's console. Rich's default answer to a closed pipe (``| head``) is ``SystemExit(1)``;
-    raising BrokenPipeError instead lets ``cli.main`` end quietly with exit 0, as for any writer."""
+    """stdout's console. Rich's own answer to a closed pipe is ``SystemExit(1)``; README promises 0."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        raise BrokenPipeError
+        stdout_closed()
 
 
 stdout: Console = _DataConsole(highlight=False, soft_wrap=False)
@@ -128,8 +143,11 @@ def emit(
 ) -> None:
     """Print a result: as one JSON document with ``json_``, else as its Rich rendering."""
     if json_:
-        sys.stdout.write(json_text(result) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json_text(result) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            stdout_closed()
     else:
         renderable = renderer(result)
         stdout.print(renderable)
