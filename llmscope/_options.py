@@ -39,10 +39,7 @@ def _export(value: Optional[Path]) -> Optional[Path]:
         return None
     from llmscope.render import check_export_path
 
-    try:
-        return check_export_path(value)
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    return check_export_path(value)  # a UsageError names --export itself: one line, exit 2, before any work
 
 
 def _complete_model(incomplete: str) -> list[str]:
