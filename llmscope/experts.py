@@ -144,7 +144,7 @@ def experts(
     import torch
 
     from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
-    from llmscope.architecture import _mixture_of_experts as mixture_of_experts, count_parameters  # -> weights.py
+    from llmscope.weights import count_parameters, mixture_of_experts
 
     check_prompt_options(prompt, chat=False, system=None)
     if not isinstance(model, loading.LoadedModel):
@@ -198,7 +198,7 @@ def experts(
 
 def _refuse_dense_config(spec: loading.LoadSpec) -> None:
     """A dense model is refused from its config alone, before any weights load."""
-    from llmscope.architecture import _mixture_of_experts as mixture_of_experts  # -> weights.py
+    from llmscope.weights import mixture_of_experts
 
     source = loading.source_of(spec)
     config = loading.load_config(source, trust_remote_code=spec.trust_remote_code)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmscope import loading
-from llmscope.architecture import _mixture_of_experts as mixture_of_experts, count_parameters
+from llmscope.weights import count_parameters, mixture_of_experts
 from llmscope.errors import LlmscopeError, UsageError
 from llmscope.experts import experts
 
