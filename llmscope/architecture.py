@@ -11,7 +11,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from llmscope import devices, gguf_cache, loading, param_count, translate
+from llmscope import devices, gguf_cache, inspect_cache, loading, param_count, translate
 from llmscope.cache import KVCacheEstimate, KVCacheLayerGroup, kv_cache_estimate
 from llmscope.configs import (
     LayerKind,
@@ -115,11 +115,16 @@ def inspect_model(
     """Describe MODEL (hub id, folder, .gguf, or None for the embedded default) from its config."""
     spec = loading.load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     source, trust_remote_code = loading.source_of(spec), spec.trust_remote_code
+    cached = inspect_cache.load(source, modules=modules, trust_remote_code=trust_remote_code)
+    if cached is not None:  # the same config seen before: no torch, no transformers
+        return cached
     config = loading.load_config(source, trust_remote_code=trust_remote_code)
     with translate.translate_errors(source, what="config"):
         meta = param_count.build_meta_model(config, trust_remote_code=trust_remote_code)  # deep: a prefix
     gguf = gguf_cache.gguf_summary(source)
-    return architecture_report(config, meta, source=source.display_name, gguf=gguf, modules=modules)
+    report = architecture_report(config, meta, source=source.display_name, gguf=gguf, modules=modules)
+    inspect_cache.store(source, report, modules=modules, trust_remote_code=trust_remote_code)
+    return report
 
 
 def architecture_report(

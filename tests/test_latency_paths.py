@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from llmscope import fast_tokens, gguf_header
+from tiny_architectures import tiny_families  # noqa: F401 - a fixture
 
 TEXTS = [
     "Hello, world!",
@@ -363,3 +364,55 @@ def test_100000_layers_in_seconds(config_folder):
     per_layer = 12 * 768 * 768 + 13 * 768  # attention 4h^2+4h, mlp 8h^2+5h, two norms 4h
     assert report.parameters.total == embeddings + 100_000 * per_layer + 2 * 768
     assert memory.parameters.total == report.parameters.total
+
+
+# --------------------------------------------------------------------------------------------
+# A second inspect answers from the cache
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mixtral", "bert"])
+@pytest.mark.parametrize("modules", [False, True])
+def test_cached_inspect_equals_a_fresh_one(tiny_models, name, modules, monkeypatch):
+    from llmscope import inspect_cache
+    from llmscope.architecture import inspect_model
+
+    first = inspect_model(str(tiny_models[name]), modules=modules)
+    second = inspect_model(str(tiny_models[name]), modules=modules)  # from the cache
+    monkeypatch.setattr(inspect_cache, "load", lambda *a, **k: None)
+    fresh = inspect_model(str(tiny_models[name]), modules=modules)
+    assert first == second == fresh
+
+
+def test_cached_inspect_of_families_and_gguf(tiny_gguf, tiny_families, monkeypatch):
+    from llmscope import inspect_cache
+    from llmscope.architecture import inspect_model
+
+    models = [str(tiny_gguf), *(str(f) for f in tiny_families.values())]
+    cached = [inspect_model(m) for m in models for _ in range(2)][1::2]
+    monkeypatch.setattr(inspect_cache, "load", lambda *a, **k: None)
+    assert cached == [inspect_model(m) for m in models]
+
+
+def test_inspect_cache_follows_the_config(config_folder):
+    from llmscope.architecture import inspect_model
+
+    folder = config_folder("gpt2")
+    assert inspect_model(str(folder)).num_hidden_layers == 12
+    config = json.loads((folder / "config.json").read_text())
+    config["n_layer"] = 3
+    (folder / "config.json").write_text(json.dumps(config))
+    assert inspect_model(str(folder)).num_hidden_layers == 3
+
+
+def test_warm_inspect_imports_no_torch(tiny_models):
+    code = (
+        "import sys\nfrom llmscope.cli import main\nsys.argv=['llmscope','inspect',sys.argv[1],'--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch','transformers') if m in sys.modules), file=sys.stderr)\n"
+    )
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code, str(tiny_models["llama"])], capture_output=True, text=True,
+                              timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stderr
+    assert json.loads(done.stdout)["model_type"] == "llama"
