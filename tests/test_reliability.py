@@ -453,8 +453,8 @@ def _top_k_beyond_the_vocabulary_is_plain_sampling(data, again, vocab, config):
 
 
 def _up_to_the_context(data, again, vocab, config):
-    assert data["stop_reason"] in ("length", "eos")
-    if data["stop_reason"] == "length":
+    assert data["stop_reason"] in ("context", "eos")  # cut by the context, not by --max-new-tokens (issue 21)
+    if data["stop_reason"] == "context":
         assert data["prompt_tokens"] + data["num_tokens"] == config["n_positions"]
     else:
         assert data["prompt_tokens"] + data["num_tokens"] <= config["n_positions"]
