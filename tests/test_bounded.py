@@ -203,12 +203,16 @@ def test_estimates_grow_as_the_issue_measured():
     counts every beam's KV cache."""
     from transformers import Gemma3TextConfig
 
-    from llmscope.work_estimate import attention_work, decode_work
+    from llmscope.work_estimate import attention_work, decode_work, layers_work
 
     config = Gemma3TextConfig(num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
                               hidden_size=640, vocab_size=262144, sliding_window=512)
     assert attention_work(config, 20_000, dtype="float32", kept_layers=1).total > 24 * 2**30
     assert attention_work(config, 500, dtype="float32", kept_layers=1).total < 2**30
+    # layers --all-tokens on 2k words (about 2,700 tokens): the lens runs in 64 MiB chunks, so the
+    # whole pass stays near 2 GiB instead of the 12 GB the issue watched it reach
+    grid = layers_work(config, 2_700, dtype="float32", all_tokens=True, top=3, eager=False, all_logits=False)
+    assert grid.parts["lens logits of one chunk"] <= 3 * 64 * 2**20 and grid.total < 2 * 2**30
     one = decode_work(config, 10, 100, rows=0, beams=1, dtype="float32").parts
     many = decode_work(config, 10, 100, rows=0, beams=100, dtype="float32").parts
     assert many["KV cache of 100 rows"] == 100 * one["KV cache of 1 row"] > 0
