@@ -292,6 +292,14 @@ def test_tab_offers_option_values(shell):
     assert _tab(shell, "llmscope compare hi --strategies greedy,to") == ["greedy,top-k", "greedy,top-p"]
     assert _tab(shell, "llmscope generate hi --device cu")[:2] == ["cuda", "cuda:0"]
     assert _tab(shell, "llmscope layers hi --dtype b") == ["bfloat16"]
+    assert _tab(shell, "llmscope memory --for ") == ["generate", "forward"]
+
+
+def test_memory_for_values_are_the_modes():
+    transient = pytest.importorskip("llmscope.transient")  # issue 19's module
+    from llmscope import completion
+
+    assert completion.MEMORY_FOR == transient.MODES
 
 
 # --------------------------------------------------------------------------------------------
