@@ -42,6 +42,27 @@ class KVCacheEstimate:
     layers: list[KVCacheLayerGroup]
 
 
+def _deep_cache_layers(text: PretrainedConfig) -> list[Any] | None:
+    """A deep model's cache layers from a prefix holding every kind of layer (``param_count``): a
+    DynamicCache of 100,000 layers takes transformers most of a minute to set up. None: not deep."""
+    from transformers import DynamicCache
+
+    from llmscope import param_count
+
+    count = config_value(text, "num_hidden_layers", None)
+    if not isinstance(count, int) or count <= param_count.FULL_BUILD_LIMIT:
+        return None
+    keys = param_count.layer_keys(text, count)
+    first: dict[Any, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    prefix = max(first.values()) + 1
+    if prefix > param_count.FULL_BUILD_LIMIT:
+        return None
+    layers = DynamicCache(config=param_count.prefix_config(text, prefix, count)).layers
+    return [layers[first[key]] for key in keys] if len(layers) == prefix else None
+
+
 def kv_cache_estimate(
     config: PretrainedConfig, *, context: int, batch: int = 1, dtype: str = "bfloat16"
 ) -> KVCacheEstimate:
@@ -56,13 +77,15 @@ def kv_cache_estimate(
 
     element = DTYPE_BYTES[dtype]
     text = text_config(config)
-    cache = DynamicCache(config=text)
     heterogeneous = getattr(text, "is_heterogeneous", True)  # else every layer's config is the config itself
-    per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache.layers)
+    cache_layers = None if heterogeneous else _deep_cache_layers(text)
+    if cache_layers is None:
+        cache_layers = DynamicCache(config=text).layers
+    per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache_layers)
     layer_types = list(getattr(text, "layer_types", None) or [])
     groups: dict[tuple[str, int | None, int, int], list[int]] = {}
     shapes: dict[int, tuple[Any, int, int]] = {}  # id(layer config) -> (it, kv heads, head size)
-    for index, (layer, layer_config) in enumerate(zip(cache.layers, per_layer)):
+    for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
         if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all
             continue
         window = getattr(layer, "sliding_window", None)
