@@ -46,6 +46,8 @@ class GgufHeader:
     version: int
     metadata: dict[str, Any]
     tensors: tuple[TensorEntry, ...]
+    data_start: int  # where the tensor data begins (after the table, aligned)
+    file_size: int
 
 
 class HeaderError(ValueError):
@@ -80,7 +82,12 @@ def _parse(blob: Any) -> GgufHeader:
         ggml_type, offset = struct.unpack_from("<IQ", blob, pos)
         pos += 12
         tensors.append(TensorEntry(name, tuple(int(d) for d in dims), int(ggml_type), int(offset)))
-    return GgufHeader(version=version, metadata=metadata, tensors=tuple(tensors))
+    alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment <= 0:
+        raise HeaderError("bad general.alignment")
+    data_start = (pos + alignment - 1) // alignment * alignment
+    return GgufHeader(version=version, metadata=metadata, tensors=tuple(tensors), data_start=data_start,
+                      file_size=len(blob))
 
 
 def _string(blob: Any, pos: int) -> tuple[str, int]:
@@ -127,9 +134,14 @@ def tensor_summary(header: GgufHeader, path: Path) -> dict[str, Any]:
 
     types: dict[str, dict[str, int]] = {}
     for tensor in header.tensors:
-        kind = gguf_lib.GGMLQuantizationType(tensor.ggml_type)
+        try:
+            kind = gguf_lib.GGMLQuantizationType(tensor.ggml_type)
+        except ValueError:
+            raise HeaderError(f"unknown tensor type {tensor.ggml_type}") from None
         block_size, type_size = gguf_lib.GGML_QUANT_SIZES[kind]
         elements = prod(tensor.dims)
+        if header.data_start + tensor.offset + elements * type_size // block_size > header.file_size:
+            raise HeaderError(f"tensor {tensor.name} runs past the end of the file (truncated?)")
         entry = types.setdefault(kind.name, {"tensors": 0, "elements": 0, "bytes": 0})
         entry["tensors"] += 1
         entry["elements"] += int(elements)
@@ -222,12 +234,15 @@ def write_config_stage(path: Path, out: Path) -> bool:
     values = config_dict(header)
     if values is None:
         return False
+    try:
+        summary = tensor_summary(header, path)  # also checks that every tensor lies inside the file
+    except HeaderError:
+        return False
     from transformers import CONFIG_MAPPING
 
     if values.get("model_type") not in CONFIG_MAPPING:
         return False
     config = CONFIG_MAPPING[values["model_type"]].from_dict(values)
-    summary = tensor_summary(header, path)
     config.save_pretrained(out)
     (out / "gguf-tensors.json").write_text(json.dumps(summary, indent=1))
     return True
