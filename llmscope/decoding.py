@@ -177,15 +177,6 @@ def repetition_rate(ids: Sequence[int], n: int = 4) -> float:
 # Prompt, stop tokens, processors
 
 
-def _causal(lm: LoadedModel) -> None:
-    if lm.masked:
-        raise UsageError(
-            f"{lm.source.display_name} is a masked language model (BERT-style): it fills in [MASK], it does "
-            "not write text left to right",
-            hint="use a causal model such as gpt2 or the embedded default",
-        )
-
-
 def _prompt_ids(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> tuple[torch.Tensor, list[str]]:
     """The prompt as input ids (1, prompt tokens) through ``prompts.encode`` (the chat template with
     ``chat``), and its warnings. An empty plain prompt starts from the beginning-of-text token."""
@@ -246,7 +237,7 @@ def _prepare(
     """Check the prompt options (before any load), load the causal model, encode the prompt, find the stop ids."""
     prompts.check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)
     lm = loading.load(model, **load_options)
-    _causal(lm)
+    lm.require_causal("write text left to right", hint="use a causal model such as gpt2 or the embedded default")
     prompt_ids, warnings = _prompt_ids(lm, prompt, chat=chat, system=system)
     context_room(lm, prompt_ids.shape[-1])
     stops = stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=chat)

@@ -106,15 +106,16 @@ def file_sha256(path: Path) -> str:
             digest.update(block)
     value = digest.hexdigest()
     with contextlib.suppress(OSError):
-        _atomic_write_text(memo, f"{hashlib.sha256(signature.encode()).hexdigest()} {value}\n")
+        atomic_write_text(memo, f"{hashlib.sha256(signature.encode()).hexdigest()} {value}\n")
     return value
 
 
-def _atomic_write_text(target: Path, text: str) -> None:
+def atomic_write_text(target: Path, text: str) -> None:
+    """Write TARGET whole or not at all: a temporary file beside it, renamed into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, target)
     except BaseException:

@@ -14,15 +14,13 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import types
 import typing
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscope.gguf_cache import cache_root, file_sha256
+from llmscope.gguf_cache import atomic_write_text, cache_root, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.architecture import ArchitectureReport
@@ -98,17 +96,7 @@ def store(source: ModelSource, report: ArchitectureReport, *, modules: bool, tru
         text = json.dumps(document, ensure_ascii=False)
         if decode(type(report), json.loads(text)["report"]) != report:
             return  # something in it does not survive JSON: not cached
-        target = _entry(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(_entry(key), text)
 
 
 # --------------------------------------------------------------------------------------------

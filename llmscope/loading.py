@@ -62,6 +62,16 @@ class LoadedModel:
     def masked(self) -> bool:
         return is_masked_lm(self.model.config)
 
+    def require_causal(self, task: str, hint: str) -> LoadedModel:
+        """This model, if it reads left to right; a masked LM (BERT) is a usage error for TASK."""
+        if self.masked:
+            raise UsageError(
+                f"{self.source.display_name} is a masked language model (BERT-style): it fills in [MASK], "
+                f"it does not {task}",
+                hint=hint,
+            )
+        return self
+
 
 ModelLike = Union[str, os.PathLike, LoadSpec, LoadedModel, None]
 _OPTIONS = tuple(f.name for f in dataclasses.fields(LoadSpec) if f.name != "model")
@@ -332,8 +342,12 @@ def load_model(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    tokenizer: bool = True,
 ) -> LoadedModel:
     """Load weights and tokenizer for running. ``device='auto'`` uses accelerate's device map.
+
+    ``tokenizer=False`` loads the weights alone (the tokenizer is then None): ``memory --measure``
+    counts what the weights take.
 
     The tokenizer loads in a second thread while the weights load: for a 262k-token vocabulary its
     tokenizer.json takes as long to parse as a small model's weights take to read.
@@ -352,13 +366,14 @@ def load_model(
     weight_bytes = sum(p.numel() for p in meta.parameters()) * torch_dtype.itemsize  # tied: once
     check_weights_fit(weight_bytes, target, str(torch_dtype).replace("torch.", ""), source.display_name)
     # Convert what a GGUF still needs first, one stage at a time; then read both folders at once.
-    _pretrained_location(source, "tokenizer")
+    if tokenizer:
+        _pretrained_location(source, "tokenizer")
     location, kwargs = _pretrained_location(source, "model")
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     device_map: Any = "auto" if target == "auto" else {"": target}
     with ThreadPoolExecutor(max_workers=1) as pool:
-        tokenizer_job = pool.submit(load_tokenizer, source, trust_remote_code=trust_remote_code)
+        tokenizer_job = pool.submit(load_tokenizer, source, trust_remote_code=trust_remote_code) if tokenizer else None
         with translate_errors(source, what="weights"):
             quiet_transformers()
             model = cls.from_pretrained(
@@ -369,12 +384,12 @@ def load_model(
                 trust_remote_code=trust_remote_code,
                 **kwargs,
             )
-        tokenizer = tokenizer_job.result()
+        loaded_tokenizer = tokenizer_job.result() if tokenizer_job else None
     model.eval()
     input_device = str(next(model.parameters()).device) if target == "auto" else target
     return LoadedModel(
         model=model,
-        tokenizer=tokenizer,
+        tokenizer=loaded_tokenizer,
         source=source,
         device=input_device,
         dtype=str(torch_dtype).replace("torch.", ""),

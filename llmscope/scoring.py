@@ -248,13 +248,8 @@ def _score_ids(
 
 
 def _causal(lm: LoadedModel) -> LoadedModel:
-    if lm.masked:
-        raise UsageError(
-            f"{lm.source.display_name} is a masked language model: it gives no left-to-right probability "
-            "for a text",
-            hint="score with a causal model (GPT-2, Llama, Gemma...)",
-        )
-    return lm
+    return lm.require_causal("give a left-to-right probability for a text",
+                             hint="score with a causal model (GPT-2, Llama, Gemma...)")
 
 
 def _settle_window(lm: LoadedModel, window: int | None, stride: int | None, num_tokens: int) -> tuple[int, int]:
