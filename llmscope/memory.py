@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from llmscope import devices, gguf_cache, loading, translate
+from llmscope import devices, gguf_cache, loading, param_count, translate
 from llmscope.cache import KVCacheEstimate, kv_cache_estimate
-from llmscope.configs import config_value, max_positions, text_config, vocab_size
+from llmscope.configs import config_value, max_positions, text_config
 from llmscope.errors import UsageError
 from llmscope.placement import (
     DeviceBudget,
@@ -26,12 +26,15 @@ from llmscope.placement import (
     plan_placement,
 )
 from llmscope.recurrent import RecurrentStateEstimate, recurrent_state_estimate
+from llmscope.transient import ForwardShape, check_attn_implementation, check_mode, forward_shape, transient_at_peak
 from llmscope.units import parse_size
-from llmscope.weights import DTYPE_BYTES, GgufInfo, count_parameters, gguf_info, mixture_of_experts
+from llmscope.weights import DTYPE_BYTES, GgufInfo, gguf_info
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
     from transformers import PretrainedConfig
+
+    from llmscope.measure import Measurement
 
 # Public names that moved to llmscope.units and llmscope.placement, still importable from here.
 __all__ = [
@@ -106,6 +109,13 @@ class MemoryReport:
     headroom_bytes: int
     max_context: int | None
     placement: list[DevicePlacement] | None
+    context: int = 0  # tokens per sequence the report is for
+    batch: int = 1
+    mode: str = "generate"  # what the transient is for: generate (last-position logits) or forward (all)
+    attn_implementation: str | None = None  # the attention transformers runs, as the transient assumes
+    transient_peak: str | None = None  # where the peak falls: attention, mlp or lm_head
+    transient_shapes: dict[str, str] = dataclasses.field(default_factory=dict)  # each transient term's tensors
+    measurement: Measurement | None = None  # --measure: the peak of the same run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -126,6 +136,15 @@ class MemoryReport:
             "max_context": self.max_context,
             "max_position_embeddings": self.max_position_embeddings,
             "placement": self.placement,
+            "context": self.context,
+            "batch": self.batch,
+            "mode": self.mode,
+            "attn_implementation": self.attn_implementation,
+            "transient_peak": self.transient_peak,
+            "transient_shapes": self.transient_shapes,
+            "measured_bytes": self.measurement.bytes if self.measurement else None,
+            "measured_ratio": round(self.measurement.bytes / self.needed_bytes, 4) if self.measurement else None,
+            "measurement": self.measurement,
         }
 
 
@@ -147,11 +166,17 @@ def memory_report(
     revision: str | None = None,
     gguf_file: str | None = None,
     trust_remote_code: bool = False,
+    mode: str = "generate",
+    attn_implementation: str | None = None,
+    measure: bool = False,
+    runs: int = 1,
 ) -> MemoryReport:
     """What MODEL needs at ``context`` tokens x ``batch`` sequences, and whether it fits the budget.
 
     ``memory`` is one device's budget ('24GiB'); ``gpus`` several ('2x80GiB'), with ``cpu`` RAM to
     spill into. Without either, the budget is this machine's GPUs, else its available RAM.
+    ``mode``: 'generate' (prefill, then one token: last-position logits) or 'forward' (every
+    position's logits). ``measure``: run it, ``runs`` times (:mod:`llmscope.measure`).
     """
     # Values first: nothing is read before they are known to be good.
     if context is not None and context <= 0:
@@ -162,6 +187,9 @@ def memory_report(
         raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
     dtype = _memory_dtype(dtype, "--dtype")
     kv_dtype = _memory_dtype(kv_dtype, "--kv-dtype") if kv_dtype is not None else None
+    mode, attn_implementation = check_mode(mode), check_attn_implementation(attn_implementation)
+    if runs < 1:
+        raise UsageError(f"--runs {runs}: must be at least 1")
     budget: list[DeviceBudget] | None = None
     if memory is not None:
         budget = [DeviceBudget("memory", parse_size(memory), "given")]
@@ -195,11 +223,19 @@ def memory_report(
         )
 
     with translate.translate_errors(source, what="config"):
-        meta = loading.build_meta_model(config, trust_remote_code=trust_remote_code)
+        meta = param_count.build_meta_model(config, trust_remote_code=trust_remote_code)  # deep: a prefix
     gguf = gguf_cache.gguf_summary(source)
-    return report_from_meta(
+    report = report_from_meta(
         config, meta, source=source.display_name, context=context, batch=batch, dtype=dtype, kv_dtype=kv_dtype,
-        budget=budget, allow_longer=allow_longer, gguf=gguf,
+        budget=budget, allow_longer=allow_longer, gguf=gguf, mode=mode, attn_implementation=attn_implementation,
+    )
+    if not measure:
+        return report
+    from llmscope.measure import measure_report
+
+    return measure_report(
+        report, model, kv_dtype=kv_dtype, several_devices=gpus is not None or cpu is not None, runs=runs,
+        revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
     )
 
 
@@ -231,11 +267,12 @@ def report_from_meta(
     budget: list[DeviceBudget] | None,
     allow_longer: bool,
     gguf: dict[str, Any] | None = None,
+    mode: str = "generate",
+    attn_implementation: str | None = None,
 ) -> MemoryReport:
     """Assemble the report from a config and the model built from it on the meta device."""
     masked = loading.is_masked_lm(config)
-    moe = mixture_of_experts(config, meta)
-    counts = count_parameters(meta, moe)
+    moe, counts = param_count.exact_counts(config, meta)  # whole-model counts, also from a prefix build
     parameters = ParameterSummary(
         total=counts.total,
         active=counts.active,
@@ -252,7 +289,9 @@ def report_from_meta(
     )
     state = recurrent_state_estimate(config, batch=batch, dtype=kv_dtype)  # instead of a KV cache
     kv = None if masked or state else kv_cache_estimate(config, context=context, batch=batch, dtype=kv_dtype)
-    transient = transient_estimate(config, context=context, batch=batch, dtype=dtype)
+    shape = forward_shape(config, meta, attn_implementation=attn_implementation, causal=not masked)
+    estimate = transient_at_peak(shape, context=context, batch=batch, dtype=dtype, mode=mode, kv=kv)
+    transient = estimate.as_dict()
     needed = weights.bytes + (kv.bytes if kv else 0) + (state.bytes if state else 0) + sum(transient.values())
 
     from_machine = budget is None
@@ -263,7 +302,7 @@ def report_from_meta(
     placement = None
     if len(budget) > 1:
         placement = plan_placement(
-            meta, config, budget, dtype=dtype, kv=kv, transient=sum(transient.values()) + (state.bytes if state else 0)
+            param_count.full_model(meta), config, budget, dtype=dtype, kv=kv, transient=sum(transient.values()) + (state.bytes if state else 0)
         )
         fits = plan_fits(placement)
     else:
@@ -272,7 +311,7 @@ def report_from_meta(
     limit = max_positions(config)
     max_context = _max_context(
         config, meta, budget, weights_bytes=weights.bytes, state_bytes=state.bytes if state else 0,
-        kv_cache=kv is not None, limit=limit, context=context,
+        kv_cache=kv is not None, limit=limit, context=context, shape=shape, mode=estimate.mode,
         batch=batch, dtype=dtype, kv_dtype=kv_dtype, allow_longer=allow_longer,
     )
     return MemoryReport(
@@ -296,6 +335,12 @@ def report_from_meta(
         headroom_bytes=total_budget - needed,
         max_context=max_context,
         placement=placement,
+        context=context,
+        batch=batch,
+        mode=estimate.mode,
+        attn_implementation=estimate.attn_implementation,
+        transient_peak=estimate.peak,
+        transient_shapes=estimate.shapes(),
     )
 
 
@@ -313,6 +358,8 @@ def _max_context(
     dtype: str,
     kv_dtype: str,
     allow_longer: bool,
+    shape: ForwardShape,
+    mode: str,
 ) -> int:
     """The longest context that fits the budget: placed anew at each length on several devices."""
     ceiling = UNLIMITED_CONTEXT if allow_longer or not limit else limit
@@ -322,31 +369,20 @@ def _max_context(
     def fits_at(tokens: int) -> bool:
         kv = kv_cache_estimate(config, context=tokens, batch=batch, dtype=kv_dtype) if kv_cache else None
         # a recurrent state does not grow with the context: placed like the transient memory
-        transient = sum(transient_estimate(config, context=tokens, batch=batch, dtype=dtype).values()) + state_bytes
+        transient = transient_at_peak(shape, context=tokens, batch=batch, dtype=dtype, mode=mode, kv=kv).bytes
+        transient += state_bytes
         if len(budget) > 1:  # each device holds its own layers' cache
-            return plan_fits(plan_placement(meta, config, budget, dtype=dtype, kv=kv, transient=transient))
+            return plan_fits(plan_placement(param_count.full_model(meta), config, budget, dtype=dtype, kv=kv, transient=transient))
         return weights_bytes + (kv.bytes if kv else 0) + transient <= total_budget
 
     return longest_context(fits_at, ceiling)
 
 
-def transient_estimate(config: PretrainedConfig, *, context: int, batch: int, dtype: str) -> dict[str, int]:
-    """The largest short-lived tensors of one forward pass over ``context`` tokens (an estimate).
-
-    ``logits``: (batch, tokens, vocab) in float32. ``mlp``: one layer's feed-forward intermediate,
-    (batch, tokens, intermediate_size) twice (gate and up, or before and after the activation).
-    Attention scores are not counted: SDPA and flash attention do not hold them whole.
-    """
-    text = text_config(config)
-    vocab = vocab_size(config)
-    hidden = int(config_value(text, "hidden_size"))
-    intermediate = None
-    for name in ("intermediate_size", "n_inner", "ffn_dim"):
-        value = config_value(text, name, None)  # per layer: the most common
-        if isinstance(value, int) and value > 0:
-            intermediate = value
-            break
-    intermediate = intermediate or 4 * hidden
-    logits = batch * context * vocab * 4  # (batch, tokens, vocab) float32
-    mlp = int(2 * batch * context * intermediate * DTYPE_BYTES[dtype])  # 2 x (batch, tokens, intermediate)
-    return {"logits": logits, "mlp": mlp}
+def transient_estimate(
+    config: PretrainedConfig, *, context: int, batch: int, dtype: str, mode: str = "generate"
+) -> dict[str, int]:
+    """The tensors alive at a prefill's peak, by name (:func:`llmscope.transient.transient_at_peak`)."""
+    masked = loading.is_masked_lm(config)
+    shape = forward_shape(config, param_count.build_meta_model(config), causal=not masked)
+    kv = None if masked else kv_cache_estimate(config, context=context, batch=batch, dtype=dtype)
+    return transient_at_peak(shape, context=context, batch=batch, dtype=dtype, mode=mode, kv=kv).as_dict()

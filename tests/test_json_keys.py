@@ -27,7 +27,8 @@ MEMORY = [
     "model", "source", "model_type", "architecture", "parameters", "weights", "kv_cache", "recurrent_state",
     "transient_bytes",
     "transient", "needed_bytes", "budget", "fits", "headroom_bytes", "max_context", "max_position_embeddings",
-    "placement",
+    "placement", "context", "batch", "mode", "attn_implementation", "transient_peak", "transient_shapes",
+    "measured_bytes", "measured_ratio", "measurement",
 ]
 TOKENIZE = [
     "model", "text", "ids", "tokens", "pieces", "offsets", "special_tokens_mask", "added_special_tokens",

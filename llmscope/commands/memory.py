@@ -15,9 +15,12 @@ EPILOG = """[bold]Examples[/bold]
   llmscope memory gpt2 --context 1024 --batch 8 --memory 4GiB
   llmscope memory microsoft/Phi-3-mini-4k-instruct --memory 8GB --kv-dtype float16
   llmscope memory mistralai/Mixtral-8x7B-v0.1 --gpus 2x80GiB --cpu 64GiB --json
+  llmscope memory --for forward --context 2048     [dim]# every position's logits[/dim]
+  llmscope memory --context 8192 --dtype float32 --measure
 """
 
 BUDGET_PANEL = "Budget"
+RUN_PANEL = "What runs"
 
 
 def _size(value: Optional[str]) -> Optional[str]:
@@ -51,6 +54,22 @@ def _dtype(value: Optional[str]) -> Optional[str]:
         return validate_dtype(value)
     except UsageError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def _mode(value: str) -> str:
+    from llmscope.transient import MODES
+
+    if value not in MODES:
+        raise typer.BadParameter(f"{value!r}: use generate or forward")
+    return value
+
+
+def _attn(value: Optional[str]) -> Optional[str]:
+    from llmscope.transient import ATTENTION_IMPLEMENTATIONS
+
+    if value is not None and value not in ATTENTION_IMPLEMENTATIONS:
+        raise typer.BadParameter(f"{value!r}: use one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+    return value
 
 
 def command(
@@ -87,6 +106,26 @@ def command(
     allow_longer: Annotated[
         bool, typer.Option("--allow-longer", help="Allow a --context beyond the model's maximum.")
     ] = False,
+    for_: Annotated[
+        str,
+        typer.Option("--for", help="generate: prefill, then one token (last-position logits); forward: one pass "
+                     "returning every position's logits, as scoring does.", callback=_mode,
+                     autocompletion=opt.complete_memory_for, rich_help_panel=RUN_PANEL, metavar="generate|forward"),
+    ] = "generate",
+    attn_implementation: Annotated[
+        Optional[str],
+        typer.Option("--attn-implementation", help="sdpa, eager, flash_attention_2... Default: transformers' choice.",
+                     callback=_attn, rich_help_panel=RUN_PANEL, show_default=False),
+    ] = None,
+    measure: Annotated[
+        bool,
+        typer.Option("--measure", help="Load the model, run exactly this (a random prompt of --context tokens at "
+                     "--batch) and show the measured peak beside the prediction.", rich_help_panel=RUN_PANEL),
+    ] = False,
+    runs: Annotated[
+        int, typer.Option(help="With --measure: how many runs (one fresh process, one load); the median.", min=1,
+                          rich_help_panel=RUN_PANEL)
+    ] = 1,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     trust_remote_code: opt.TrustRemoteCode = False,
@@ -99,6 +138,11 @@ def command(
     holds: grouped-query heads, sliding-window layers keeping only their window, none for encoders.
     A mixture-of-experts model is sized with all its experts. Without --memory or --gpus, the
     budget is this machine: its GPUs, else its available RAM.
+
+    The transient memory is what transformers allocates at the prefill's peak for this attention
+    implementation (masks, scores, the MLP's intermediates, the logits), each tensor named.
+    --measure runs it in a fresh process: on CUDA max_memory_allocated, on the CPU the peak RSS
+    over the RSS before the weights load (coarser).
     """
     if memory is not None and gpus is not None:
         raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
@@ -119,5 +163,9 @@ def command(
         revision=revision,
         gguf_file=gguf_file,
         trust_remote_code=trust_remote_code,
+        mode=for_,
+        attn_implementation=attn_implementation,
+        measure=measure,
+        runs=runs,
     )
     render.emit(report, render_memory, json_=json_, export_path=export)

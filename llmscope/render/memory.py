@@ -76,14 +76,28 @@ def _needs(r: MemoryReport) -> Table:
             )
         t.add_row(f"KV cache at {kv.context:,} tokens", fmt_bytes(kv.bytes), f"batch {kv.batch}")
     t.add_section()
-    t.add_row(
-        "transient (estimate)",
-        fmt_bytes(r.transient_bytes),
-        f"logits {fmt_bytes(r.transient['logits'])}, MLP {fmt_bytes(r.transient['mlp'])}",
-    )
+    _transient(t, r)
     t.add_section()
     t.add_row(Text("total", style="bold"), Text(fmt_bytes(r.needed_bytes), style="bold"), "")
+    m = r.measurement
+    if m is not None:
+        how = "peak RSS" if m.device == "cpu" else "allocated"  # the CPU's is coarser: see llmscope.measure
+        how += f" (median of {len(m.runs)})" if len(m.runs) > 1 else (" (coarse)" if m.device == "cpu" else "")
+        ratio = m.bytes / r.needed_bytes if r.needed_bytes else 0.0
+        t.add_row(Text(f"measured, {m.device}", style="bold"), Text(fmt_bytes(m.bytes), style="bold"),
+                  f"{ratio:.2f}x; {how}")
     return t
+
+
+def _transient(t: Table, r: MemoryReport) -> None:
+    """The transient memory at the prefill's peak, one row per tensor kind."""
+    t.add_row(
+        f"transient, for {r.mode}",
+        fmt_bytes(r.transient_bytes),
+        f"peak: {r.transient_peak or '?'} ({r.attn_implementation or '?'})",
+    )
+    for name, size in r.transient.items():  # the names of --json's "transient"
+        t.add_row(f"  {name}", fmt_bytes(size), r.transient_shapes.get(name, ""))
 
 
 def _verdict(r: MemoryReport) -> Text:
@@ -102,7 +116,7 @@ def _verdict(r: MemoryReport) -> Text:
         cap = ""
         if r.max_position_embeddings and r.max_context == r.max_position_embeddings:
             cap = ", the model's maximum"
-        text.append(f"\nLongest context at batch {r.kv_cache.batch if r.kv_cache else (r.recurrent_state.batch if r.recurrent_state else 1)}: ")
+        text.append(f"\nLongest context for {r.mode} at batch {r.batch}: ")
         text.append(f"{fmt_int(r.max_context)} tokens{cap}", style="bold")
         if r.placement is not None:
             text.append(" (placed anew at each length)", style="dim")
