@@ -335,7 +335,10 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
     code = (
         "from llmscope import gguf_cache; from llmscope.resolve import resolve; import sys\n"
         "from llmscope.report_progress import set_reporter; from llmscope.render.progress import RichReporter\n"
-        "set_reporter(RichReporter())  # as the CLI does: the status line shows who converted\n"
+        "set_reporter(RichReporter())  # as the CLI does\n"
+        "convert = gguf_cache._convert_stage  # say on stderr who really converts\n"
+        "def counted(*a, **k):\n    print('CONVERTING', file=sys.stderr); return convert(*a, **k)\n"
+        "gguf_cache._convert_stage = counted\n"
         "s = resolve(sys.argv[1]); g = gguf_cache.gguf_file_for(s)\n"
         "print(gguf_cache.ensure_gguf_stage(g, 'config', s))\n"
     )
@@ -346,7 +349,7 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
     assert [p.returncode for p in procs] == [0, 0], outputs
     folders = {out.strip() for out, _ in outputs}
     assert len(folders) == 1
-    assert sum(err.count("Reading the GGUF metadata") for _, err in outputs) == 1  # converted once
+    assert sum(err.count("CONVERTING") for _, err in outputs) == 1  # converted once
     config = json.loads((Path(folders.pop()) / "config.json").read_text())
     assert config["model_type"] == "gemma3_text"
 
