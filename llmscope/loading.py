@@ -260,10 +260,25 @@ def infer_model_type(architectures: list[str]) -> str | None:
         if len(candidates) > 1:
             prefixes = {t: CONFIG_MAPPING_NAMES.get(t, "").removesuffix("Config") for t in candidates}
             candidates = {t for t, p in prefixes.items() if p and architecture.startswith(p)}
-            candidates = {max(candidates, key=lambda t: len(prefixes[t]))} if candidates else set()
+            if candidates:  # the longest prefix; on a tie (gpt2 and gpt-sw3 share GPT2Config) the type
+                # that is its config class's own model_type, then by name: never by set order
+                longest = max(len(prefixes[t]) for t in candidates)
+                tied = sorted(t for t in candidates if len(prefixes[t]) == longest)
+                own = [t for t in tied if _config_model_type(t) == t]
+                candidates = {(own or tied)[0]}
         if candidates:
             return candidates.pop()
     return None
+
+
+def _config_model_type(model_type: str) -> str | None:
+    """The model_type declared by the config class transformers registers for MODEL_TYPE."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        return getattr(CONFIG_MAPPING[model_type], "model_type", None)
+    except (KeyError, ImportError, AttributeError):
+        return None
 
 
 def load_tokenizer(source: ModelSource, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

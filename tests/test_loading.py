@@ -447,3 +447,17 @@ def test_model_type_inference_uses_transformers_mappings():
     assert loading.infer_model_type(["BertForMaskedLM"]) == "bert"
     assert loading.infer_model_type(["Unknown", "MistralForCausalLM"]) == "mistral"
     assert loading.infer_model_type(["Unknown"]) is None
+
+
+def test_model_type_inference_does_not_depend_on_hash_order():
+    """gpt2 and gpt-sw3 share GPT2LMHeadModel and GPT2Config: the answer must not follow set order."""
+    import subprocess
+    import sys
+
+    code = "from llmscope.loading import infer_model_type as f; print(f(['GPT2LMHeadModel']))"
+    answers = {
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                       capture_output=True, text=True, timeout=120).stdout.strip()
+        for seed in range(6)
+    }
+    assert answers == {"gpt2"}
