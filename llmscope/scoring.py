@@ -11,10 +11,8 @@ token is scored once, with as much left context as its window holds. A window of
 predictions (its first token is context only), so windows start every ``min(stride, window - 1)``
 tokens. A text within the window is one forward pass.
 
-Logits are never held for a long window: its last hidden states go through the LM head a few rows
-at a time, and each chunk's log-softmax is reduced at once to the numbers kept (the target's
-log-probability, its rank, the top choice), so a 262k vocabulary costs ``rows x vocab`` floats, not
-``window x vocab``. A short window (logits within 256 MiB) is one plain forward pass of the model.
+How the logits of each window are made and reduced (never ``window x vocab`` at once for a long
+window): ``token_logprobs``.
 """
 
 from __future__ import annotations
@@ -22,20 +20,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmscope import loading
+from llmscope import loading, token_logprobs
 from llmscope.errors import UsageError
 from llmscope.report_progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from llmscope.loading import LoadedModel
-
-CHUNK_FLOATS = 2**25  # logits held at once in the split path: 128 MiB of float32, whatever the vocabulary
-FULL_LOGITS_FLOATS = 2**26  # a window whose logits fit in 256 MiB runs the whole model at once
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,97 +146,6 @@ def plan_windows(num_tokens: int, window: int, stride: int) -> list[tuple[int, i
 
 
 # --------------------------------------------------------------------------------------------
-# Logits a few rows at a time
-
-
-def _split_head(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
-    """(decoder, LM head, final logit softcap) when the model is "decoder, then head": its logits
-    can then be made a few rows at a time. None when it has no such parts."""
-    head = lm.model.get_output_embeddings()
-    decoder = getattr(lm.model, "base_model", None)
-    if head is None or decoder is None or decoder is lm.model:
-        return None
-    text_config = lm.config.get_text_config(decoder=True) if hasattr(lm.config, "get_text_config") else lm.config
-    return decoder, head, getattr(text_config, "final_logit_softcapping", None)
-
-
-def _head_logits(head: Any, softcap: float | None, hidden: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    logits = head(hidden).float()  # (rows, vocab)
-    if softcap:  # as Gemma's forward does it
-        logits = torch.tanh(logits / softcap) * softcap
-    return logits
-
-
-def _logit_source(
-    lm: LoadedModel, ids: list[int], window: int
-) -> Callable[[torch.Tensor, int, int], Iterator[torch.Tensor]]:
-    """A function (window ids, first row, end row) -> logits of those rows, a chunk at a time.
-
-    Windows whose logits fit in FULL_LOGITS_FLOATS run the whole model (one forward pass, its own
-    logits). Longer ones run the decoder, then the head a chunk of rows at a time; that split is used
-    only after checking, on the first tokens of the text, that it gives the model's own logits."""
-    import torch
-
-    head = lm.model.get_output_embeddings()
-    vocab = int(head.weight.shape[0]) if head is not None and hasattr(head, "weight") else 1
-    rows = max(1, CHUNK_FLOATS // vocab)
-    parts = _split_head(lm) if min(window, len(ids)) * vocab > FULL_LOGITS_FLOATS else None
-    if parts is not None:
-        decoder, head, softcap = parts
-        probe = torch.tensor([ids[:4]], device=lm.device)  # (1, tokens)
-        reference = lm.model(probe).logits[0].float()  # (tokens, vocab)
-        own = _head_logits(head, softcap, decoder(input_ids=probe).last_hidden_state[0])
-        scale = max(1.0, float(reference.abs().max()))
-        if own.shape != reference.shape or not torch.allclose(own, reference, rtol=0, atol=1e-4 * scale):
-            parts = None
-            reporter().notice("This model's logits are not its decoder then its LM head: each window runs "
-                              "the whole model, with window x vocabulary logits in memory")
-
-    def chunks(window_ids: torch.Tensor, first: int, end: int) -> Iterator[torch.Tensor]:
-        if parts is not None:
-            hidden = decoder(input_ids=window_ids).last_hidden_state[0, first:end]  # (rows, hidden)
-            for at in range(0, end - first, rows):
-                yield _head_logits(head, softcap, hidden[at : at + rows])  # (rows, vocab)
-        else:
-            logits = lm.model(window_ids).logits[0, first:end]  # (rows, vocab)
-            for at in range(0, end - first, rows):
-                yield logits[at : at + rows].float()
-
-    return chunks
-
-
-def _score_ids(
-    lm: LoadedModel, ids: list[int], plan: list[tuple[int, int, int]], window: int
-) -> list[tuple[float, int, int, float]]:
-    """(logprob, rank, top id, top prob) for every token after the first, in order."""
-    import torch
-
-    out: list[tuple[float, int, int, float]] = []
-    with torch.inference_mode():
-        chunks = _logit_source(lm, ids, window)
-        with reporter().progress("Scoring windows", total=len(plan)) as bar:
-            for begin, end, first in plan:
-                window_ids = torch.tensor([ids[begin:end]], device=lm.device)  # (1, tokens)
-                # Row r of the window predicts the token at begin + r + 1.
-                targets = torch.tensor(ids[first:end], device=lm.device)
-                at = 0
-                for logits in chunks(window_ids, first - 1 - begin, end - 1 - begin):  # (rows, vocab)
-                    target = targets[at : at + logits.shape[0]].to(logits.device)[:, None]  # (rows, 1)
-                    at += logits.shape[0]
-                    # torch's own log_softmax: the numbers transformers' loss is made of.
-                    logprobs = torch.log_softmax(logits, dim=-1)  # (rows, vocab)
-                    rank = (logits > logits.gather(1, target)).sum(dim=-1, dtype=torch.int32) + 1
-                    best, best_id = logits.max(dim=-1)
-                    logprob = logprobs.gather(1, target)[:, 0]
-                    top_prob = torch.exp(logprobs.gather(1, best_id[:, None])[:, 0])
-                    out.extend(zip(logprob.tolist(), rank.tolist(), best_id.tolist(), top_prob.tolist()))
-                bar.advance()
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # One model
 
 
@@ -281,7 +183,7 @@ def _score_loaded(lm: LoadedModel, text: str, window: int | None, stride: int | 
                          hint="give a longer text")
     window, stride = _settle_window(lm, window, stride, len(ids))
     plan = plan_windows(len(ids), window, stride)
-    scores = _score_ids(lm, ids, plan, window)
+    scores = token_logprobs.score_ids(lm, ids, plan, window)
 
     def text_of(token_id: int) -> str:
         try:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from llmscope import scoring
+from llmscope import scoring, token_logprobs
 from llmscope.errors import UsageError
 
 TEXT = "The cat sat on the mat because it was tired. Paris is the capital of France."
@@ -73,14 +73,59 @@ def test_one_pass_equals_the_models_own_loss(tiny, name):
 
 def test_split_head_in_chunks_equals_the_model(tiny, monkeypatch):
     """The long-window path (decoder, then the head a few rows at a time) gives the same numbers."""
-    monkeypatch.setattr(scoring, "FULL_LOGITS_FLOATS", 0)
+    monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
     lm = tiny["llama"]
-    monkeypatch.setattr(scoring, "CHUNK_FLOATS", 3 * lm.model.get_output_embeddings().weight.shape[0])  # 3 rows
+    monkeypatch.setattr(token_logprobs, "CHUNK_FLOATS", 3 * lm.model.get_output_embeddings().weight.shape[0])  # 3 rows
     calls = []
-    head = scoring._head_logits
-    monkeypatch.setattr(scoring, "_head_logits", lambda *a: calls.append(1) or head(*a))
+    head = token_logprobs._head_logits
+    monkeypatch.setattr(token_logprobs, "_head_logits", lambda *a: calls.append(1) or head(*a))
     _check_against_transformers(lm, TEXT)
     assert len(calls) > 5  # the probe, then chunks of 3 rows
+
+
+def test_reducing_a_few_rows_at_a_time_changes_no_number(tiny, monkeypatch):
+    """The CPU reduces logits in blocks of rows (to stay in the cache): bit for bit what one block gives."""
+    lm = tiny["llama"]
+    whole = scoring.score_text(LONG, lm)
+    monkeypatch.setattr(token_logprobs, "BLOCK_FLOATS", 2 * lm.model.get_output_embeddings().weight.shape[0])
+    blocked = scoring.score_text(LONG, lm)
+    assert [(t.logprob, t.rank, t.top) for t in blocked.tokens] == [(t.logprob, t.rank, t.top) for t in whole.tokens]
+
+
+def test_split_head_applies_the_final_softcap_as_the_model(tiny_models, tmp_path, monkeypatch):
+    """Gemma 2's final_logit_softcapping in the split path (head into a reused buffer, then
+    tanh): the model's own loss and log-softmax, with the softcap saturating the logits."""
+    import torch
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    import llmscope
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    torch.manual_seed(1)
+    config = Gemma2Config(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=16, vocab_size=len(tok), final_logit_softcapping=None, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id,
+    )
+    model = Gemma2ForCausalLM(config)
+    ids = torch.tensor([tok(TEXT)["input_ids"]])
+    with torch.inference_mode():
+        raw = model(ids).logits
+        model.config.final_logit_softcapping = cap = float(raw.abs().max()) / 2  # tanh bends, short of saturating
+        assert not torch.allclose(model(ids).logits, raw, atol=1e-3 * cap)  # the cap is doing something
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    lm = llmscope.load(str(tmp_path), device="cpu", dtype="float32")
+    assert lm.config.final_logit_softcapping == cap
+    vocab = len(tok)
+    monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
+    monkeypatch.setattr(token_logprobs, "CHUNK_FLOATS", 5 * vocab)
+    monkeypatch.setattr(token_logprobs, "BLOCK_FLOATS", 2 * vocab)
+    calls = []
+    head = token_logprobs._head_logits
+    monkeypatch.setattr(token_logprobs, "_head_logits", lambda *a: calls.append(1) or head(*a))
+    _check_against_transformers(lm, TEXT)
+    assert len(calls) > 2  # the probe agreed: the split path ran, chunks of 5 rows
 
 
 def _independent(lm, ids, window, stride):
@@ -176,7 +221,7 @@ def test_embedded_gemma_equals_transformers(demo_model, monkeypatch):
     result = _check_against_transformers(demo_model, text)
     assert result.tokens[0].token == "<bos>" and result.scored == result.num_tokens - 1
     # The split path (decoder, then 128 rows of the 262k head at a time) on the real model.
-    monkeypatch.setattr(scoring, "FULL_LOGITS_FLOATS", 0)
+    monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
     split = scoring.score_text(text, demo_model)
     assert [t.logprob for t in split.tokens[1:]] == pytest.approx([t.logprob for t in result.tokens[1:]], abs=1e-4)
     assert [t.rank for t in split.tokens] == [t.rank for t in result.tokens]
