@@ -220,7 +220,7 @@ def test_embedded_gemma_equals_transformers(demo_model, monkeypatch):
     text = "The capital of France is Paris. Bananas are purple and the moon is made of cheese."
     result = _check_against_transformers(demo_model, text)
     assert result.tokens[0].token == "<bos>" and result.scored == result.num_tokens - 1
-    # The split path (decoder, then 128 rows of the 262k head at a time) on the real model.
+    # The split path (decoder, then the 262k head a chunk of rows at a time) on the real model.
     monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
     split = scoring.score_text(text, demo_model)
     assert [t.logprob for t in split.tokens[1:]] == pytest.approx([t.logprob for t in result.tokens[1:]], abs=1e-4)
