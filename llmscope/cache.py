@@ -63,6 +63,15 @@ def _deep_cache_layers(text: PretrainedConfig) -> list[Any] | None:
     return [layers[first[key]] for key in keys] if len(layers) == prefix else None
 
 
+def dynamic_cache_layers(text: PretrainedConfig) -> list[Any]:
+    """The layers of ``DynamicCache(config=text)``; a deep model's read from a prefix of its layers."""
+    from transformers import DynamicCache
+
+    heterogeneous = getattr(text, "is_heterogeneous", True)  # else every layer's config is the config itself
+    layers = None if heterogeneous else _deep_cache_layers(text)
+    return layers if layers is not None else DynamicCache(config=text).layers
+
+
 def kv_cache_estimate(
     config: PretrainedConfig, *, context: int, batch: int = 1, dtype: str = "bfloat16"
 ) -> KVCacheEstimate:
@@ -72,15 +81,12 @@ def kv_cache_estimate(
     hybrid model's linear-attention and Mamba layers hold no keys and values and are left out.
     A sliding layer keeps its last ``sliding_window - 1`` tokens, as DynamicSlidingWindowLayer does.
     """
-    from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
     element = DTYPE_BYTES[dtype]
     text = text_config(config)
     heterogeneous = getattr(text, "is_heterogeneous", True)  # else every layer's config is the config itself
-    cache_layers = None if heterogeneous else _deep_cache_layers(text)
-    if cache_layers is None:
-        cache_layers = DynamicCache(config=text).layers
+    cache_layers = dynamic_cache_layers(text)
     per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache_layers)
     layer_types = list(getattr(text, "layer_types", None) or [])
     groups: dict[tuple[str, int | None, int, int], list[int]] = {}

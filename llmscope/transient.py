@@ -160,9 +160,9 @@ def _mlp_tensors(meta: nn.Module) -> int:
 def _windows(text: PretrainedConfig) -> tuple[int | None, ...]:
     """The distinct attention kinds by window, as transformers' DynamicCache lays its layers out."""
     try:
-        from transformers import DynamicCache
+        from llmscope.cache import dynamic_cache_layers
 
-        windows = {getattr(layer, "sliding_window", None) for layer in DynamicCache(config=text).layers}
+        windows = {getattr(layer, "sliding_window", None) for layer in dynamic_cache_layers(text)}
     except Exception:  # a config DynamicCache cannot read: every layer attends to the whole context
         windows = {None}
     return tuple(sorted(windows, key=lambda w: -1 if w is None else int(w))) or (None,)
