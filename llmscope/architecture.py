@@ -182,7 +182,7 @@ def architecture_report(
         memory=MemoryEstimate(
             weights={d: int(parameters.total * b) for d, b in DTYPE_BYTES.items()},
             kv_cache=kv,
-            recurrent_state=recurrent_state_estimate(config) if recurrent else None,
+            recurrent_state=None if masked else recurrent_state_estimate(config),  # a hybrid's too
         ),
         gguf=gguf_info(gguf) if gguf else None,
         modules=param_count.whole_module_tree(meta) if modules else None,

@@ -26,6 +26,7 @@ from llmscope.placement import (
     plan_placement,
 )
 from llmscope.recurrent import RecurrentStateEstimate, recurrent_state_estimate
+from llmscope.recurrent import family as recurrent_family
 from llmscope.transient import ForwardShape, check_attn_implementation, check_mode, forward_shape, transient_at_peak
 from llmscope.units import parse_size
 from llmscope.weights import DTYPE_BYTES, GgufInfo, gguf_info
@@ -99,7 +100,7 @@ class MemoryReport:
     parameters: ParameterSummary
     weights: WeightsMemory
     kv_cache: KVCacheEstimate | None  # None for encoder-only and recurrent models
-    recurrent_state: RecurrentStateEstimate | None  # Mamba, RWKV, xLSTM: their state, at any context
+    recurrent_state: RecurrentStateEstimate | None  # Mamba, RWKV, xLSTM, a hybrid's state layers: at any context
     transient_bytes: int
     transient: dict[str, int]  # its parts: logits, mlp
     needed_bytes: int  # weights + KV cache + transient
@@ -287,8 +288,10 @@ def report_from_meta(
         bits_per_weight=gguf_stored.bits_per_weight if gguf_stored else None,
         gguf=gguf_stored,
     )
-    state = recurrent_state_estimate(config, batch=batch, dtype=kv_dtype)  # instead of a KV cache
-    kv = None if masked or state else kv_cache_estimate(config, context=context, batch=batch, dtype=kv_dtype)
+    # a recurrent model's state instead of a KV cache; a hybrid's Mamba / linear-attention state beside it
+    state = None if masked else recurrent_state_estimate(config, batch=batch, dtype=kv_dtype)
+    pure = state is not None and recurrent_family(config) is not None
+    kv = None if masked or pure else kv_cache_estimate(config, context=context, batch=batch, dtype=kv_dtype)
     shape = forward_shape(config, meta, attn_implementation=attn_implementation, causal=not masked)
     estimate = transient_at_peak(shape, context=context, batch=batch, dtype=dtype, mode=mode, kv=kv)
     transient = estimate.as_dict()

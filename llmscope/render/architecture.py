@@ -175,9 +175,10 @@ def _memory(r: ArchitectureReport) -> RenderableType:
     if state is not None:
         t.add_section()
         shapes = ", ".join(f"{x.name} {'x'.join(map(str, x.shape[1:]))}" for x in state.tensors)
-        t.add_row(f"recurrent state, {state.layers} layers", Text(fmt_bytes(state.bytes), style="bold"),
+        t.add_row(f"recurrent state ({state.family}), {state.layers} layers", Text(fmt_bytes(state.bytes), style="bold"),
                   f"at any context, batch 1: {shapes} per layer")
-        return t
+        if kv is None:
+            return t
     if kv is None:
         t.add_row("KV cache", "-", "encoder-only: no cache")
         return t

@@ -54,13 +54,13 @@ def _needs(r: MemoryReport) -> Table:
     t.add_section()
     if r.recurrent_state is not None:
         st = r.recurrent_state
-        note = f"no KV cache; the same at any context, batch {st.batch}"
-        t.add_row(f"recurrent state, {st.layers} layers", fmt_bytes(st.bytes), note)
+        note = f"{'no KV cache; ' if kv is None else ''}the same at any context, batch {st.batch}"
+        t.add_row(f"recurrent state ({st.family}), {st.layers} layers", fmt_bytes(st.bytes), note)
         for x in st.tensors:
             t.add_row(f"  {x.name}", fmt_bytes(x.bytes * st.layers), f"{' x '.join(map(str, x.shape))}, {x.dtype}")
     elif kv is None:
         t.add_row("KV cache", "-", "encoder-only: no cache")
-    else:
+    if kv is not None:  # a hybrid has both
         t.add_row(
             f"KV cache per token, {kv.dtype}",
             fmt_bytes(kv.bytes_per_token),
