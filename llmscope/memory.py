@@ -290,7 +290,7 @@ def report_from_meta(
     )
     # a recurrent model's state instead of a KV cache; a hybrid's Mamba / linear-attention state beside it
     state = None if masked else recurrent_state_estimate(config, batch=batch, dtype=kv_dtype)
-    pure = state is not None and recurrent_family(config) is not None
+    pure = recurrent_family(config) is not None  # no attention at all
     kv = None if masked or pure else kv_cache_estimate(config, context=context, batch=batch, dtype=kv_dtype)
     shape = forward_shape(config, meta, attn_implementation=attn_implementation, causal=not masked)
     estimate = transient_at_peak(shape, context=context, batch=batch, dtype=dtype, mode=mode, kv=kv)

@@ -26,8 +26,6 @@ FULL_LOGITS_FLOATS = 2**26  # a window whose logits fit in 256 MiB runs the whol
 BLOCK_FLOATS = 2**20  # logits reduced together on the CPU: 4 MiB, within the cache
 
 
-
-
 def _split_head(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
     """(decoder, LM head, final logit softcap) when the model is "decoder, then head": its logits
     can then be made a few rows at a time. None when it has no such parts."""
