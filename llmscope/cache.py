@@ -28,6 +28,12 @@ class KVCacheLayerGroup:
     tokens_kept: int  # per sequence, at the context length
     bytes_per_token: int  # for all these layers, batch included, while under the window
     bytes: int  # for all these layers at the context length
+    # MLA (DeepSeek V2/V3, Kimi, GLM-4.7 lite...): transformers caches the compressed latent (kv_lora_rank
+    # wide, in the keys' place) and the shared RoPE key (qk_rope_head_dim, in the values' place), one head
+    kv_lora_rank: int | None = None
+    qk_rope_head_dim: int | None = None
+    # DeepSeek sparse attention: the indexer's keys, this wide per token, kept beside the layer's cache
+    indexer_key_dim: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +87,7 @@ def kv_cache_estimate(
     hybrid model's linear-attention and Mamba layers hold no keys and values and are left out.
     A sliding layer keeps its last ``sliding_window - 1`` tokens, as DynamicSlidingWindowLayer does.
     """
-    from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import DynamicIndexedLayer, DynamicLayer
 
     element = DTYPE_BYTES[dtype]
     text = text_config(config)
@@ -89,8 +95,8 @@ def kv_cache_estimate(
     cache_layers = dynamic_cache_layers(text)
     per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache_layers)
     layer_types = list(getattr(text, "layer_types", None) or [])
-    groups: dict[tuple[str, int | None, int, int], list[int]] = {}
-    shapes: dict[int, tuple[Any, int, int]] = {}  # id(layer config) -> (it, kv heads, head size)
+    groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None], list[int]] = {}
+    shapes: dict[tuple[int, bool], tuple[Any, int, int]] = {}  # (id(layer config), swa) -> (it, kv heads, head size)
     for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
         if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all
             continue
@@ -99,29 +105,40 @@ def kv_cache_estimate(
         kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")
         if kind == "dummy":  # shares another layer's cache, or holds none
             continue
-        if id(layer_config) not in shapes:  # once per config: the same one for every layer of most models
-            heads = config_value(layer_config, "num_attention_heads")
-            shapes[id(layer_config)] = (
+        # Inkling's sliding layers have their own heads, under swa_ names
+        swa = "sliding" in kind and config_value(layer_config, "swa_num_key_value_heads", None) is not None
+        if (id(layer_config), swa) not in shapes:  # once per config: the same one for every layer of most models
+            prefix = "swa_" if swa else ""
+            heads = config_value(layer_config, f"{prefix}num_attention_heads")
+            shapes[id(layer_config), swa] = (
                 layer_config,  # kept alive, so that its id is not reused by another layer's config
-                int(config_value(layer_config, "num_key_value_heads", heads) or heads),
-                int(config_value(layer_config, "head_dim", None) or config_value(layer_config, "hidden_size") // heads),
+                int(config_value(layer_config, f"{prefix}num_key_value_heads", heads) or heads),
+                int(config_value(layer_config, f"{prefix}head_dim", None)
+                    or config_value(layer_config, "hidden_size") // heads),
             )
-        _, kv_heads, head_dim = shapes[id(layer_config)]
-        groups.setdefault((kind, window, kv_heads, head_dim), []).append(index)
+        _, kv_heads, head_dim = shapes[id(layer_config), swa]
+        rank = config_value(layer_config, "kv_lora_rank", None)
+        latent = (int(rank), int(config_value(layer_config, "qk_rope_head_dim"))) if rank else None
+        indexer = _indexer_key_dim(layer_config, index) if isinstance(layer, DynamicIndexedLayer) else None
+        groups.setdefault((kind, window, kv_heads, head_dim, latent, indexer), []).append(index)
     out: list[KVCacheLayerGroup] = []
-    for (kind, window, kv_heads, head_dim), layers in groups.items():
+    for (kind, window, kv_heads, head_dim, latent, indexer), layers in groups.items():
         kept = min(context, window - 1) if window else context
-        per_token = int(2 * batch * kv_heads * head_dim * element * len(layers))  # keys and values
+        width = sum(latent) if latent else 2 * kv_heads * head_dim  # the latent and RoPE key, or keys and values
+        per_token = int(batch * (width + (indexer or 0)) * element * len(layers))
         out.append(
             KVCacheLayerGroup(
                 layer_type=kind,
                 layers=layers,
-                num_key_value_heads=kv_heads,
+                num_key_value_heads=1 if latent else kv_heads,
                 head_dim=head_dim,
                 sliding_window=window,
                 tokens_kept=kept,
                 bytes_per_token=per_token,
                 bytes=per_token * kept,
+                kv_lora_rank=latent[0] if latent else None,
+                qk_rope_head_dim=latent[1] if latent else None,
+                indexer_key_dim=indexer,
             )
         )
     return KVCacheEstimate(
@@ -132,6 +149,22 @@ def kv_cache_estimate(
         bytes=sum(g.bytes for g in out),
         layers=out,
     )
+
+
+def _indexer_key_dim(layer_config: Any, index: int) -> int | None:
+    """The width of the indexer keys a sparse-attention layer caches per token: ``index_head_dim``
+    (Qwen4-Exp: ``indexer_head_dim`` per indexer key head; GLM-5 Next packs a gate of the same width
+    and a validity flag beside it). None where the layer reuses another layer's indexer (``shared``)."""
+    kinds = getattr(layer_config, "indexer_types", None)
+    if isinstance(kinds, list) and index < len(kinds) and kinds[index] == "shared":
+        return None
+    dim = config_value(layer_config, "index_head_dim", None)
+    if dim is None:
+        dim = config_value(layer_config, "indexer_head_dim", None)
+        return int(dim) * int(config_value(layer_config, "indexer_kv_heads", 1) or 1) if dim else None
+    if config_value(layer_config, "index_kpool", None):  # GLM-5 Next: key, compression gate, valid flag
+        return 2 * int(dim) + 1
+    return int(dim)
 
 
 def takes_kv_cache(model: Any) -> bool:

@@ -17,6 +17,8 @@ from llmscope.weights import DTYPE_BYTES
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig
 
+STATE_DTYPE_BYTES = {**DTYPE_BYTES, "int64": 8.0}  # Qwen4-Exp caches its last token ids
+
 FAMILIES = {"mamba": "Mamba", "falcon_mamba": "Mamba", "mamba2": "Mamba2", "rwkv": "RWKV", "xlstm": "xLSTM"}
 
 
@@ -40,6 +42,7 @@ class StateTensor:
     shape: list[int]  # for one layer, batch first
     dtype: str
     bytes: int  # for one layer
+    layers: int  # how many layers hold it: all of them, but where layer kinds differ (Inkling's sliding layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +53,7 @@ class RecurrentStateEstimate:
     batch: int
     layers: int
     tensors: list[StateTensor]
-    bytes_per_layer: int
+    bytes_per_layer: int | None  # None where layers hold different tensors
     bytes: int
 
 
@@ -89,7 +92,9 @@ def recurrent_state_estimate(
     Mamba / linear-attention / short-convolution layers' of a hybrid (None: attention only)."""
     shape = state_space_shape(config)
     if shape is None:
-        return _hybrid_state_estimate(config, batch=batch, dtype=dtype)
+        from llmscope.hybrid_state import hybrid_state_estimate
+
+        return hybrid_state_estimate(config, batch=batch, dtype=dtype)
     text = text_config(config)
     layers = int(config_value(text, "num_hidden_layers"))
     hidden = int(config_value(text, "hidden_size"))
@@ -109,75 +114,20 @@ def recurrent_state_estimate(
         qk = int(text.qk_head_dim)
         parts = [("C", [shape.num_heads, qk, shape.head_dim], dtype), ("n", [shape.num_heads, qk], dtype),
                  ("m", [shape.num_heads, 1], dtype)]
-    return _estimate(shape.family, parts, batch, layers)
+    return estimate_from_parts(shape.family, [(*part, layers) for part in parts], batch, layers)
 
 
-def _estimate(kind: str, parts: list[tuple[str, list[int], str]], batch: int, layers: int) -> RecurrentStateEstimate:
+def estimate_from_parts(
+    kind: str, parts: list[tuple[str, list[int], str, int]], batch: int, layers: int
+) -> RecurrentStateEstimate:
+    """The estimate from its tensors: (name, dims after the batch, dtype, how many layers hold it)."""
     tensors = []
-    for name, dims, dtype in parts:
+    for name, dims, dtype, holders in parts:
         elements = batch
         for d in dims:
             elements *= int(d)
-        tensors.append(StateTensor(name, [batch, *map(int, dims)], dtype, int(elements * DTYPE_BYTES[dtype])))
-    per_layer = sum(t.bytes for t in tensors)
-    return RecurrentStateEstimate(kind, batch, layers, tensors, per_layer, per_layer * layers)
-
-
-def hybrid_state_layers(config: PretrainedConfig) -> int:
-    """How many layers of a hybrid keep a conv / recurrent state in transformers' DynamicCache:
-    its Mamba, linear-attention and short-convolution layers (0 for an attention-only model)."""
-    from transformers.cache_utils import LinearAttentionCacheLayerMixin
-
-    from llmscope.cache import dynamic_cache_layers
-
-    try:
-        layers = dynamic_cache_layers(text_config(config))
-    except Exception:  # a config DynamicCache cannot read keeps no such state
-        return 0
-    return sum(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers)
-
-
-def _hybrid_state_estimate(config: PretrainedConfig, *, batch: int, dtype: str) -> RecurrentStateEstimate | None:
-    """The conv and recurrent states of a hybrid's state layers, with the shapes its mixers give
-    transformers' LinearAttentionLayer (tests compare with the cache after a forward pass)."""
-    layers = hybrid_state_layers(config)
-    if not layers:
-        return None
-    text = text_config(config)
-
-    def get(*names: str) -> Any:
-        for name in names:
-            value = config_value(text, name, None)
-            if value is not None:
-                return value
-        return None
-
-    hidden = int(config_value(text, "hidden_size"))
-    # transformers' scans keep the recurrent state in float32 whatever the model's dtype (measured on
-    # its reference implementations), unless the config names a cache dtype (Nemotron-H)
-    ssm_dtype = get("mamba_ssm_cache_dtype") or "float32"
-    ssm_dtype = ssm_dtype if ssm_dtype in DTYPE_BYTES else "float32"
-    if get("linear_num_value_heads") is not None:  # Gated DeltaNet: Qwen3-Next, Qwen 3.5, OLMo hybrid
-        k_heads, k_dim = int(get("linear_num_key_heads")), int(get("linear_key_head_dim"))
-        v_heads, v_dim = int(get("linear_num_value_heads")), int(get("linear_value_head_dim"))
-        return _estimate("Gated DeltaNet", [
-            ("conv_states", [2 * k_heads * k_dim + v_heads * v_dim, int(get("linear_conv_kernel_dim"))], dtype),
-            ("recurrent_states", [v_heads, k_dim, v_dim], ssm_dtype)], batch, layers)
-    d_state, d_conv = get("mamba_d_state", "ssm_state_size"), get("mamba_d_conv", "conv_kernel")
-    heads = get("mamba_n_heads", "mamba_num_heads", "n_mamba_heads")
-    head_dim = get("mamba_d_head", "mamba_head_dim", "mamba_headdim")
-    if d_state is not None and d_conv is not None and heads is not None and head_dim is not None:
-        # Mamba2 layers: Bamba, Falcon-H1, Granite 4 hybrid, Nemotron-H, Zamba2
-        inner, groups = int(heads) * int(head_dim), int(get("mamba_n_groups", "n_groups", "mamba_ngroups") or 1)
-        return _estimate("Mamba2", [
-            ("conv_states", [inner + 2 * groups * int(d_state), int(d_conv)], dtype),
-            ("recurrent_states", [int(heads), int(head_dim), int(d_state)], ssm_dtype)], batch, layers)
-    if d_state is not None and d_conv is not None:  # Mamba layers: Jamba; Zamba splits them into heads
-        inner = int(get("mamba_expand", "expand") * hidden)
-        state = [int(heads), inner // int(heads), int(d_state)] if heads else [inner, int(d_state)]
-        return _estimate("Mamba", [("conv_states", [inner, int(d_conv)], dtype),
-                                   ("recurrent_states", state, ssm_dtype)], batch, layers)
-    if get("conv_L_cache") is not None:  # LFM2's short convolutions: a conv state only
-        return _estimate("short convolution", [("conv_states", [hidden, int(get("conv_L_cache"))], dtype)],
-                         batch, layers)
-    return None
+        tensors.append(StateTensor(name, [batch, *map(int, dims)], dtype, int(elements * STATE_DTYPE_BYTES[dtype]),
+                                   int(holders)))
+    uniform = all(t.layers == layers for t in tensors)
+    per_layer = sum(t.bytes for t in tensors) if uniform else None
+    return RecurrentStateEstimate(kind, batch, layers, tensors, per_layer, sum(t.bytes * t.layers for t in tensors))

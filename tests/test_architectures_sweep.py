@@ -77,18 +77,12 @@ def test_inspect_and_memory_count_what_transformers_counts(model_type):
         assert report.attention == "none" and report.state_space is not None
         assert memory.kv_cache is None and memory.recurrent_state is not None
     else:  # a hybrid's Mamba / linear-attention layers: every one estimated, none silently left out
-        from llmscope.recurrent import hybrid_state_layers
+        from llmscope.hybrid_state import hybrid_state_layers
 
-        layers = 0 if model_type in STATE_NOT_ESTIMATED else hybrid_state_layers(config)
+        layers = len(hybrid_state_layers(config))
         assert (memory.recurrent_state.layers if memory.recurrent_state else 0) == layers
         assert (report.memory.recurrent_state.layers if report.memory.recurrent_state else 0) == layers
         assert memory.kv_cache is not None
-
-
-# Hybrids whose state layers (KDA, lightning attention, RG-LRU, ...) have no estimate yet: memory leaves
-# their state out (issue 20 stays open for them)
-STATE_NOT_ESTIMATED = {"bailing_hybrid", "inkling2_text", "inkling_text", "kimi_linear", "minimax", "recurrent_gemma",
-                       "zaya"}
 
 
 def test_the_sweep_covers_the_types_the_issue_counts():

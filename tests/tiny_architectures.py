@@ -69,3 +69,26 @@ def tiny_families(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPat
         tokenizer.save_pretrained(root / name)
         folders[name] = root / name
     return folders
+
+
+def cache_after_forward(config, dtype: str = "float32"):
+    """transformers' cache (and the model) after a forward pass of 5 tokens in 2 sequences of a
+    random-weight model built from ``config``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
+    with torch.inference_mode():
+        out = model(input_ids=torch.randint(3, 100, (2, 5)), use_cache=True)
+    return getattr(out, "past_key_values", None), model
+
+
+def cache_kv_bytes(cache) -> int:
+    """Bytes of what a cache keeps per token: its layers' keys and values, and a sparse-attention
+    layer's indexer keys."""
+    import torch
+
+    return sum(t.numel() * t.element_size() for layer in cache.layers
+               for t in (getattr(layer, name, None) for name in ("keys", "values", "indexer_keys"))
+               if isinstance(t, torch.Tensor))

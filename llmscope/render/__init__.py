@@ -203,6 +203,16 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
 }
 
 
+def kv_shape(group: Any) -> str:
+    """What one cache layer of a group keeps per token: KV heads x head size, or MLA's latent and
+    RoPE key; a sparse-attention layer's indexer keys beside them."""
+    if group.kv_lora_rank:
+        text = f"latent {group.kv_lora_rank} + RoPE key {group.qk_rope_head_dim}"
+    else:
+        text = f"{group.num_key_value_heads} KV heads x {group.head_dim}"
+    return text + (f", indexer keys {group.indexer_key_dim}" if group.indexer_key_dim else "")
+
+
 def renderable(result: Any) -> RenderableType:
     """The Rich renderable the CLI draws for a result of the Python API."""
     import importlib

@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from llmscope.architecture import ArchitectureReport
 from llmscope.cache import KVCacheEstimate
-from llmscope.render import fmt_bytes, fmt_count, fmt_int
+from llmscope.render import fmt_bytes, fmt_count, fmt_int, kv_shape
 from llmscope.weights import ModuleNode
 
 
@@ -174,7 +174,8 @@ def _memory(r: ArchitectureReport) -> RenderableType:
     state = r.memory.recurrent_state
     if state is not None:
         t.add_section()
-        shapes = ", ".join(f"{x.name} {'x'.join(map(str, x.shape[1:]))}" for x in state.tensors)
+        shapes = ", ".join(f"{x.name} {'x'.join(map(str, x.shape[1:]))}"
+                           + ("" if x.layers == state.layers else f" (in {x.layers})") for x in state.tensors)
         t.add_row(f"recurrent state ({state.family}), {state.layers} layers", Text(fmt_bytes(state.bytes), style="bold"),
                   f"at any context, batch 1: {shapes} per layer")
         if kv is None:
@@ -190,7 +191,7 @@ def _memory(r: ArchitectureReport) -> RenderableType:
         t.add_row(
             f"  {len(g.layers)} {kind} layers",
             fmt_bytes(g.bytes),
-            f"{g.num_key_value_heads} KV heads x {g.head_dim}{window}",
+            f"{kv_shape(g)}{window}",
         )
     t.add_row(f"KV cache at {kv.context:,} tokens", Text(fmt_bytes(kv.bytes), style="bold"), "batch 1")
     return t

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from llmscope.memory import MemoryReport
 from llmscope.placement import DevicePlacement
-from llmscope.render import fmt_bytes, fmt_count, fmt_int
+from llmscope.render import fmt_bytes, fmt_count, fmt_int, kv_shape
 
 
 def _ranges(values: list[int]) -> str:
@@ -57,7 +57,8 @@ def _needs(r: MemoryReport) -> Table:
         note = f"{'no KV cache; ' if kv is None else ''}the same at any context, batch {st.batch}"
         t.add_row(f"recurrent state ({st.family}), {st.layers} layers", fmt_bytes(st.bytes), note)
         for x in st.tensors:
-            t.add_row(f"  {x.name}", fmt_bytes(x.bytes * st.layers), f"{' x '.join(map(str, x.shape))}, {x.dtype}")
+            held = "" if x.layers == st.layers else f", in {x.layers} layers"
+            t.add_row(f"  {x.name}", fmt_bytes(x.bytes * x.layers), f"{' x '.join(map(str, x.shape))}, {x.dtype}{held}")
     elif kv is None:
         t.add_row("KV cache", "-", "encoder-only: no cache")
     if kv is not None:  # a hybrid has both
@@ -72,7 +73,7 @@ def _needs(r: MemoryReport) -> Table:
             t.add_row(
                 f"  {len(g.layers)} {kind} layers",
                 fmt_bytes(g.bytes),
-                f"{g.num_key_value_heads} KV x {g.head_dim}{window}",
+                f"{kv_shape(g)}{window}",
             )
         t.add_row(f"KV cache at {kv.context:,} tokens", fmt_bytes(kv.bytes), f"batch {kv.batch}")
     t.add_section()
