@@ -18,6 +18,7 @@ from llmscope.configs import (
     activation,
     config_value,
     intermediate_size,
+    key_value_heads,
     layer_kinds,
     rope,
     text_config,
@@ -34,7 +35,6 @@ from llmscope.weights import (
     ParameterCount,
     count_parameters,
     gguf_info,
-    mixture_of_experts,
     module_tree,
 )
 
@@ -197,7 +197,7 @@ def _attention_shape(text: PretrainedConfig, hidden: int) -> tuple[int | None, i
     if state_space_shape(text) is not None:
         return None, None, None
     heads = int(config_value(text, "num_attention_heads"))
-    kv_heads = int(config_value(text, "num_key_value_heads", heads) or heads)
+    kv_heads = key_value_heads(text, heads)
     head_dim = int(config_value(text, "head_dim", None) or hidden // heads)
     return heads, kv_heads, head_dim
 

@@ -20,6 +20,7 @@ from llmscope.errors import ModelFormatError, UsageError
 from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from transformers import PretrainedConfig
 
     from llmscope.loading import LoadedModel
@@ -107,9 +108,11 @@ class AttentionResult:
 
 
 def attention_kind(config: PretrainedConfig, *, causal: bool = True) -> AttentionKind:
+    from llmscope.configs import key_value_heads
+
     text = config.get_text_config(decoder=True)
     heads = int(getattr(text, "num_attention_heads"))
-    kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+    kv_heads = key_value_heads(text, heads)
     window = getattr(text, "sliding_window", None)
     layer_types = list(getattr(text, "layer_types", None) or []) or None
     if layer_types is not None and "sliding_attention" not in layer_types:

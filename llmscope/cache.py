@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from llmscope.configs import config_value, text_config
+from llmscope.configs import config_value, key_value_heads, text_config
 from llmscope.weights import DTYPE_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +34,11 @@ class KVCacheLayerGroup:
     qk_rope_head_dim: int | None = None
     # DeepSeek sparse attention: the indexer's keys, this wide per token, kept beside the layer's cache
     indexer_key_dim: int | None = None
+    # DeepSeek V4: one tensor serves as keys and values over the window, and every compress_rate tokens
+    # become one compressed entry (CSA layers: with their indexer's); compressed_bytes (in bytes) holds
+    # those entries and the compressor's buffers at the context length
+    compress_rate: int | None = None
+    compressed_bytes: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +117,9 @@ def kv_cache_estimate(
             heads = config_value(layer_config, f"{prefix}num_attention_heads")
             shapes[id(layer_config), swa] = (
                 layer_config,  # kept alive, so that its id is not reused by another layer's config
-                int(config_value(layer_config, f"{prefix}num_key_value_heads", heads) or heads),
+                # Falcon's new decoder architecture broadcasts keys and values to every query head, then caches them
+                heads if getattr(layer_config, "new_decoder_architecture", False) else
+                int(config_value(layer_config, "swa_num_key_value_heads")) if swa else key_value_heads(layer_config, heads),
                 int(config_value(layer_config, f"{prefix}head_dim", None)
                     or config_value(layer_config, "hidden_size") // heads),
             )
@@ -120,12 +127,17 @@ def kv_cache_estimate(
         rank = config_value(layer_config, "kv_lora_rank", None)
         latent = (int(rank), int(config_value(layer_config, "qk_rope_head_dim"))) if rank else None
         indexer = _indexer_key_dim(layer_config, index) if isinstance(layer, DynamicIndexedLayer) else None
-        groups.setdefault((kind, window, kv_heads, head_dim, latent, indexer), []).append(index)
+        rate = (getattr(layer_config, "compress_rates", None) or {}).get(kind) if kind in COMPRESSED else None
+        groups.setdefault((kind, window, kv_heads, head_dim, latent, indexer, rate), []).append(index)
     out: list[KVCacheLayerGroup] = []
-    for (kind, window, kv_heads, head_dim, latent, indexer), layers in groups.items():
+    for (kind, window, kv_heads, head_dim, latent, indexer, rate), layers in groups.items():
         kept = min(context, window - 1) if window else context
-        width = sum(latent) if latent else 2 * kv_heads * head_dim  # the latent and RoPE key, or keys and values
+        # the latent and RoPE key; DeepSeek V4's one tensor for keys and values; or keys and values
+        width = sum(latent) if latent else (1 if rate else 2) * kv_heads * head_dim
         per_token = int(batch * (width + (indexer or 0)) * element * len(layers))
+        compressed = 0
+        if rate:
+            compressed = len(layers) * _compressed_bytes(text, kind, int(rate), head_dim, context, batch, element)
         out.append(
             KVCacheLayerGroup(
                 layer_type=kind,
@@ -135,10 +147,12 @@ def kv_cache_estimate(
                 sliding_window=window,
                 tokens_kept=kept,
                 bytes_per_token=per_token,
-                bytes=per_token * kept,
+                bytes=per_token * kept + compressed,
                 kv_lora_rank=latent[0] if latent else None,
                 qk_rope_head_dim=latent[1] if latent else None,
                 indexer_key_dim=indexer,
+                compress_rate=int(rate) if rate else None,
+                compressed_bytes=compressed,
             )
         )
     return KVCacheEstimate(
@@ -149,6 +163,24 @@ def kv_cache_estimate(
         bytes=sum(g.bytes for g in out),
         layers=out,
     )
+
+
+COMPRESSED = ("heavily_compressed_attention", "compressed_sparse_attention")  # DeepSeek V4's layer kinds
+
+
+def _compressed_bytes(text: Any, kind: str, rate: int, head_dim: int, context: int, batch: int, element: float) -> int:
+    """One DeepSeek V4 layer's compressed entries and compressor state at ``context`` tokens, as its
+    cache layer (DeepseekV4HCACache / CSACache) holds them: one entry per ``rate`` tokens, the tokens
+    since the last entry (values and gates) in a buffer; a CSA layer's compressor runs two series
+    (twice as wide in the buffer), keeps the last window's first series for the next call, and its
+    indexer does all of this again ``index_head_dim`` wide."""
+    entries, rest = divmod(context, rate)
+    if kind == "heavily_compressed_attention":
+        elements = entries * head_dim + 2 * rest * head_dim
+    else:
+        both = head_dim + int(config_value(text, "index_head_dim"))
+        elements = entries * both + 2 * rest * 2 * both + (2 * rate * both if entries else 0)
+    return int(batch * elements * element)
 
 
 def _indexer_key_dim(layer_config: Any, index: int) -> int | None:

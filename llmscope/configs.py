@@ -45,6 +45,17 @@ def config_value(config: Any, name: str, default: Any = ...) -> Any:
     return default if value is None else value
 
 
+def key_value_heads(config: Any, heads: int) -> int:
+    """The attention's key/value heads: ``num_key_value_heads``, else Falcon's: one with
+    ``multi_query`` (Falcon-7B), ``num_kv_heads`` in its new decoder architecture (Falcon-40B)."""
+    value = config_value(config, "num_key_value_heads", None)
+    if value is None and getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        return 1
+    if value is None:
+        value = config_value(config, "num_kv_heads", None)
+    return int(value or heads)
+
+
 def text_config(config: PretrainedConfig) -> PretrainedConfig:
     """The language model's config: the config itself, or a multimodal wrapper's text sub-config.
 

@@ -27,7 +27,15 @@ import re
 from typing import TYPE_CHECKING
 
 from llmscope.cache import KVCacheEstimate
-from llmscope.configs import activation, config_value, intermediate_size, rope, text_config, vocab_size
+from llmscope.configs import (
+    activation,
+    config_value,
+    intermediate_size,
+    key_value_heads,
+    rope,
+    text_config,
+    vocab_size,
+)
 from llmscope.errors import UsageError
 from llmscope.weights import DTYPE_BYTES
 
@@ -114,8 +122,7 @@ def forward_shape(config: PretrainedConfig, meta: nn.Module, *, attn_implementat
     hidden = int(config_value(text, "hidden_size", None) or config_value(text, "d_model", 0) or 0)
     heads = config_value(text, "num_attention_heads", None)
     heads = int(heads) if isinstance(heads, int) and heads > 0 else None
-    kv_heads = config_value(text, "num_key_value_heads", None) if heads else None
-    kv_heads = int(kv_heads) if isinstance(kv_heads, int) and kv_heads > 0 else heads
+    kv_heads = key_value_heads(text, heads) if heads else None
     head_dim = config_value(text, "head_dim", None) if heads else None
     head_dim = int(head_dim) if isinstance(head_dim, int) and head_dim > 0 else (hidden // heads if heads else None)
     moe_k = config_value(text, "num_experts_per_tok", None) or config_value(text, "moe_topk", None)

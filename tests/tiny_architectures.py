@@ -85,10 +85,15 @@ def cache_after_forward(config, dtype: str = "float32"):
 
 
 def cache_kv_bytes(cache) -> int:
-    """Bytes of what a cache keeps per token: its layers' keys and values, and a sparse-attention
-    layer's indexer keys."""
+    """Bytes of what a cache's attention layers keep: keys and values (once where they are one
+    tensor, as in DeepSeek V4), a sparse-attention layer's indexer keys, and DeepSeek V4's compressed
+    entries and compressor buffers."""
     import torch
 
-    return sum(t.numel() * t.element_size() for layer in cache.layers
-               for t in (getattr(layer, name, None) for name in ("keys", "values", "indexer_keys"))
-               if isinstance(t, torch.Tensor))
+    seen: dict[int, torch.Tensor] = {}
+    for layer in cache.layers:
+        found = [getattr(layer, name, None) for name in ("keys", "values", "indexer_keys")]
+        for name in ("compressed_kv", "buffer_kv", "buffer_gate", "overlap_kv", "overlap_gate"):
+            found += list((getattr(layer, name, None) or {}).values())
+        seen.update((id(t), t) for t in found if isinstance(t, torch.Tensor))
+    return sum(t.numel() * t.element_size() for t in seen.values())

@@ -1,0 +1,114 @@
+"""Caches that are not num_key_value_heads x head_dim keys and values. Multi-head latent attention
+(DeepSeek V2/V3 and the models built on it): transformers caches the compressed latent and shared
+RoPE key; a DeepSeek sparse-attention layer keeps its indexer's keys beside them; Falcon-7B's
+multi-query attention caches one head, and Falcon-40B's new decoder architecture every query head.
+The KV estimate, from the config alone, against the cache after a forward pass on a tiny
+random-weight model of each."""
+
+from __future__ import annotations
+
+import pytest
+from tiny_architectures import cache_after_forward, cache_kv_bytes
+
+MLA = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+           kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, head_dim=8,
+           vocab_size=128, pad_token_id=0, bos_token_id=1, eos_token_id=2, max_position_embeddings=256)
+MOE = dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=1, n_group=1,
+           topk_group=1, n_shared_experts=1)
+DSA = dict(index_head_dim=16, index_n_heads=2, index_topk=4)
+TINY = {
+    "deepseek_v3": dict(**MLA, **MOE),
+    "minicpm3": {**MLA, "head_dim": 16},
+    "deepseek_v32": dict(**MLA, **MOE, **DSA),
+    # the second layer reuses the first one's indexer: it keeps no indexer keys
+    "glm_moe_dsa": dict(**MLA, **MOE, **DSA, indexer_types=["full", "shared"]),
+}
+
+
+FALCON = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=128, alibi=False)
+FALCONS = {  # name: (config, KV heads of the attention, heads transformers caches)
+    "falcon-7b style": (dict(**FALCON, multi_query=True, new_decoder_architecture=False), 1, 1),
+    "falcon-40b style": (dict(**FALCON, num_kv_heads=2, new_decoder_architecture=True), 2, 4),
+    "falcon-rw style": (dict(**FALCON, multi_query=False, new_decoder_architecture=False), 4, 4),
+}
+
+
+V4 = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16, q_lora_rank=24,
+          n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, vocab_size=128, index_n_heads=2,
+          index_head_dim=8, index_topk=4, qk_rope_head_dim=8, o_groups=2, o_lora_rank=16, sliding_window=4,
+          num_nextn_predict_layers=0, mlp_layer_types=["moe", "moe"],
+          compress_rates={"compressed_sparse_attention": 2, "heavily_compressed_attention": 8},
+          layer_types=["heavily_compressed_attention", "compressed_sparse_attention"])
+
+
+@pytest.mark.parametrize("tokens", [3, 21, 40])  # before the first HCA entry, with buffers left over, none left
+def test_deepseek_v4s_compressed_cache(tokens):
+    """DeepSeek V4: one tensor for keys and values over the window, plus an entry per compress_rate
+    tokens (and a CSA layer's indexer entries) and the compressor's buffers."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from llmscope.cache import kv_cache_estimate
+
+    config = AutoConfig.for_model("deepseek_v4", **V4)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.inference_mode():
+        cache = model(input_ids=torch.randint(3, 100, (2, tokens)), use_cache=True).past_key_values
+    estimate = kv_cache_estimate(config, context=tokens, batch=2, dtype="float32")
+    assert estimate.bytes == cache_kv_bytes(cache)
+    assert sorted(g.compress_rate for g in estimate.layers) == [2, 8]
+    window = sum(layer.keys.numel() * layer.keys.element_size() for layer in cache.layers)
+    assert sum(g.compressed_bytes for g in estimate.layers) == cache_kv_bytes(cache) - window
+
+
+def _config(model_type):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(model_type, **TINY[model_type])
+
+
+@pytest.mark.parametrize("name", sorted(FALCONS))
+def test_falcons_kv_heads(name, tmp_path):
+    from transformers import FalconConfig
+
+    from llmscope.architecture import inspect_model
+    from llmscope.cache import kv_cache_estimate
+
+    overrides, kv_heads, cached_heads = FALCONS[name]
+    config = FalconConfig(**overrides)
+    cache, _ = cache_after_forward(config)
+    assert tuple(cache.layers[0].keys.shape) == (2, cached_heads, 5, 16)
+    assert kv_cache_estimate(config, context=5, batch=2, dtype="float32").bytes == cache_kv_bytes(cache)
+    config.save_pretrained(tmp_path)
+    report = inspect_model(str(tmp_path))
+    assert report.num_key_value_heads == kv_heads
+    assert report.attention == {1: "MQA", 2: "GQA", 4: "MHA"}[kv_heads]
+
+
+@pytest.mark.parametrize("model_type", sorted(TINY))
+def test_kv_estimate_equals_transformers_cache(model_type):
+    from llmscope.cache import kv_cache_estimate
+
+    config = _config(model_type)
+    cache, _ = cache_after_forward(config)
+    estimate = kv_cache_estimate(config, context=5, batch=2, dtype="float32")
+    assert estimate.bytes == cache_kv_bytes(cache)
+    group = estimate.layers[0]
+    assert (group.kv_lora_rank, group.qk_rope_head_dim) == (16, 8)
+    indexed = [layer.indexer_keys is not None for layer in cache.layers if hasattr(layer, "indexer_keys")]
+    assert sum(len(g.layers) for g in estimate.layers if g.indexer_key_dim) == sum(indexed)
+
+
+def test_memory_shows_the_latent(tmp_path, cli, monkeypatch):
+    """memory's table names the latent instead of KV heads; --json carries the config's names."""
+    import json
+
+    monkeypatch.setenv("COLUMNS", "160")  # the note on one line
+
+    _config("deepseek_v32").save_pretrained(tmp_path)
+    shown = cli("memory", str(tmp_path), "--context", "64", "--memory", "1GiB").stdout
+    assert "latent 16 + RoPE key 8" in shown and "indexer keys 16" in shown
+    layers = json.loads(cli("memory", str(tmp_path), "--context", "64", "--memory", "1GiB", "--json").stdout)[
+        "kv_cache"]["layers"]
+    assert [(g["kv_lora_rank"], g["qk_rope_head_dim"], g["indexer_key_dim"]) for g in layers] == [(16, 8, 16)]
