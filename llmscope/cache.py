@@ -100,6 +100,8 @@ def kv_cache_estimate(
     cache_layers = dynamic_cache_layers(text)
     per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache_layers)
     layer_types = list(getattr(text, "layer_types", None) or [])
+    # Mllama's cross-attention layers cache an image's keys and values, none of the prompt's
+    cross = set(getattr(text, "cross_attention_layers", None) or [])
     groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None], list[int]] = {}
     shapes: dict[tuple[int, bool], tuple[Any, int, int]] = {}  # (id(layer config), swa) -> (it, kv heads, head size)
     for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
@@ -108,7 +110,7 @@ def kv_cache_estimate(
         window = getattr(layer, "sliding_window", None)
         window = int(window) if window is not None else None
         kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")
-        if kind == "dummy":  # shares another layer's cache, or holds none
+        if kind == "dummy" or index in cross:  # shares another layer's cache, or holds none
             continue
         # Inkling's sliding layers have their own heads, under swa_ names
         swa = "sliding" in kind and config_value(layer_config, "swa_num_key_value_heads", None) is not None

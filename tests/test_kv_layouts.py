@@ -68,6 +68,22 @@ def _config(model_type):
     return AutoConfig.for_model(model_type, **TINY[model_type])
 
 
+def test_mllamas_cross_attention_layers_keep_no_prompt_tokens():
+    """Mllama given text only: its cross-attention layers (here the second) cache nothing."""
+    from transformers import AutoConfig
+
+    from llmscope.cache import kv_cache_estimate
+
+    config = AutoConfig.for_model("mllama", text_config=dict(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=128, pad_token_id=0, cross_attention_layers=[1]), vision_config=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
+        image_size=28, patch_size=14, intermediate_layers_indices=[0]))
+    cache, _ = cache_after_forward(config)
+    estimate = kv_cache_estimate(config, context=5, batch=2, dtype="float32")
+    assert estimate.bytes == cache_kv_bytes(cache) and [g.layers for g in estimate.layers] == [[0, 2]]
+
+
 @pytest.mark.parametrize("name", sorted(FALCONS))
 def test_falcons_kv_heads(name, tmp_path):
     from transformers import FalconConfig
