@@ -102,6 +102,8 @@ def kv_cache_estimate(
     layer_types = list(getattr(text, "layer_types", None) or [])
     # Mllama's cross-attention layers cache an image's keys and values, none of the prompt's
     cross = set(getattr(text, "cross_attention_layers", None) or [])
+    # CPM-Ant prepends prompt_length learned prompt tokens to every sequence, and caches them too
+    prompt_tokens = int(getattr(text, "prompt_length", 0) or 0) if text.model_type == "cpmant" else 0
     groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None], list[int]] = {}
     shapes: dict[tuple[int, bool], tuple[Any, int, int]] = {}  # (id(layer config), swa) -> (it, kv heads, head size)
     for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
@@ -115,15 +117,15 @@ def kv_cache_estimate(
         # Inkling's sliding layers have their own heads, under swa_ names
         swa = "sliding" in kind and config_value(layer_config, "swa_num_key_value_heads", None) is not None
         if (id(layer_config), swa) not in shapes:  # once per config: the same one for every layer of most models
-            prefix = "swa_" if swa else ""
-            heads = config_value(layer_config, f"{prefix}num_attention_heads")
+            swa_prefix = "swa_" if swa else ""
+            heads = config_value(layer_config, f"{swa_prefix}num_attention_heads")
             shapes[id(layer_config), swa] = (
                 layer_config,  # kept alive, so that its id is not reused by another layer's config
                 # Falcon's new decoder architecture broadcasts keys and values to every query head, then caches them
                 heads if getattr(layer_config, "new_decoder_architecture", False) else
                 int(config_value(layer_config, "swa_num_key_value_heads")) if swa else key_value_heads(layer_config, heads),
-                int(config_value(layer_config, f"{prefix}head_dim", None)
-                    or config_value(layer_config, "hidden_size") // heads),
+                int(config_value(layer_config, f"{swa_prefix}head_dim", None) or config_value(layer_config, "dim_head", None)
+                    or config_value(layer_config, "hidden_size") // heads),  # dim_head: CPM-Ant
             )
         _, kv_heads, head_dim = shapes[id(layer_config), swa]
         rank = config_value(layer_config, "kv_lora_rank", None)
@@ -133,7 +135,8 @@ def kv_cache_estimate(
         groups.setdefault((kind, window, kv_heads, head_dim, latent, indexer, rate), []).append(index)
     out: list[KVCacheLayerGroup] = []
     for (kind, window, kv_heads, head_dim, latent, indexer, rate), layers in groups.items():
-        kept = min(context, window - 1) if window else context
+        tokens = context + prompt_tokens
+        kept = min(tokens, window - 1) if window else tokens
         # the latent and RoPE key; DeepSeek V4's one tensor for keys and values; or keys and values
         width = sum(latent) if latent else (1 if rate else 2) * kv_heads * head_dim
         per_token = int(batch * (width + (indexer or 0)) * element * len(layers))

@@ -84,6 +84,20 @@ def test_mllamas_cross_attention_layers_keep_no_prompt_tokens():
     assert estimate.bytes == cache_kv_bytes(cache) and [g.layers for g in estimate.layers] == [[0, 2]]
 
 
+def test_cpmants_prompt_tokens_are_cached():
+    """CPM-Ant: heads of dim_head (not hidden_size / heads), and prompt_length learned tokens cached
+    ahead of every sequence."""
+    from transformers import AutoConfig
+
+    from llmscope.cache import kv_cache_estimate
+
+    config = AutoConfig.for_model("cpmant", hidden_size=64, num_attention_heads=4, dim_head=8, dim_ff=96,
+                                  num_hidden_layers=2, prompt_length=3)
+    cache, _ = cache_after_forward(config)
+    estimate = kv_cache_estimate(config, context=5, batch=2, dtype="float32")
+    assert estimate.bytes == cache_kv_bytes(cache) and estimate.layers[0].tokens_kept == 8
+
+
 @pytest.mark.parametrize("name", sorted(FALCONS))
 def test_falcons_kv_heads(name, tmp_path):
     from transformers import FalconConfig
