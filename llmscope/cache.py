@@ -104,7 +104,7 @@ def kv_cache_estimate(
     cross = set(getattr(text, "cross_attention_layers", None) or [])
     # CPM-Ant prepends prompt_length learned prompt tokens to every sequence, and caches them too
     prompt_tokens = int(getattr(text, "prompt_length", 0) or 0) if text.model_type == "cpmant" else 0
-    groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None], list[int]] = {}
+    groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None, int | None], list[int]] = {}
     shapes: dict[tuple[int, bool], tuple[Any, int, int]] = {}  # (id(layer config), swa) -> (it, kv heads, head size)
     for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
         if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all

@@ -209,7 +209,8 @@ def kv_shape(group: Any) -> str:
     if group.kv_lora_rank:
         text = f"latent {group.kv_lora_rank} + RoPE key {group.qk_rope_head_dim}"
     else:
-        text = f"{group.num_key_value_heads} KV heads x {group.head_dim}"
+        n = group.num_key_value_heads
+        text = f"{n} KV head{'' if n == 1 else 's'} x {group.head_dim}"
     if group.compress_rate:  # DeepSeek V4
         text += f" (keys = values), an entry per {group.compress_rate} tokens"
     return text + (f", indexer keys {group.indexer_key_dim}" if group.indexer_key_dim else "")
