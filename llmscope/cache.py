@@ -104,8 +104,11 @@ def kv_cache_estimate(
     cross = set(getattr(text, "cross_attention_layers", None) or [])
     # CPM-Ant prepends prompt_length learned prompt tokens to every sequence, and caches them too
     prompt_tokens = int(getattr(text, "prompt_length", 0) or 0) if text.model_type == "cpmant" else 0
+    tokens = context + prompt_tokens
+    # Inkling's sliding layers have their own heads, under swa_ names
+    swa_heads = config_value(text, "swa_num_key_value_heads", None) is not None
     groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None, int | None], list[int]] = {}
-    shapes: dict[tuple[int, bool], tuple[Any, int, int]] = {}  # (id(layer config), swa) -> (it, kv heads, head size)
+    shapes: dict[tuple[int, bool], tuple[Any, int, int, tuple[int, int] | None]] = {}  # read once per layer config
     for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
         if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all
             continue
@@ -114,28 +117,16 @@ def kv_cache_estimate(
         kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")
         if kind == "dummy" or index in cross:  # shares another layer's cache, or holds none
             continue
-        # Inkling's sliding layers have their own heads, under swa_ names
-        swa = "sliding" in kind and config_value(layer_config, "swa_num_key_value_heads", None) is not None
+        swa = swa_heads and "sliding" in kind
         if (id(layer_config), swa) not in shapes:  # once per config: the same one for every layer of most models
-            swa_prefix = "swa_" if swa else ""
-            heads = config_value(layer_config, f"{swa_prefix}num_attention_heads")
-            shapes[id(layer_config), swa] = (
-                layer_config,  # kept alive, so that its id is not reused by another layer's config
-                # Falcon's new decoder architecture broadcasts keys and values to every query head, then caches them
-                heads if getattr(layer_config, "new_decoder_architecture", False) else
-                int(config_value(layer_config, "swa_num_key_value_heads")) if swa else key_value_heads(layer_config, heads),
-                int(config_value(layer_config, f"{swa_prefix}head_dim", None) or config_value(layer_config, "dim_head", None)
-                    or config_value(layer_config, "hidden_size") // heads),  # dim_head: CPM-Ant
-            )
-        _, kv_heads, head_dim = shapes[id(layer_config), swa]
-        rank = config_value(layer_config, "kv_lora_rank", None)
-        latent = (int(rank), int(config_value(layer_config, "qk_rope_head_dim"))) if rank else None
+            # the config kept alive, so that its id is not reused by another layer's config
+            shapes[id(layer_config), swa] = (layer_config, *_cached_shape(layer_config, swa))
+        _, kv_heads, head_dim, latent = shapes[id(layer_config), swa]
         indexer = _indexer_key_dim(layer_config, index) if isinstance(layer, DynamicIndexedLayer) else None
         rate = (getattr(layer_config, "compress_rates", None) or {}).get(kind) if kind in COMPRESSED else None
         groups.setdefault((kind, window, kv_heads, head_dim, latent, indexer, rate), []).append(index)
     out: list[KVCacheLayerGroup] = []
     for (kind, window, kv_heads, head_dim, latent, indexer, rate), layers in groups.items():
-        tokens = context + prompt_tokens
         kept = min(tokens, window - 1) if window else tokens
         # the latent and RoPE key; DeepSeek V4's one tensor for keys and values; or keys and values
         width = sum(latent) if latent else (1 if rate else 2) * kv_heads * head_dim
@@ -171,6 +162,22 @@ def kv_cache_estimate(
 
 
 COMPRESSED = ("heavily_compressed_attention", "compressed_sparse_attention")  # DeepSeek V4's layer kinds
+
+
+def _cached_shape(layer_config: Any, swa: bool) -> tuple[int, int, tuple[int, int] | None]:
+    """KV heads and head size of what a layer caches, and MLA's (latent, RoPE key) widths or None."""
+    prefix = "swa_" if swa else ""
+    heads = config_value(layer_config, f"{prefix}num_attention_heads")
+    if getattr(layer_config, "new_decoder_architecture", False):
+        kv_heads = heads  # Falcon-40B broadcasts keys and values to every query head, then caches them
+    else:
+        kv_heads = int(config_value(layer_config, "swa_num_key_value_heads")) if swa else key_value_heads(layer_config, heads)
+    head_dim = int(config_value(layer_config, f"{prefix}head_dim", None)
+                   or config_value(layer_config, "dim_head", None)  # CPM-Ant
+                   or config_value(layer_config, "hidden_size") // heads)
+    rank = config_value(layer_config, "kv_lora_rank", None)
+    latent = (int(rank), int(config_value(layer_config, "qk_rope_head_dim"))) if rank else None
+    return kv_heads, head_dim, latent
 
 
 def _compressed_bytes(text: Any, kind: str, rate: int, head_dim: int, context: int, batch: int, element: float) -> int:

@@ -45,16 +45,12 @@ V4 = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_va
 def test_deepseek_v4s_compressed_cache(tokens):
     """DeepSeek V4: one tensor for keys and values over the window, plus an entry per compress_rate
     tokens (and a CSA layer's indexer entries) and the compressor's buffers."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     from llmscope.cache import kv_cache_estimate
 
     config = AutoConfig.for_model("deepseek_v4", **V4)
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.inference_mode():
-        cache = model(input_ids=torch.randint(3, 100, (2, tokens)), use_cache=True).past_key_values
+    cache, _ = cache_after_forward(config, tokens=tokens)
     estimate = kv_cache_estimate(config, context=tokens, batch=2, dtype="float32")
     assert estimate.bytes == cache_kv_bytes(cache)
     assert sorted(g.compress_rate for g in estimate.layers) == [2, 8]

@@ -71,16 +71,16 @@ def tiny_families(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPat
     return folders
 
 
-def cache_after_forward(config, dtype: str = "float32"):
-    """transformers' cache (and the model) after a forward pass of 5 tokens in 2 sequences of a
-    random-weight model built from ``config``."""
+def cache_after_forward(config, dtype: str = "float32", tokens: int = 5):
+    """transformers' cache (and the model) after a forward pass of ``tokens`` tokens in 2 sequences
+    of a random-weight model built from ``config``."""
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     with torch.inference_mode():
-        out = model(input_ids=torch.randint(3, 100, (2, 5)), use_cache=True)
+        out = model(input_ids=torch.randint(3, 100, (2, tokens)), use_cache=True)
     return getattr(out, "past_key_values", None), model
 
 
