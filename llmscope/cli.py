@@ -202,6 +202,18 @@ def main(argv: list[str] | None = None) -> None:
         _run(args, debug)
     finally:
         set_reporter(previous)
+        _forget_interrupted_string_eval()
+
+
+def _forget_interrupted_string_eval() -> None:
+    """Keep the exit code we chose when a Ctrl-C was handled (130), also under ``python -m llmscope``.
+
+    CPython marks a KeyboardInterrupt "unhandled" when it ends a string ``exec``/``eval`` (dataclasses
+    and namedtuples make their methods that way, so Ctrl-C during an import can land there), even if
+    a caller then catches it; under ``-m`` the interpreter then kills itself with SIGINT on the way
+    out, whatever ``sys.exit`` said. Every string eval first clears that mark: run an empty one.
+    """
+    exec("None")  # noqa: S102 - a constant, only to reset the interpreter's flag
 
 
 def _install_reporter() -> Reporter:
