@@ -114,7 +114,7 @@ class MemoryReport:
     batch: int = 1
     mode: str = "generate"  # what the transient is for: generate (last-position logits) or forward (all)
     attn_implementation: str | None = None  # the attention transformers runs, as the transient assumes
-    transient_peak: str | None = None  # where the peak falls: attention, mlp or lm_head
+    transient_peak: str | None = None  # where the peak falls: attention, mlp, selective_scan or lm_head
     transient_shapes: dict[str, str] = dataclasses.field(default_factory=dict)  # each transient term's tensors
     measurement: Measurement | None = None  # --measure: the peak of the same run
 

@@ -17,7 +17,9 @@ The peak is then the largest of one layer's MLP (gate, activation and product: 3
 intermediate) for a gated MLP), one layer's attention (sdpa converts a bool mask into a float
 (B, 1, T, T) copy; eager holds (B, heads, T, T) scores and their float32 softmax; the query and its
 rotary temporaries) and the LM head: ``generate`` asks for the last position only
-(``logits_to_keep=1``, then a float32 copy), a forward pass returns (B, T, vocab) logits.
+(``logits_to_keep=1``, then a float32 copy), a forward pass returns (B, T, vocab) logits. A Mamba-1
+mixer's reference scan is a phase of its own. What particular models do in their own code (Falcon,
+MLA, the Mamba scan) is in transient_terms.py.
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ from llmscope.configs import (
     vocab_size,
 )
 from llmscope.errors import UsageError
+from llmscope.transient_terms import (
+    EVERY_EXPERT_SEES_EVERY_TOKEN,
+    LOGIT_SCALES,
+    TransientTerm,
+    dims,
+    falcon_attention,
+    mla_attention,
+    read_mamba_mixer,
+    read_mla_dims,
+    selective_scan,
+)
 from llmscope.weights import DTYPE_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,13 +66,15 @@ COMPOSITE_ACTIVATIONS = {"gelu_new", "gelu_fast", "quick_gelu", "gelu_python", "
 
 
 @dataclasses.dataclass(frozen=True)
+
+
 class ForwardShape:
     """What the estimate needs, read once from the config and the model built on the meta device."""
 
     hidden_size: int
     intermediate_size: int
     mlp_tensors: int  # (B, T, intermediate) tensors alive at the MLP's peak: 2 plain, 3 gated, 4 fused gate_up
-    experts_per_token: int | None  # MoE: each token goes through this many experts (grouped_mm)
+    experts_per_token: int | None  # MoE: each token goes through this many experts (grouped_mm; all of them in Llama 4)
     num_attention_heads: int | None  # None: no attention (recurrent models)
     num_key_value_heads: int | None
     head_dim: int | None
@@ -67,24 +82,25 @@ class ForwardShape:
     windows: tuple[int | None, ...]  # per attention layer kind: the sliding window, None for full attention
     rope_tables: int  # distinct (cos, sin) pairs computed per forward
     logit_softcapping: bool
+    logit_scaling: bool  # logits * or / a constant from the config, out of place (Cohere, Granite)
+    attention_code: str  # 'interface': transformers' shared attention functions; or a model's own: 'falcon'
     attn_implementation: str
     causal: bool
+    mamba_inner: int = 0  # Mamba-1 mixers (Mamba, Falcon Mamba, Jamba, Zamba): the inner width ...
+    mamba_state: int = 0  # ... and the SSM state per channel; 0 where there are none
+    mla_dims: tuple[int, int] | None = None  # MLA (DeepSeek V2/V3): each head's query/key width, value width
+    mamba_scan_width: int = 0  # channels scanned at once: the inner width, a head's in Zamba (a loop over heads)
 
 
 @dataclasses.dataclass(frozen=True)
-class TransientTerm:
-    name: str
-    bytes: int
-    shape: str  # what it is: '3 x (1, 8192, 2048) float32'
 
 
-@dataclasses.dataclass(frozen=True)
 class TransientEstimate:
     """The tensors alive at the prefill's peak, beside the weights and the KV cache."""
 
     mode: str
     attn_implementation: str
-    peak: str  # where the peak falls: 'attention', 'mlp' or 'lm_head'
+    peak: str  # where the peak falls: 'attention', 'mlp', 'selective_scan' or 'lm_head'
     terms: tuple[TransientTerm, ...]  # at the peak; they add up to ``bytes``
     phases: dict[str, int]  # each phase's total, the peak's among them
 
@@ -127,10 +143,13 @@ def forward_shape(config: PretrainedConfig, meta: nn.Module, *, attn_implementat
     head_dim = int(head_dim) if isinstance(head_dim, int) and head_dim > 0 else (hidden // heads if heads else None)
     moe_k = config_value(text, "num_experts_per_tok", None) or config_value(text, "moe_topk", None)
     moe_k = int(moe_k) if isinstance(moe_k, int) and moe_k > 0 and _has_experts(meta) else None
+    if moe_k and text.model_type in EVERY_EXPERT_SEES_EVERY_TOKEN:
+        moe_k = int(config_value(text, "num_local_experts", moe_k))
     inter = config_value(text, "moe_intermediate_size", None) if moe_k else None
     inter = inter if isinstance(inter, int) and inter > 0 else intermediate_size(text, hidden)
     theta, _ = rope(text)
     softcap = config_value(text, "final_logit_softcapping", None) or config_value(config, "final_logit_softcapping", None)
+    scaled = any(config_value(c, name, None) is not None for c in (text, config) for name in LOGIT_SCALES)
     implementation = attn_implementation or getattr(meta.config, "_attn_implementation", None) or "eager"
     return ForwardShape(
         hidden_size=hidden,
@@ -144,8 +163,12 @@ def forward_shape(config: PretrainedConfig, meta: nn.Module, *, attn_implementat
         windows=_windows(text) if heads else (),
         rope_tables=(len(theta) if isinstance(theta, dict) else 1) if theta is not None and heads else 0,
         logit_softcapping=bool(softcap),
+        logit_scaling=scaled,
+        attention_code="falcon" if text.model_type == "falcon" and not config_value(text, "alibi", False) else "interface",
         attn_implementation=str(implementation),
         causal=causal,
+        mla_dims=read_mla_dims(text) if heads else None,
+        **read_mamba_mixer(config),
     )
 
 
@@ -198,10 +221,13 @@ def transient_at_peak(
                         _masks(shape, B, T, dtype, e, mode)) if t.bytes]
     phases: dict[str, list[TransientTerm]] = {
         "attention": [_hidden(3, B, T, shape.hidden_size, dtype, e), *held, *_attention(shape, B, T, dtype, e)],
-        "mlp": [_hidden(4, B, T, shape.hidden_size, dtype, e), *held, _mlp(shape, B, T, dtype, e)],
+        "mlp": [_hidden(4, B, T, shape.hidden_size, dtype, e), *held, _held_attention_weights(shape, B, T, dtype, e),
+                _mlp(shape, B, T, dtype, e)],
         "lm_head": [_hidden(1, B, T, shape.hidden_size, dtype, e), *([kv_prefill] if kv_prefill.bytes else []),
                     *_logits(shape, B, T, dtype, e, mode)],
     }
+    if shape.mamba_inner:
+        phases["selective_scan"] = [_hidden(3, B, T, shape.hidden_size, dtype, e), *held, *selective_scan(shape, B, T, dtype, e)]
     totals = {name: sum(t.bytes for t in terms) for name, terms in phases.items()}
     peak = max(totals, key=lambda name: totals[name])
     return TransientEstimate(
@@ -213,19 +239,15 @@ def transient_at_peak(
     )
 
 
-def _dims(*dims: int) -> str:
-    return "(" + ", ".join(str(d) for d in dims) + ")"
-
-
 def _hidden(count: int, B: int, T: int, hidden: int, dtype: str, e: int) -> TransientTerm:
-    return TransientTerm("hidden_states", count * B * T * hidden * e, f"{count} x {_dims(B, T, hidden)} {dtype}")
+    return TransientTerm("hidden_states", count * B * T * hidden * e, f"{count} x {dims(B, T, hidden)} {dtype}")
 
 
 def _rotary(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> TransientTerm:
     """cos and sin per RoPE kind; generate passes position ids per sequence, a bare forward (1, T)."""
     n = 2 * shape.rope_tables
     d = shape.head_dim or 0
-    return TransientTerm("rotary", n * B * T * d * e, f"{n} x {_dims(B, T, d)} {dtype}")
+    return TransientTerm("rotary", n * B * T * d * e, f"{n} x {dims(B, T, d)} {dtype}")
 
 
 def _materialised(shape: ForwardShape, window: int | None, T: int) -> bool:
@@ -233,7 +255,7 @@ def _materialised(shape: ForwardShape, window: int | None, T: int) -> bool:
     (``is_causal``) unless a sliding window is reached; eager always builds one; flash never."""
     if not shape.causal or shape.attn_implementation in _NO_MASK:
         return False
-    if shape.attn_implementation == "sdpa":
+    if shape.attn_implementation == "sdpa" and shape.attention_code != "falcon":  # Falcon: allow_is_causal_skip=False
         return window is not None and T >= window
     return True
 
@@ -245,8 +267,8 @@ def _masks(shape: ForwardShape, B: int, T: int, dtype: str, e: int, mode: str) -
     if shape.attn_implementation == "sdpa":
         # bool; generate passes a (B, T) padding mask, so the mask has the batch; a bare forward's is expanded
         b = B if mode == "generate" else 1
-        return TransientTerm("attention_masks", len(kinds) * b * T * T, f"{len(kinds)} x {_dims(b, 1, T, T)} bool")
-    return TransientTerm("attention_masks", len(kinds) * B * T * T * e, f"{len(kinds)} x {_dims(B, 1, T, T)} {dtype}")
+        return TransientTerm("attention_masks", len(kinds) * b * T * T, f"{len(kinds)} x {dims(b, 1, T, T)} bool")
+    return TransientTerm("attention_masks", len(kinds) * B * T * T * e, f"{len(kinds)} x {dims(B, 1, T, T)} {dtype}")
 
 
 def _sliding_kv_prefill(kv: KVCacheEstimate | None, T: int) -> TransientTerm:
@@ -256,14 +278,24 @@ def _sliding_kv_prefill(kv: KVCacheEstimate | None, T: int) -> TransientTerm:
     return TransientTerm("sliding_kv_prefill", extra, f"{layers} layers x {T:,} tokens")
 
 
+def _held_attention_weights(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> TransientTerm:
+    """Eager attention returns its weights, and the decoder layer keeps them (``hidden_states, _ =
+    self.self_attn(...)``) through its MLP; Falcon's model loop also keeps the previous layer's."""
+    h = shape.num_attention_heads or 0
+    if shape.attn_implementation != "eager" or not h:
+        return TransientTerm("attention_weights", 0, "")
+    n = 2 if shape.attention_code == "falcon" else 1
+    return TransientTerm("attention_weights", n * B * h * T * T * e, f"{n} x {dims(B, h, T, T)} {dtype}")
+
+
 def _mlp(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> TransientTerm:
     inter = shape.intermediate_size
     if shape.experts_per_token:  # grouped_mm: every (token, expert) pair's hidden, gate_up, activation, product
         rows = B * T * shape.experts_per_token
         return TransientTerm("mlp", rows * (shape.hidden_size + 4 * inter) * e,
-                             f"{_dims(rows, shape.hidden_size)} + 4 x {_dims(rows, inter)} {dtype}, experts")
+                             f"{dims(rows, shape.hidden_size)} + 4 x {dims(rows, inter)} {dtype}, experts")
     n = shape.mlp_tensors
-    return TransientTerm("mlp", n * B * T * inter * e, f"{n} x {_dims(B, T, inter)} {dtype}")
+    return TransientTerm("mlp", n * B * T * inter * e, f"{n} x {dims(B, T, inter)} {dtype}")
 
 
 def _attention(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> list[TransientTerm]:
@@ -278,21 +310,25 @@ def _attention_kind(shape: ForwardShape, window: int | None, B: int, T: int, dty
                     e: int) -> list[TransientTerm]:
     h, d = shape.num_attention_heads or 0, shape.head_dim or 0
     kv_heads = shape.num_key_value_heads or h
-    q_dims = _dims(B, h, T, d)
+    q_dims = dims(B, h, T, d)
     q = B * h * T * d * e
     masked = _materialised(shape, window, T)
     # repeat_kv copies keys and values to every head unless sdpa runs GQA itself (no mask) or it is a
     # view (one KV head); flash attention reads grouped heads as they are
     repeat = h != kv_heads and kv_heads > 1 and shape.attn_implementation not in _NO_MASK and (
         masked or shape.attn_implementation == "eager")
+    if shape.mla_dims:
+        return mla_attention(shape, B, T, dtype, e)
     kernel = [TransientTerm("query", q, f"{q_dims} {dtype}")]
+    if shape.attention_code == "falcon":
+        return falcon_attention(shape, B, T, dtype, e, kernel, q, q_dims, repeat)
     if repeat:
         kernel.append(TransientTerm("repeated_kv", 2 * q, f"2 x {q_dims} {dtype}"))
     if shape.attn_implementation == "eager":  # scores, then their float32 softmax beside them
         scores = B * h * T * T * (e + max(e, 4))
-        kernel.append(TransientTerm("attention_scores", scores, f"{_dims(B, h, T, T)} {dtype} + float32 softmax"))
+        kernel.append(TransientTerm("attention_scores", scores, f"{dims(B, h, T, T)} {dtype} + float32 softmax"))
     elif masked:  # sdpa turns the bool mask into a float one of the query's dtype
-        kernel.append(TransientTerm("attention_mask_float", B * T * T * e, f"{_dims(B, 1, T, T)} {dtype}"))
+        kernel.append(TransientTerm("attention_mask_float", B * T * T * e, f"{dims(B, 1, T, T)} {dtype}"))
     kernel.append(TransientTerm("attention_output", q, f"{q_dims} {dtype}"))
     rotary = [TransientTerm("query_rotary", 4 * q, f"4 x {q_dims} {dtype}")]  # q, q*cos, rotate_half*sin, sum
     return max(kernel, rotary, key=lambda terms: sum(t.bytes for t in terms))
@@ -301,9 +337,11 @@ def _attention_kind(shape: ForwardShape, window: int | None, B: int, T: int, dty
 def _logits(shape: ForwardShape, B: int, T: int, dtype: str, e: int, mode: str) -> list[TransientTerm]:
     V = shape.vocab_size
     if mode == "generate":  # logits_to_keep=1, then generate's float32 copy of the last row
-        return [TransientTerm("logits", B * V * (e + 4), f"{_dims(B, 1, V)} {dtype} + {_dims(B, V)} float32")]
-    terms = [TransientTerm("logits", B * T * V * e, f"{_dims(B, T, V)} {dtype}")]
+        return [TransientTerm("logits", B * V * (e + 4), f"{dims(B, 1, V)} {dtype} + {dims(B, V)} float32")]
+    terms = [TransientTerm("logits", B * T * V * e, f"{dims(B, T, V)} {dtype}")]
     if shape.logit_softcapping:  # logits / cap, tanh, * cap: one more at a time
-        terms.append(TransientTerm("logits_softcapping", B * T * V * e, f"{_dims(B, T, V)} {dtype}"))
+        terms.append(TransientTerm("logits_softcapping", B * T * V * e, f"{dims(B, T, V)} {dtype}"))
+    if shape.logit_scaling:  # the scaled copy beside the logits
+        terms.append(TransientTerm("logits_scaled", B * T * V * e, f"{dims(B, T, V)} {dtype}"))
     return terms
 

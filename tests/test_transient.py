@@ -46,7 +46,15 @@ def _profiled_peak(run, tmp_path: Path) -> int:
 def _tiny(kind: str):
     """A random-weight model of a real architecture, small enough to run 2,048 tokens in a second."""
     import torch
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, GPT2Config, LlamaConfig, MistralConfig, Phi3Config
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        LlamaConfig,
+        MistralConfig,
+        Phi3Config,
+    )
 
     common = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
                   num_key_value_heads=2, vocab_size=1000, max_position_embeddings=4096, tie_word_embeddings=False)
@@ -59,6 +67,25 @@ def _tiny(kind: str):
             layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
         ),
         "gpt2": lambda: GPT2Config(n_embd=64, n_layer=3, n_head=4, n_positions=4096, vocab_size=1000),
+        # a wide MLP: the peak falls in the MLP, beside the attention weights eager keeps until the layer ends
+        "llama_wide": lambda: LlamaConfig(**{**common, "intermediate_size": 2048}),
+        "cohere": lambda: AutoConfig.for_model("cohere", **common),  # logits * logit_scale
+        "llama4": lambda: AutoConfig.for_model(  # every token through every expert
+            "llama4_text", **common, head_dim=16, num_local_experts=2, num_experts_per_tok=1,
+            intermediate_size_mlp=256, interleave_moe_layer_step=1, attention_chunk_size=256),
+        # Falcon's own attention: one KV head for four query heads (Falcon-7B's layout)
+        "falcon": lambda: AutoConfig.for_model("falcon", hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                               vocab_size=1000, new_decoder_architecture=False, multi_query=True),
+        "deepseek_v3": lambda: AutoConfig.for_model(  # MLA: values narrower than queries and keys
+            "deepseek_v3", **{**common, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 8,
+                              "num_key_value_heads": 8}, kv_lora_rank=64, q_lora_rank=96, qk_nope_head_dim=32,
+            qk_rope_head_dim=16, v_head_dim=32, head_dim=16, n_routed_experts=4, num_experts_per_tok=2,
+            moe_intermediate_size=128, first_k_dense_replace=1, n_group=1, topk_group=1),
+        "mamba": lambda: AutoConfig.for_model("mamba", hidden_size=64, state_size=8, num_hidden_layers=2,
+                                              vocab_size=1000, intermediate_size=128),
+        "zamba": lambda: AutoConfig.for_model(  # Mamba mixers scanned one head at a time, and attention
+            "zamba", **{**common, "num_hidden_layers": 6, "num_key_value_heads": 4}, n_mamba_heads=2,
+            mamba_d_state=8, mamba_d_conv=3, mamba_expand=2, mamba_dt_rank=8, attn_layer_period=2, attn_layer_offset=1),
     }
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(configs[kind]()).eval()
@@ -89,6 +116,16 @@ def _predicted(model, *, context: int, batch: int, mode: str, attn: str, dtype: 
         ("gemma3", "sdpa", "forward", 2048, 1, "float32"),
         ("phi3", "sdpa", "generate", 1024, 1, "float32"),  # a fused gate_up projection
         ("gpt2", "sdpa", "forward", 512, 1, "float32"),  # a plain MLP with a composite gelu, learned positions
+        ("llama_wide", "eager", "generate", 256, 1, "float32"),  # the MLP's peak holds the attention weights
+        ("cohere", "sdpa", "forward", 1024, 1, "float32"),  # the scaled logits beside the logits
+        ("llama4", "sdpa", "generate", 1024, 1, "float32"),  # every expert sees every token
+        ("falcon", "sdpa", "generate", 1024, 1, "float32"),  # mask always built; MQA shapes take the math path
+        ("falcon", "sdpa", "generate", 1024, 1, "bfloat16"),  # ... which computes in float32
+        ("falcon", "eager", "generate", 512, 1, "float32"),  # the previous layer's softmax is still alive
+        ("deepseek_v3", "sdpa", "generate", 1024, 1, "float32"),  # MLA: the math path, keys expanded per head
+        ("deepseek_v3", "eager", "forward", 512, 1, "float32"),
+        ("mamba", "eager", "generate", 1024, 1, "float32"),  # the reference selective scan's float32 tensors
+        ("zamba", "sdpa", "generate", 1024, 1, "float32"),  # the scan per Mamba head
     ],
 )
 def test_estimate_matches_the_profiled_peak(tmp_path, kind, attn, mode, context, batch, dtype):
