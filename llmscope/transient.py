@@ -44,7 +44,9 @@ from llmscope.transient_terms import (
     LOGIT_SCALES,
     TransientTerm,
     dims,
+    eager_scores,
     falcon_attention,
+    mask_float,
     mla_attention,
     read_mamba_mixer,
     read_mla_dims,
@@ -66,8 +68,6 @@ COMPOSITE_ACTIVATIONS = {"gelu_new", "gelu_fast", "quick_gelu", "gelu_python", "
 
 
 @dataclasses.dataclass(frozen=True)
-
-
 class ForwardShape:
     """What the estimate needs, read once from the config and the model built on the meta device."""
 
@@ -86,15 +86,13 @@ class ForwardShape:
     attention_code: str  # 'interface': transformers' shared attention functions; or a model's own: 'falcon'
     attn_implementation: str
     causal: bool
+    mla_dims: tuple[int, int] | None = None  # MLA (DeepSeek V2/V3): each head's query/key width, value width
     mamba_inner: int = 0  # Mamba-1 mixers (Mamba, Falcon Mamba, Jamba, Zamba): the inner width ...
     mamba_state: int = 0  # ... and the SSM state per channel; 0 where there are none
-    mla_dims: tuple[int, int] | None = None  # MLA (DeepSeek V2/V3): each head's query/key width, value width
     mamba_scan_width: int = 0  # channels scanned at once: the inner width, a head's in Zamba (a loop over heads)
 
 
 @dataclasses.dataclass(frozen=True)
-
-
 class TransientEstimate:
     """The tensors alive at the prefill's peak, beside the weights and the KV cache."""
 
@@ -308,6 +306,10 @@ def _attention(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> list[
 
 def _attention_kind(shape: ForwardShape, window: int | None, B: int, T: int, dtype: str,
                     e: int) -> list[TransientTerm]:
+    if shape.mla_dims:
+        return mla_attention(shape, B, T, dtype, e)
+    if shape.attention_code == "falcon":
+        return falcon_attention(shape, B, T, dtype, e)
     h, d = shape.num_attention_heads or 0, shape.head_dim or 0
     kv_heads = shape.num_key_value_heads or h
     q_dims = dims(B, h, T, d)
@@ -317,18 +319,13 @@ def _attention_kind(shape: ForwardShape, window: int | None, B: int, T: int, dty
     # view (one KV head); flash attention reads grouped heads as they are
     repeat = h != kv_heads and kv_heads > 1 and shape.attn_implementation not in _NO_MASK and (
         masked or shape.attn_implementation == "eager")
-    if shape.mla_dims:
-        return mla_attention(shape, B, T, dtype, e)
     kernel = [TransientTerm("query", q, f"{q_dims} {dtype}")]
-    if shape.attention_code == "falcon":
-        return falcon_attention(shape, B, T, dtype, e, kernel, q, q_dims, repeat)
     if repeat:
         kernel.append(TransientTerm("repeated_kv", 2 * q, f"2 x {q_dims} {dtype}"))
-    if shape.attn_implementation == "eager":  # scores, then their float32 softmax beside them
-        scores = B * h * T * T * (e + max(e, 4))
-        kernel.append(TransientTerm("attention_scores", scores, f"{dims(B, h, T, T)} {dtype} + float32 softmax"))
+    if shape.attn_implementation == "eager":
+        kernel.append(eager_scores(B, h, T, dtype, e))
     elif masked:  # sdpa turns the bool mask into a float one of the query's dtype
-        kernel.append(TransientTerm("attention_mask_float", B * T * T * e, f"{dims(B, 1, T, T)} {dtype}"))
+        kernel.append(mask_float(B, T, dtype, e))
     kernel.append(TransientTerm("attention_output", q, f"{q_dims} {dtype}"))
     rotary = [TransientTerm("query_rotary", 4 * q, f"4 x {q_dims} {dtype}")]  # q, q*cos, rotate_half*sin, sum
     return max(kernel, rotary, key=lambda terms: sum(t.bytes for t in terms))

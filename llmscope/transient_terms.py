@@ -4,11 +4,13 @@ transient.py holds what transformers' shared code allocates (attention interface
 this module, what a model does its own way: Falcon's attention, MLA's per-head keys and values, torch's
 math sdpa where no fused kernel takes the shapes, and the Mamba-1 reference scan. Each read from the
 model's ``modeling_*.py`` in transformers 5 and checked against torch's profiler (tests/test_transient.py).
+The term type and the terms both modules build (eager scores, sdpa's float mask) live here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 from llmscope.configs import config_value
@@ -27,8 +29,6 @@ EVERY_EXPERT_SEES_EVERY_TOKEN = {"llama4_text"}
 
 
 @dataclasses.dataclass(frozen=True)
-
-
 class TransientTerm:
     name: str
     bytes: int
@@ -57,10 +57,7 @@ def read_mamba_mixer(config: PretrainedConfig) -> dict[str, int]:
     if state is None or state.family != "Mamba":
         return {}
     shape = next(t.shape for t in state.tensors if t.name == "recurrent_states")  # (1, [heads,] inner, d_state)
-    inner = 1
-    for size in shape[1:-1]:
-        inner *= int(size)
-    return {"mamba_inner": inner, "mamba_state": int(shape[-1]), "mamba_scan_width": int(shape[-2])}
+    return {"mamba_inner": math.prod(shape[1:-1]), "mamba_state": int(shape[-1]), "mamba_scan_width": int(shape[-2])}
 
 
 def selective_scan(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> list[TransientTerm]:
@@ -72,6 +69,16 @@ def selective_scan(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> l
     inner, n, width = shape.mamba_inner, shape.mamba_state, shape.mamba_scan_width
     return [TransientTerm("selective_scan", 3 * B * width * T * n * 4, f"3 x {dims(B, width, T, n)} float32"),
             TransientTerm("mixer", 8 * B * T * inner * e, f"8 x {dims(B, T, inner)} {dtype}")]
+
+
+def eager_scores(B: int, h: int, T: int, dtype: str, e: int) -> TransientTerm:
+    """transformers' eager attention: the (B, heads, T, T) scores, then their float32 softmax beside them."""
+    return TransientTerm("attention_scores", B * h * T * T * (e + max(e, 4)), f"{dims(B, h, T, T)} {dtype} + float32 softmax")
+
+
+def mask_float(B: int, T: int, dtype: str, e: int) -> TransientTerm:
+    """sdpa's float copy of a bool (B, 1, T, T) mask, in the query's dtype."""
+    return TransientTerm("attention_mask_float", B * T * T * e, f"{dims(B, 1, T, T)} {dtype}")
 
 
 def math_sdpa_scores(B: int, h: int, T: int) -> TransientTerm:
@@ -90,32 +97,34 @@ def mla_attention(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> li
     terms = [TransientTerm("query", B * h * T * qk * e, f"{dims(B, h, T, qk)} {dtype}"),
              TransientTerm("keys_values", B * h * T * (qk + v) * e, f"{dims(B, h, T, qk)} + {dims(B, h, T, v)} {dtype}")]
     if shape.attn_implementation == "eager":
-        terms.append(TransientTerm("attention_scores", B * h * T * T * (e + max(e, 4)),
-                                   f"{dims(B, h, T, T)} {dtype} + float32 softmax"))
+        terms.append(eager_scores(B, h, T, dtype, e))
     elif shape.attn_implementation == "sdpa" and qk != v:
-        terms += [math_sdpa_scores(B, h, T), TransientTerm("attention_mask_float", B * T * T * e, f"{dims(B, 1, T, T)} {dtype}")]
+        terms += [math_sdpa_scores(B, h, T), mask_float(B, T, dtype, e)]
     terms.append(TransientTerm("attention_output", B * h * T * v * e, f"{dims(B, h, T, v)} {dtype}"))
     return terms
 
 
-def falcon_attention(shape: ForwardShape, B: int, T: int, dtype: str, e: int, kernel: list[TransientTerm], q: int,
-                      q_dims: str, repeat: bool) -> list[TransientTerm]:
+def falcon_attention(shape: ForwardShape, B: int, T: int, dtype: str, e: int) -> list[TransientTerm]:
     """FalconAttention's own code. Eager: the scores, their masked sum and its softmax in the run dtype.
     sdpa always gets the mask; with one KV head for many query heads (Falcon-7B) no fused kernel takes the
     shapes, and torch's math path holds the scores, their softmax and an isneginf bool of that shape."""
-    h, kv, d = shape.num_attention_heads or 0, shape.num_key_value_heads or 0, shape.head_dim or 0
-    scores = dims(B, h, T, T)
+    h, d = shape.num_attention_heads or 0, shape.head_dim or 0
+    kv = shape.num_key_value_heads or h
+    scores, q_dims, q = dims(B, h, T, T), dims(B, h, T, d), B * h * T * d * e
+    # the new decoder architecture broadcasts several KV heads to every query head (one KV head: a view)
+    repeat = 1 < kv < h and shape.attn_implementation in ("sdpa", "eager")
+    kernel = [TransientTerm("query", q, f"{q_dims} {dtype}")]
     # query, key and value are views of the fused projection's output, alive through the attention
     kernel.append(TransientTerm("fused_qkv", B * T * (h + 2 * kv) * d * e, f"{dims(B, T, (h + 2 * kv) * d)} {dtype}"))
-    if repeat:  # the new decoder architecture broadcasts keys and values to every query head
+    if repeat:
         kernel.append(TransientTerm("repeated_kv", 2 * q, f"2 x {q_dims} {dtype}"))
     if shape.attn_implementation == "eager":
         # the scores, their masked sum, its softmax, and the previous layer's softmax (returned as its attention
         # weights, kept by FalconModel's loop until this layer returns)
         kernel.append(TransientTerm("attention_scores", 4 * B * h * T * T * e, f"4 x {scores} {dtype}"))
     elif shape.attn_implementation == "sdpa":
-        if (shape.num_key_value_heads or h) < h and not repeat:
+        if kv < h and not repeat:
             kernel.append(math_sdpa_scores(B, h, T))
-        kernel.append(TransientTerm("attention_mask_float", B * T * T * e, f"{dims(B, 1, T, T)} {dtype}"))
+        kernel.append(mask_float(B, T, dtype, e))
     kernel.append(TransientTerm("attention_output", q, f"{q_dims} {dtype}"))
     return kernel
