@@ -281,7 +281,7 @@ def attention(
 
 def _check_work(lm: LoadedModel, tokens: int, *, kept: int, all_layers: bool) -> None:
     """Refuse, before the forward pass, attention weights that cannot fit in memory."""
-    from llmscope.decode_loop import supports
+    from llmscope.model_calls import supports
     from llmscope.work_estimate import attention_work, check_fits
 
     estimate = attention_work(lm.config, tokens, dtype=lm.dtype, kept_layers=kept, all_layers=all_layers,
@@ -337,7 +337,7 @@ def _capture(lm: LoadedModel, ids: list[int], modules: list[Any] | None, index: 
     the other layers' weights are freed at once."""
     import torch
 
-    from llmscope.decode_loop import supports
+    from llmscope.model_calls import supports
     from llmscope.report_progress import reporter
 
     shown: dict[int, Any] = {}

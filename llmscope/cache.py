@@ -210,13 +210,3 @@ def _indexer_key_dim(layer_config: Any, index: int) -> int | None:
         return 2 * int(dim) + 1
     return int(dim)
 
-
-def takes_kv_cache(model: Any) -> bool:
-    """Whether the model's forward takes transformers' KV cache as ``past_key_values``.
-
-    Recurrent models do not (Mamba: ``cache_params``, RWKV: ``state``, xLSTM: its own cache): the
-    decode loops run them on the whole sequence at each step instead, which gives the same tokens.
-    """
-    import inspect
-
-    return "past_key_values" in inspect.signature(model.forward).parameters

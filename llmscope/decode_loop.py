@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmscope import sampling
+from llmscope import model_calls, sampling
 from llmscope.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,13 +50,6 @@ class Row:
     stop_reason: str = "length"
 
 
-def supports(model: Any, name: str) -> bool:
-    """Whether the model's forward takes the keyword NAME (e.g. ``logits_to_keep``)."""
-    import inspect
-
-    return name in inspect.signature(model.forward).parameters
-
-
 def context_room(lm: LoadedModel, prompt_length: int) -> int | None:
     """How many tokens fit after the prompt (None: no known limit); refuses a prompt that fills it."""
     limit = getattr(lm.config.get_text_config(), "max_position_embeddings", None)
@@ -87,14 +80,10 @@ class _Forward:
     """The model's forward passes for the loop, with or without the KV cache."""
 
     def __init__(self, model: Any, kv_cache: bool):
-        from transformers import DynamicCache
-
-        from llmscope.cache import takes_kv_cache
-
         # a recurrent model (Mamba, RWKV) keeps no KV cache: the whole sequence runs again each step
-        self.model, self.kv_cache = model, kv_cache and takes_kv_cache(model)
-        self.keep = {"logits_to_keep": 1} if supports(model, "logits_to_keep") else {}
-        self.cache = DynamicCache(config=model.config) if self.kv_cache else None
+        self.model, self.kv_cache = model, model_calls.kv_cache_or_notice(model, kv_cache)
+        self.keep = {"logits_to_keep": 1} if model_calls.supports(model, "logits_to_keep") else {}
+        self.cache = model_calls.new_cache(model) if self.kv_cache else None
 
     def prefill(self, prompt_ids: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         """Logits (rows, vocab) after the prompt; with the cache the prompt runs once (batch 1)."""
@@ -104,7 +93,7 @@ class _Forward:
         if not self.kv_cache:
             return self.step(seqs, seqs)
         out = self.model(input_ids=prompt_ids, attention_mask=torch.ones_like(prompt_ids),
-                         past_key_values=self.cache, use_cache=True, **self.keep)
+                         **model_calls.cache_kwargs(self.model, self.cache), **self.keep)
         if rows > 1:
             self.cache.batch_repeat_interleave(rows)
         return out.logits[:, -1].float().expand(rows, -1)  # (rows, vocab)
@@ -115,7 +104,7 @@ class _Forward:
 
         if self.kv_cache:
             mask = torch.ones(seqs.shape, dtype=torch.long, device=seqs.device)  # (rows, tokens)
-            out = self.model(input_ids=next_ids, attention_mask=mask, past_key_values=self.cache, use_cache=True,
+            out = self.model(input_ids=next_ids, attention_mask=mask, **model_calls.cache_kwargs(self.model, self.cache),
                              **self.keep)
         else:
             out = self.model(input_ids=seqs, attention_mask=torch.ones_like(seqs), use_cache=False, **self.keep)

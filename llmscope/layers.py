@@ -13,7 +13,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from llmscope import loading
+from llmscope import loading, model_calls
 from llmscope.errors import ModelFormatError, UsageError
 from llmscope.loading import LoadedModel
 from llmscope.prompts import (
@@ -205,12 +205,11 @@ def layers(
     else:
         position = len(ids) - 1
 
-    from llmscope.decode_loop import supports
-
     norm_found = None if masked else find_final_norm(lm.model)
-    last_only = not masked and supports(lm.model, "logits_to_keep")  # the focus is the last token
+    last_only = not masked and model_calls.supports(lm.model, "logits_to_keep")  # the focus is the last token
     _check_work(lm, len(ids), all_tokens=all_tokens, top=top, all_logits=not last_only)
-    out, hidden = _forward(lm, ids, norm_found, last_only=last_only)
+    kv = not masked and model_calls.takes_kv_cache(lm.model)  # a recurrent model's state is no KV cache
+    out, hidden = _forward(lm, ids, norm_found, last_only=last_only, kv=kv)
     head_name, cap, lens = _lens(lm, norm_found)
     rows, last_probs = _rows(lm, hidden, position, lens, top)
     model_probs = torch.softmax(out.logits[0, -1 if last_only else position], dim=-1)  # (vocab,)
@@ -231,7 +230,7 @@ def layers(
         layers=rows,
         final_check=final_check if math.isfinite(final_check) else float("nan"),
         grid=grid,
-        kv_cache=None if masked else _cache_report(getattr(out, "past_key_values", None), lm.config),
+        kv_cache=_cache_report(model_calls.returned_cache(lm.model, out), lm.config) if kv else None,
         warnings=list(encoded.warnings),
     )
 
@@ -248,7 +247,8 @@ def _check_work(lm: LoadedModel, tokens: int, *, all_tokens: bool, top: int, all
 
 
 def _forward(
-    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None, *, last_only: bool = False
+    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None, *, last_only: bool = False,
+    kv: bool = False,
 ) -> tuple[Any, list[torch.Tensor]]:
     """One forward pass keeping every hidden state (and the KV cache for a decoder). The last
     hidden state is the final norm's input, so every layer meets the same lens. ``last_only``:
@@ -269,11 +269,9 @@ def _forward(
             if lm.masked:
                 out = lm.model(input_ids=input_ids, output_hidden_states=True)
             else:
-                from transformers import DynamicCache
-
                 keep = {"logits_to_keep": 1} if last_only else {}
-                out = lm.model(input_ids=input_ids, output_hidden_states=True, use_cache=True,
-                               past_key_values=DynamicCache(config=lm.config), **keep)
+                cache = model_calls.cache_kwargs(lm.model, model_calls.new_cache(lm.model)) if kv else {}
+                out = lm.model(input_ids=input_ids, output_hidden_states=True, **cache, **keep)
     finally:
         if handle is not None:
             handle.remove()

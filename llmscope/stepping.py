@@ -82,11 +82,7 @@ class Stepper:
     ) -> None:
         """``settings`` (any of generate's strategies but beam) overrides strategy/temperature/top_p/seed
         for the pick; the table still shows the distribution at ``temperature`` and ``top_p``."""
-        from transformers import DynamicCache
-
-        from llmscope.cache import takes_kv_cache
-
-        from llmscope.decode_loop import supports
+        from llmscope import model_calls
 
         self.lm = lm
         self.top_k, self.temperature, self.top_p, self.strategy = top_k, temperature, top_p, strategy
@@ -100,8 +96,8 @@ class Stepper:
         self.text = lm.tokenizer.decode(prompt_ids)  # the text the model read
         self.prompt_length = len(prompt_ids)
         self.limit = prompts.context_length(lm.config)
-        self.cache = DynamicCache(config=lm.config) if takes_kv_cache(lm.model) else None
-        self._keep_last = supports(lm.model, "logits_to_keep")
+        self.cache = model_calls.new_cache(lm.model) if model_calls.kv_cache_or_notice(lm.model) else None
+        self._keep_last = model_calls.supports(lm.model, "logits_to_keep")
         self.steps: list[Step] = []
         self.warnings: list[str] = []  # about the prompt (stepper() fills them in)
         self.forward_passes = 0
@@ -113,6 +109,8 @@ class Stepper:
         for one token or the prompt: the forward pass generate's decode loop makes."""
         import torch
 
+        from llmscope import model_calls
+
         if self.cache is None:  # a recurrent model (Mamba, RWKV): the whole sequence again, no KV cache
             return self._recompute(new_ids)
         inputs = torch.tensor([new_ids], device=self.lm.device)  # (1, new tokens)
@@ -121,9 +119,9 @@ class Stepper:
         only_last = self._keep_last and (not self.forward_passes or len(new_ids) == 1)
         keep = {"logits_to_keep": 1} if only_last else {}
         with torch.inference_mode():
-            out = self.lm.model(input_ids=inputs, attention_mask=mask, past_key_values=self.cache, use_cache=True,
+            out = self.lm.model(input_ids=inputs, attention_mask=mask, **model_calls.cache_kwargs(self.lm.model, self.cache),
                                 **keep)
-        self.cache = out.past_key_values
+        self.cache = model_calls.returned_cache(self.lm.model, out)
         self.forward_passes += 1
         return out.logits[0]  # (new tokens, vocab)
 

@@ -116,7 +116,7 @@ with open(os.environ["QUIET_DONE"], "w") as done:
 """
 
 
-def test_the_api_prints_nothing(tiny_models, tiny_gguf, tmp_path):
+def _run_api_calls(tiny_models, tiny_gguf, tmp_path, prelude: str = "") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "LLMSCOPE_NO_PROGRESS"}  # no help from that switch
     env.update(
         HF_HUB_DISABLE_PROGRESS_BARS="1",
@@ -125,11 +125,24 @@ def test_the_api_prints_nothing(tiny_models, tiny_gguf, tmp_path):
         LLMSCOPE_CACHE=str(tmp_path / "fresh-cache"),  # so the GGUF conversion runs (and could talk)
         QUIET_DONE=str(tmp_path / "done.json"),
     )
-    done = subprocess.run([sys.executable, "-c", API_CALLS], env=env, capture_output=True, text=True, timeout=280)
+    done = subprocess.run([sys.executable, "-c", prelude + API_CALLS], env=env, capture_output=True, text=True,
+                          timeout=280)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_the_api_prints_nothing(tiny_models, tiny_gguf, tmp_path):
+    done = _run_api_calls(tiny_models, tiny_gguf, tmp_path)
     assert json.loads((tmp_path / "done.json").read_text())[-1] == "AttentionResult"  # every call ran
     assert done.stdout == ""
     assert done.stderr == ""
+
+
+def test_the_api_raises_no_warning(tiny_models, tiny_gguf, tmp_path):
+    """Every warning an error, from the first import on: a deprecated transformers keyword (a
+    FutureWarning) or any other drift of the libraries fails here the day it appears."""
+    done = _run_api_calls(tiny_models, tiny_gguf, tmp_path, prelude="import warnings\nwarnings.simplefilter('error')\n")
+    assert done.stdout == "" and done.stderr == ""
 
 
 # --------------------------------------------------------------------------------------------
