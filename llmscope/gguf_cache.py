@@ -281,8 +281,11 @@ def _convert_config(gguf: GgufFile, out: Path) -> None:
 
     from llmscope.gguf_header import write_config_stage
 
-    if write_config_stage(gguf.path, out):  # one header read, the big arrays skipped (gguf_header.py)
+    why_not = write_config_stage(gguf.path, out)  # one header read, the big arrays skipped (gguf_header.py)
+    if why_not is None:
         return
+    reporter().notice(f"GGUF metadata of {gguf.path.name}: the fast header read does not apply ({why_not}); "
+                      "reading it the slow way")
     folder, name = str(gguf.path.parent), gguf.path.name
     with reporter().status(f"Reading the GGUF metadata of {name} (once; cached)"):
         # Both parse the whole metadata in pure Python (GIL-bound): run them side by side.

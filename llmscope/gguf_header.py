@@ -11,6 +11,7 @@ dict (as transformers' ``load_gguf_checkpoint`` does), where that port is known 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import mmap
 import struct
 from math import prod
@@ -163,16 +164,48 @@ def tensor_summary(header: GgufHeader, path: Path) -> dict[str, Any]:
 # scans, list-valued head counts, rewritten rope scaling...), or through its own newer reader: these
 # go through transformers itself.
 _NOT_PORTED = ("t5", "stablelm", "lfm2", "gpt_oss", "gpt-oss", "minimax", "gemma4", "qwen35")
-# The transformers versions whose load_gguf_checkpoint this port was compared with (tests/test_latency_paths.py).
-PORTED_FROM = ("5.23.",)
+# What the port copies: transformers' ``load_gguf_checkpoint`` and the config mappings it reads. The port
+# runs only where the installed release's copy of them is one it was compared with (tests/test_latency_paths.py
+# fails on a new one): sha256 of those sources -> the releases seen with it.
+PORTED_SOURCES = {
+    "b05352748469e4d4d934df8730651d0e6fd05b7418b039261e9d8d9b96ae0dad": "transformers 5.23.0, 5.24.0",
+}
+_COPIED = (("transformers.modeling_gguf_pytorch_utils", ("load_gguf_checkpoint",)),
+           ("transformers.integrations.ggml", ("GGUF_CONFIG_MAPPING", "GGUF_CONFIG_DEFAULTS_MAPPING")))
+
+
+@functools.lru_cache(maxsize=1)
+def reader_fingerprint() -> str:
+    """sha256 of the installed transformers' source of what this port copies (read as text, not imported)."""
+    import ast
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for module, names in _COPIED:
+        spec = importlib.util.find_spec(module)
+        text = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.FunctionDef):
+                name = node.name
+            elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+            else:
+                continue
+            if name in names:
+                digest.update((ast.get_source_segment(text, node) or "").encode())
+    return digest.hexdigest()
+
+
+def port_applies() -> bool:
+    """Whether the installed transformers' GGUF config reader is one this port was compared with."""
+    return reader_fingerprint() in PORTED_SOURCES
 
 
 def config_dict(header: GgufHeader) -> dict[str, Any] | None:
     """The config dict transformers would build from this GGUF's metadata; None where this port is not
-    known to match (an architecture with special steps, another transformers version)."""
-    from importlib.metadata import version
-
-    if not version("transformers").startswith(PORTED_FROM):
+    known to match (an architecture with special steps, a transformers whose reader changed)."""
+    if not port_applies():
         return None
     from transformers.integrations.ggml import GGUF_CONFIG_DEFAULTS_MAPPING, GGUF_CONFIG_MAPPING
 
@@ -220,29 +253,33 @@ def config_dict(header: GgufHeader) -> dict[str, Any] | None:
     return config
 
 
-def write_config_stage(path: Path, out: Path) -> bool:
+def write_config_stage(path: Path, out: Path) -> str | None:
     """Write the GGUF cache's config stage (config.json, gguf-tensors.json) from one header read.
 
-    False (nothing written) where the port of transformers' config reader does not apply: the
-    caller then reads the file the slow way."""
+    None when written; otherwise (nothing written) why the port of transformers' config reader does
+    not apply, in a few words: the caller says so and reads the file the slow way."""
     import json
 
     try:
         header = read_header(path)
-    except (HeaderError, struct.error, UnicodeDecodeError, OSError, ValueError):
-        return False
+    except (HeaderError, struct.error, UnicodeDecodeError, OSError, ValueError) as exc:
+        return f"its header does not read here ({exc})"
+    if not port_applies():
+        from importlib.metadata import version
+
+        return f"transformers {version('transformers')} reads GGUF configs with code this reader was not compared with"
     values = config_dict(header)
     if values is None:
-        return False
+        return f"transformers builds the {header.metadata.get('general.architecture')!s} config with steps of its own"
     try:
         summary = tensor_summary(header, path)  # also checks that every tensor lies inside the file
-    except HeaderError:
-        return False
+    except HeaderError as exc:
+        return f"its tensor table does not fit the file ({exc})"
     from transformers import CONFIG_MAPPING
 
     if values.get("model_type") not in CONFIG_MAPPING:
-        return False
+        return f"transformers has no config class for {values.get('model_type')!s}"
     config = CONFIG_MAPPING[values["model_type"]].from_dict(values)
     config.save_pretrained(out)
     (out / "gguf-tensors.json").write_text(json.dumps(summary, indent=1))
-    return True
+    return None

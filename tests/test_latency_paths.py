@@ -230,9 +230,31 @@ def test_gguf_config_stage_from_the_header(tiny_gguf, tmp_path):
     """The config stage written from the header is the one transformers' reader writes."""
     from transformers import AutoConfig
 
-    assert gguf_header.write_config_stage(tiny_gguf, tmp_path)
+    assert gguf_header.write_config_stage(tiny_gguf, tmp_path) is None
     want = AutoConfig.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
     assert json.loads((tmp_path / "config.json").read_text()) == json.loads(want.to_json_string())
+
+
+def test_the_gguf_port_was_compared_with_the_installed_transformers():
+    """The header port runs only on a transformers whose GGUF config reader it was compared with: a release
+    that changes that code fails here (and the tests above say whether the port still matches)."""
+    from importlib.metadata import version
+
+    assert gguf_header.port_applies(), (
+        f"transformers {version('transformers')} changed load_gguf_checkpoint or its config mappings (sha256 "
+        f"{gguf_header.reader_fingerprint()}): check the port against it and add the hash to PORTED_SOURCES")
+
+
+def test_a_gguf_header_fallback_says_why(tiny_gguf, tmp_path, monkeypatch, cli):
+    """A transformers whose reader changed: the slow way, with one notice on stderr saying why."""
+    monkeypatch.setattr(gguf_header, "PORTED_SOURCES", {})
+    why = gguf_header.write_config_stage(tiny_gguf, tmp_path / "stage")
+    assert why is not None and "transformers" in why and not (tmp_path / "stage" / "config.json").exists()
+    monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "fresh-cache"))
+    r = cli("inspect", str(tiny_gguf), "--json")
+    assert r.exit_code == 0
+    assert "fast header read does not apply" in r.stderr and why in r.stderr
+    assert json.loads(r.stdout)["model_type"]
 
 
 def test_gguf_header_refuses_what_it_cannot_read(tmp_path):
@@ -240,7 +262,7 @@ def test_gguf_header_refuses_what_it_cannot_read(tmp_path):
     bad.write_bytes(b"GGUF" + (1).to_bytes(4, "little") + bytes(16))
     with pytest.raises(gguf_header.HeaderError):
         gguf_header.read_header(bad)
-    assert not gguf_header.write_config_stage(bad, tmp_path)
+    assert gguf_header.write_config_stage(bad, tmp_path) is not None
 
 
 @pytest.mark.slow
