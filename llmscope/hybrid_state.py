@@ -32,11 +32,23 @@ def hybrid_state_layers(config: PretrainedConfig) -> list[int]:
 
     from llmscope.cache import dynamic_cache_layers
 
+    text = text_config(config)
     try:
-        layers = dynamic_cache_layers(text_config(config))
+        layers = _visited(text, dynamic_cache_layers(text))
     except Exception:  # a config DynamicCache cannot read keeps no such state
         return []
     return [i for i, layer in enumerate(layers) if isinstance(layer, LinearAttentionCacheLayerMixin)]
+
+
+def _visited(text: PretrainedConfig, per_layer: list[Any]) -> list[Any]:
+    """One entry per layer visited: Inkling2-Loop passes loop_num_passes times through layers
+    loop_layer_index_start..end-1, and its forward appends a copy of their cache layers for each
+    pass after the first, when the cache has one layer per model layer (as DynamicCache(config=...))."""
+    names = ("loop_layer_index_start", "loop_layer_index_end", "loop_num_passes")
+    start, end, passes = (config_value(text, name, None) for name in names)
+    if None in (start, end, passes) or len(per_layer) != config_value(text, "num_hidden_layers", None):
+        return list(per_layer)
+    return [*per_layer, *per_layer[start:end] * (passes - 1)]
 
 
 def hybrid_state_estimate(config: PretrainedConfig, *, batch: int, dtype: str) -> RecurrentStateEstimate | None:
@@ -151,8 +163,9 @@ def _rg_lru(c: _Reader, layers: list[int], dtype: str) -> Found:
 
 def _inkling(c: _Reader, layers: list[int], dtype: str) -> Found:
     """Inkling: four short convolutions in every layer (keys, values, after attention, after the
-    MLP), computed and cached in float32; sliding layers have their own key/value width."""
-    kinds = list(getattr(c.text, "layer_types", None) or [])
+    MLP), computed and cached in float32; sliding layers have their own key/value width. Inkling2-Loop's
+    looped layers keep theirs once per pass."""
+    kinds = _visited(c.text, list(getattr(c.text, "layer_types", None) or []))
     sliding = sum(1 for i in layers if i < len(kinds) and kinds[i] == "hybrid_sliding")
     kernel = c.int("conv_kernel_size", "sconv_kernel_size")
     parts: list[Part] = []
@@ -199,6 +212,6 @@ BY_MODEL_TYPE: dict[str, Callable[[_Reader, list[int], str], Found]] = {
     **dict.fromkeys(["lfm2", "lfm2_moe", "lfm3"], _short_conv),
     "minimax": _lightning,
     "recurrent_gemma": _rg_lru,
-    **dict.fromkeys(["inkling_text", "inkling2_text"], _inkling),
+    **dict.fromkeys(["inkling_text", "inkling2_text", "inkling2_loop_text"], _inkling),
     "zaya": _cca,
 }

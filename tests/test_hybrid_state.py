@@ -60,15 +60,25 @@ TINY = {  # each a real transformers model type, shrunk; every one mixes state l
                             num_key_value_heads=1),  # lru_width != hidden_size: the state is the LRU's width
     "inkling_text": dict(num_hidden_layers=4, **INKLING, n_shared_experts=1),
     "inkling2_text": dict(num_hidden_layers=4, **INKLING, n_layers_per_attn_res_block=2),
+    "inkling2_loop_text": dict(  # layers 2 (sliding) and 3 (full) visited 3 times: 10 cache layers, 5 of them sliding
+        num_hidden_layers=6, **{**INKLING, "layer_types": ["hybrid", "hybrid", "hybrid_sliding", "hybrid",
+                                                           "hybrid_sliding", "hybrid_sliding"]},
+        n_layers_per_attn_res_block=2, loop_layer_index_start=2, loop_layer_index_end=4, loop_num_passes=3,
+        loop_gate_rank=8),
     "zaya": dict(num_hidden_layers=2, num_experts=4, moe_intermediate_size=32, router_hidden_size=16, cca_time0=2,
                  cca_time1=3),  # a conv state of (2 - 1) + (3 - 1) inputs
 }
 FAMILY = {"qwen3_5_text": "Gated DeltaNet", "qwen3_next": "Gated DeltaNet", "qwen4_exp_text": "Gated DeltaNet", "olmo_hybrid": "Gated DeltaNet",
           "jamba": "Mamba", "zamba": "Mamba", "lfm2": "short convolution", "lfm3": "short convolution",
           "bailing_hybrid": "KDA", "kimi_linear": "KDA", "minimax": "lightning attention", "recurrent_gemma": "RG-LRU",
-          "inkling_text": "short convolution", "inkling2_text": "short convolution", "zaya": "CCA"}
+          "inkling_text": "short convolution", "inkling2_text": "short convolution",
+          "inkling2_loop_text": "short convolution", "zaya": "CCA"}
 # transformers' own forward pass fails for these in this dtype (not llmscope): nothing to compare with
-FORWARD_FAILS = {("inkling2_text", "bfloat16"): "Inkling2 mixes float32 and bfloat16 in a matmul"}
+# (none in 5.24: Inkling2's bfloat16 forward, which mixed float32 and bfloat16 in a matmul, now runs)
+FORWARD_FAILS: dict[tuple[str, str], str] = {}
+# llmscope's KV cache estimate is wrong for these (strict: a fix makes the test fail until it is taken off)
+KV_WRONG = {"inkling2_loop_text": "llmscope.cache reads DynamicCache(config=...) before the forward pass appends a "
+                                  "copy of the looped layers' cache for each pass after the first"}
 
 
 def _config(model_type):
@@ -113,7 +123,9 @@ def test_state_equals_transformers_cache_after_a_forward_pass(model_type, dtype)
     assert estimate.bytes == sum(t.bytes * t.layers for t in estimate.tensors)
 
 
-@pytest.mark.parametrize("model_type", sorted(set(TINY) - {"recurrent_gemma"}))  # its forward returns no cache
+@pytest.mark.parametrize("model_type", [  # recurrent_gemma's forward returns no cache
+    pytest.param(t, marks=[pytest.mark.xfail(strict=True, reason=KV_WRONG[t])] if t in KV_WRONG else [])
+    for t in sorted(set(TINY) - {"recurrent_gemma"})])
 def test_kv_cache_of_the_attention_layers_equals_transformers_cache(model_type):
     """Only the attention layers keep keys and values, each with its own heads (Inkling's sliding
     layers have swa_ ones)."""
