@@ -75,12 +75,47 @@ def _deep_cache_layers(text: PretrainedConfig) -> list[Any] | None:
 
 
 def dynamic_cache_layers(text: PretrainedConfig) -> list[Any]:
-    """The layers of ``DynamicCache(config=text)``; a deep model's read from a prefix of its layers."""
+    """The cache layers a forward pass fills: those of ``DynamicCache(config=text)`` (a deep model's
+    read from a prefix of its layers), then, for a model that visits some layers more than once
+    (:func:`_revisited`), the copies of theirs its forward appends, as transformers' cache holds them."""
+    return _filled(text)[0]
+
+
+def cache_layer_owners(text: PretrainedConfig) -> list[int]:
+    """For each of :func:`dynamic_cache_layers`, the model layer it serves (its index in the config's
+    per-layer lists): the layer itself, or the looped layer a copy was made for."""
+    return _filled(text)[1]
+
+
+def _filled(text: PretrainedConfig) -> tuple[list[Any], list[int]]:
+    """:func:`dynamic_cache_layers` and :func:`cache_layer_owners`, from one DynamicCache."""
     from transformers import DynamicCache
 
     heterogeneous = getattr(text, "is_heterogeneous", True)  # else every layer's config is the config itself
     layers = None if heterogeneous else _deep_cache_layers(text)
-    return layers if layers is not None else DynamicCache(config=text).layers
+    layers = layers if layers is not None else DynamicCache(config=text).layers
+    owners = list(range(len(layers)))
+    # transformers appends the copies only to a cache of one layer per model layer (not yet extended)
+    if len(layers) == config_value(text, "num_hidden_layers", None):
+        owners += _revisited(text)
+    return [layers[i] for i in owners], owners
+
+
+def _revisited(text: PretrainedConfig) -> list[int]:
+    """The layers whose cache layers a forward pass copies, once per pass after the first, in the
+    order it appends the copies. Inkling2-Loop passes ``loop_num_passes`` times through layers
+    ``loop_layer_index_start..end-1``; Dory ``n_recurrent_loops`` times through its ``n_recurrent_layers``
+    after the ``n_input_layers``, with a cache per loop unless ``recurrent_kv_cache_mode`` is
+    ``last_loop`` (one per layer, written by the last loop only)."""
+    start, end, passes = (config_value(text, name, None)
+                          for name in ("loop_layer_index_start", "loop_layer_index_end", "loop_num_passes"))
+    if None in (start, end, passes):
+        start, count, passes = (config_value(text, name, None)
+                                for name in ("n_input_layers", "n_recurrent_layers", "n_recurrent_loops"))
+        if None in (start, count, passes) or config_value(text, "recurrent_kv_cache_mode", "per_loop") != "per_loop":
+            return []
+        end = int(start) + int(count)
+    return list(range(int(start), int(end))) * max(int(passes) - 1, 0)
 
 
 def kv_cache_estimate(
@@ -97,8 +132,8 @@ def kv_cache_estimate(
     element = DTYPE_BYTES[dtype]
     text = text_config(config)
     heterogeneous = getattr(text, "is_heterogeneous", True)  # else every layer's config is the config itself
-    cache_layers = dynamic_cache_layers(text)
-    per_layer = (getattr(text, "per_layer_config", None) if heterogeneous else None) or [text] * len(cache_layers)
+    cache_layers, owners = _filled(text)
+    per_layer_config = (getattr(text, "per_layer_config", None) if heterogeneous else None) or []
     layer_types = list(getattr(text, "layer_types", None) or [])
     # Mllama's cross-attention layers cache an image's keys and values, none of the prompt's
     cross = set(getattr(text, "cross_attention_layers", None) or [])
@@ -109,20 +144,22 @@ def kv_cache_estimate(
     swa_heads = config_value(text, "swa_num_key_value_heads", None) is not None
     groups: dict[tuple[str, int | None, int, int, tuple[int, int] | None, int | None, int | None], list[int]] = {}
     shapes: dict[tuple[int, bool], tuple[Any, int, int, tuple[int, int] | None]] = {}  # read once per layer config
-    for index, (layer, layer_config) in enumerate(zip(cache_layers, per_layer)):
+    # index: the cache layer's; owner: the model layer's (a looped layer's copies share its config entries)
+    for index, (layer, owner) in enumerate(zip(cache_layers, owners)):
         if not isinstance(layer, DynamicLayer):  # a hybrid's linear-attention / Mamba layer, or none at all
             continue
+        layer_config = per_layer_config[owner] if owner < len(per_layer_config) else text
         window = getattr(layer, "sliding_window", None)
         window = int(window) if window is not None else None
-        kind = layer_types[index] if index < len(layer_types) else ("sliding_attention" if window else "full_attention")
-        if kind == "dummy" or index in cross:  # shares another layer's cache, or holds none
+        kind = layer_types[owner] if owner < len(layer_types) else ("sliding_attention" if window else "full_attention")
+        if kind == "dummy" or owner in cross:  # shares another layer's cache, or holds none
             continue
         swa = swa_heads and "sliding" in kind
         if (id(layer_config), swa) not in shapes:  # once per config: the same one for every layer of most models
             # the config kept alive, so that its id is not reused by another layer's config
             shapes[id(layer_config), swa] = (layer_config, *_cached_shape(layer_config, swa))
         _, kv_heads, head_dim, latent = shapes[id(layer_config), swa]
-        indexer = _indexer_key_dim(layer_config, index) if isinstance(layer, DynamicIndexedLayer) else None
+        indexer = _indexer_key_dim(layer_config, owner) if isinstance(layer, DynamicIndexedLayer) else None
         rate = (getattr(layer_config, "compress_rates", None) or {}).get(kind) if kind in COMPRESSED else None
         groups.setdefault((kind, window, kv_heads, head_dim, latent, indexer, rate), []).append(index)
     out: list[KVCacheLayerGroup] = []

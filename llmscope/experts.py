@@ -15,13 +15,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading, translate
-from llmscope.errors import LlmscopeError, UsageError
+from llmscope.errors import LlmscopeError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
-
-    from llmscope.loading import LoadedModel
 
 MOE_EXAMPLES = "mistralai/Mixtral-8x7B-v0.1, Qwen/Qwen1.5-MoE-A2.7B or allenai/OLMoE-1B-7B-0924"
 

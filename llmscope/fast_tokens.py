@@ -17,7 +17,6 @@ its own encode or decode, remote code, a Hub id, a probe that differs) keeps usi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscope.gguf_cache import cache_root, file_sha256
+from llmscope.report_progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.resolve import ModelSource
@@ -151,9 +151,14 @@ def tokenizer_for(source: ModelSource) -> Any:
 
         return FastTokenizer(Tokenizer.from_file(str(entry / "tokenizer.json")), record)
     tokenizer = load_tokenizer(source)
-    if record is None:
-        with contextlib.suppress(OSError):
-            _write_entry(entry, tokenizer)
+    if record is None:  # decided once per files and library versions: a drift shows itself the day it comes
+        try:
+            fast, reason = _write_entry(entry, tokenizer)
+        except OSError as exc:
+            reporter().notice(f"tokenizer cache not written ({exc.strerror or exc}): the next load uses transformers too")
+        else:
+            if not fast:
+                reporter().notice(f"tokenizer: transformers' own from now on, not the fast path ({reason})")
     return tokenizer
 
 
@@ -196,8 +201,9 @@ def _read_record(entry: Path) -> dict[str, Any] | None:
     return record
 
 
-def _write_entry(entry: Path, tokenizer: Any) -> None:
-    """Decide and write the cache entry: into a temporary folder, renamed into place whole."""
+def _write_entry(entry: Path, tokenizer: Any) -> tuple[bool, str]:
+    """Decide and write the cache entry: into a temporary folder, renamed into place whole. Returns
+    the decision: whether the fast path serves this tokenizer, and why."""
     fast, reason = provably_same(tokenizer)
     record: dict[str, Any] = {"format": CACHE_FORMAT, "fast": fast, "reason": reason}
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +220,7 @@ def _write_entry(entry: Path, tokenizer: Any) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return fast, reason
 
 
 def describe(tokenizer: Any) -> dict[str, Any]:

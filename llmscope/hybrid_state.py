@@ -32,23 +32,11 @@ def hybrid_state_layers(config: PretrainedConfig) -> list[int]:
 
     from llmscope.cache import dynamic_cache_layers
 
-    text = text_config(config)
-    try:
-        layers = _visited(text, dynamic_cache_layers(text))
+    try:  # a looped model's layers once per visit, as its forward fills the cache
+        layers = dynamic_cache_layers(text_config(config))
     except Exception:  # a config DynamicCache cannot read keeps no such state
         return []
     return [i for i, layer in enumerate(layers) if isinstance(layer, LinearAttentionCacheLayerMixin)]
-
-
-def _visited(text: PretrainedConfig, per_layer: list[Any]) -> list[Any]:
-    """One entry per layer visited: Inkling2-Loop passes loop_num_passes times through layers
-    loop_layer_index_start..end-1, and its forward appends a copy of their cache layers for each
-    pass after the first, when the cache has one layer per model layer (as DynamicCache(config=...))."""
-    names = ("loop_layer_index_start", "loop_layer_index_end", "loop_num_passes")
-    start, end, passes = (config_value(text, name, None) for name in names)
-    if None in (start, end, passes) or len(per_layer) != config_value(text, "num_hidden_layers", None):
-        return list(per_layer)
-    return [*per_layer, *per_layer[start:end] * (passes - 1)]
 
 
 def hybrid_state_estimate(config: PretrainedConfig, *, batch: int, dtype: str) -> RecurrentStateEstimate | None:
@@ -164,9 +152,12 @@ def _rg_lru(c: _Reader, layers: list[int], dtype: str) -> Found:
 def _inkling(c: _Reader, layers: list[int], dtype: str) -> Found:
     """Inkling: four short convolutions in every layer (keys, values, after attention, after the
     MLP), computed and cached in float32; sliding layers have their own key/value width. Inkling2-Loop's
-    looped layers keep theirs once per pass."""
-    kinds = _visited(c.text, list(getattr(c.text, "layer_types", None) or []))
-    sliding = sum(1 for i in layers if i < len(kinds) and kinds[i] == "hybrid_sliding")
+    looped layers keep theirs once per pass (``layers`` index the cache, its copies included)."""
+    from llmscope.cache import cache_layer_owners
+
+    kinds = list(getattr(c.text, "layer_types", None) or [])
+    owners = cache_layer_owners(c.text)
+    sliding = sum(1 for i in layers if owners[i] < len(kinds) and kinds[owners[i]] == "hybrid_sliding")
     kernel = c.int("conv_kernel_size", "sconv_kernel_size")
     parts: list[Part] = []
     for label, count, heads, head_dim in (("", len(layers) - sliding, "num_key_value_heads", "head_dim"),

@@ -4,13 +4,12 @@ The report depends only on the config (and a GGUF's tensor summary), transformer
 llmscope's own code, so it is cached under a key made of their contents: the config.json's sha256
 (or the GGUF's), both versions, and the sha256 of llmscope's source files. An entry is written
 whole (temporary file, then rename) and only after checking that it reads back equal to the report;
-an entry that does not read back, or any other format, is ignored. Hub ids and remote code are not
+an entry that does not read back, or any other format, is ignored, and a notice says so. Hub ids and remote code are not
 cached (what a Hub id names can change).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmscope.gguf_cache import atomic_write_text, cache_root, file_sha256
+from llmscope.report_progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.architecture import ArchitectureReport
@@ -71,16 +71,21 @@ def load(source: ModelSource, *, modules: bool, trust_remote_code: bool) -> Arch
         key = _key(source, modules)
         if key is None:
             return None
-        data = json.loads(_entry(key).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = _entry(key).read_text(encoding="utf-8")
+    except FileNotFoundError:  # not seen yet: computed and stored
         return None
-    if data.get("format") != CACHE_FORMAT or data.get("key") != key:
+    except OSError as exc:
+        reporter().notice(f"inspect cache not read ({exc.strerror or exc}): computing the report")
         return None
     from llmscope.architecture import ArchitectureReport
 
     try:
+        data = json.loads(text)
+        if data.get("format") != CACHE_FORMAT or data.get("key") != key:
+            raise ValueError("another format or key")
         return decode(ArchitectureReport, data["report"])
-    except (TypeError, KeyError, ValueError):
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        reporter().notice(f"inspect cache entry unreadable ({exc}): computing the report again")
         return None
 
 
@@ -88,15 +93,18 @@ def store(source: ModelSource, report: ArchitectureReport, *, modules: bool, tru
     """Cache REPORT for SOURCE, if it reads back equal (never raises for a cache it cannot write)."""
     if trust_remote_code:
         return
-    with contextlib.suppress(OSError, TypeError, ValueError):
+    try:
         key = _key(source, modules)
         if key is None:
             return
         document = {"format": CACHE_FORMAT, "key": key, "report": dataclasses.asdict(report)}
         text = json.dumps(document, ensure_ascii=False)
         if decode(type(report), json.loads(text)["report"]) != report:
-            return  # something in it does not survive JSON: not cached
+            reporter().notice("inspect report not cached: it does not read back equal from JSON")
+            return
         atomic_write_text(_entry(key), text)
+    except (OSError, TypeError, ValueError) as exc:
+        reporter().notice(f"inspect report not cached ({exc}): the next inspect computes it again")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,14 +18,11 @@ import math
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmscope import loading
 from llmscope.errors import UsageError
 from llmscope.report_progress import Reporter, reporter
-
-if TYPE_CHECKING:  # pragma: no cover
-    from llmscope.loading import LoadedModel
 
 BATCH = 256  # documents tokenized per call: fast tokenizers work in parallel over a batch
 PROGRESS_BYTES = 1 << 20  # inputs at least this large show a progress bar

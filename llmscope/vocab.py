@@ -13,8 +13,6 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from llmscope.prompts import special_ids
-
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_architectures import tiny_families  # noqa: F401 - a session fixture every module may ask for
 
 # Set before anything imports huggingface_hub, which reads these once at import time: tests never
 # touch the network, even from module-level imports during collection.

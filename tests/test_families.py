@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tiny_architectures import gemma4_text_config, mamba_config, tiny_families  # noqa: F401
+from tiny_architectures import gemma4_text_config, mamba_config
 
 from llmscope.architecture import inspect_model
 from llmscope.memory import memory_report

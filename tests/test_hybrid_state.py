@@ -76,9 +76,6 @@ FAMILY = {"qwen3_5_text": "Gated DeltaNet", "qwen3_next": "Gated DeltaNet", "qwe
 # transformers' own forward pass fails for these in this dtype (not llmscope): nothing to compare with
 # (none in 5.24: Inkling2's bfloat16 forward, which mixed float32 and bfloat16 in a matmul, now runs)
 FORWARD_FAILS: dict[tuple[str, str], str] = {}
-# llmscope's KV cache estimate is wrong for these (strict: a fix makes the test fail until it is taken off)
-KV_WRONG = {"inkling2_loop_text": "llmscope.cache reads DynamicCache(config=...) before the forward pass appends a "
-                                  "copy of the looped layers' cache for each pass after the first"}
 
 
 def _config(model_type):
@@ -123,12 +120,10 @@ def test_state_equals_transformers_cache_after_a_forward_pass(model_type, dtype)
     assert estimate.bytes == sum(t.bytes * t.layers for t in estimate.tensors)
 
 
-@pytest.mark.parametrize("model_type", [  # recurrent_gemma's forward returns no cache
-    pytest.param(t, marks=[pytest.mark.xfail(strict=True, reason=KV_WRONG[t])] if t in KV_WRONG else [])
-    for t in sorted(set(TINY) - {"recurrent_gemma"})])
+@pytest.mark.parametrize("model_type", sorted(set(TINY) - {"recurrent_gemma"}))  # its forward returns no cache
 def test_kv_cache_of_the_attention_layers_equals_transformers_cache(model_type):
     """Only the attention layers keep keys and values, each with its own heads (Inkling's sliding
-    layers have swa_ ones)."""
+    layers have swa_ ones); Inkling2-Loop's looped layers once per pass."""
     from llmscope.cache import kv_cache_estimate
 
     config = _config(model_type)

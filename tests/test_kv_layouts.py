@@ -2,6 +2,7 @@
 (DeepSeek V2/V3 and the models built on it): transformers caches the compressed latent and shared
 RoPE key; a DeepSeek sparse-attention layer keeps its indexer's keys beside them; Falcon-7B's
 multi-query attention caches one head, and Falcon-40B's new decoder architecture every query head.
+A looped model (Dory) keeps a cache per pass through its looped layers: more cache layers than layers.
 The KV estimate, from the config alone, against the cache after a forward pass on a tiny
 random-weight model of each."""
 
@@ -56,6 +57,36 @@ def test_deepseek_v4s_compressed_cache(tokens):
     assert sorted(g.compress_rate for g in estimate.layers) == [2, 8]
     window = sum(layer.keys.numel() * layer.keys.element_size() for layer in cache.layers)
     assert sum(g.compressed_bytes for g in estimate.layers) == cache_kv_bytes(cache) - window
+
+
+# layers 1-3 (sliding, sliding, full) looped 3 times, layers 0, 4 and 5 (sliding) once; 12 tokens, more than
+# the window: a sliding layer keeps 7, the full one all 12
+DORY = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+            vocab_size=128, pad_token_id=0, num_hidden_layers=6, n_input_layers=1, n_output_layers=2,
+            n_recurrent_loops=3, sliding_window=8)
+LOOPED = {  # name: (model type, config, cache layers transformers holds after a forward pass)
+    "dory per_loop": ("dory", dict(**DORY, recurrent_kv_cache_mode="per_loop"), 12),  # 6 + 2 copies of 1-3
+    "dory last_loop": ("dory", dict(**DORY, recurrent_kv_cache_mode="last_loop"), 6),  # the last loop writes
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOOPED))
+def test_looped_layers_keep_a_cache_per_pass(name):
+    """Dory's forward (per_loop) appends a copy of its recurrent layers' cache layers for each loop
+    after the first: the estimate counts each, with its layer's window, at the cache's own index."""
+    from transformers import AutoConfig
+
+    from llmscope.cache import kv_cache_estimate
+
+    model_type, values, cache_layers = LOOPED[name]
+    config = AutoConfig.for_model(model_type, **values)
+    cache, _ = cache_after_forward(config, tokens=12)
+    assert len(cache.layers) == cache_layers
+    estimate = kv_cache_estimate(config, context=12, batch=2, dtype="float32")
+    assert estimate.bytes == cache_kv_bytes(cache)
+    windows = [getattr(layer, "sliding_window", None) for layer in cache.layers]
+    assert {g.sliding_window: g.layers for g in estimate.layers} == {
+        w: [i for i, x in enumerate(windows) if x == w] for w in windows}
 
 
 def _config(model_type):

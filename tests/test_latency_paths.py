@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from llmscope import fast_tokens, gguf_header
-from tiny_architectures import tiny_families  # noqa: F401 - a fixture
 
 TEXTS = [
     "Hello, world!",
@@ -456,3 +455,32 @@ def test_warm_inspect_imports_no_torch(tiny_models):
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stderr
     assert json.loads(done.stdout)["model_type"] == "llama"
+
+
+def test_an_unreadable_inspect_entry_says_so_and_is_replaced(config_folder, cli):
+    from llmscope.gguf_cache import cache_root
+
+    folder = config_folder("gpt2")
+    assert cli("inspect", str(folder), "--json").exit_code == 0
+    entries = list((cache_root() / "inspect").glob("*.json"))
+    assert len(entries) == 1
+    entries[0].write_text('{"format": 1, "key": "')  # cut short, as a full disk would leave it
+    r = cli("inspect", str(folder), "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["num_hidden_layers"] == 12
+    assert "inspect cache entry unreadable" in r.stderr
+    r = cli("inspect", str(folder), "--json")  # rewritten whole: read quietly again
+    assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_a_tokenizer_off_the_fast_path_says_so_once(tiny_models, tmp_path, monkeypatch, cli):
+    """The fast-path decision is made once per files and library versions: the day it turns against a
+    tokenizer (a new transformers), one notice says why; later runs are quiet."""
+    folder = tmp_path / "llama"
+    shutil.copytree(tiny_models["llama"], folder)
+    monkeypatch.setattr(fast_tokens, "provably_same", lambda tokenizer: (False, "the probe 'x' encodes differently"))
+    first = cli("tokenize", "The cat sat", "-m", str(folder), "--json")
+    assert first.exit_code == 0
+    assert "not the fast path (the probe 'x' encodes differently)" in first.stderr
+    second = cli("tokenize", "The cat sat", "-m", str(folder), "--json")
+    assert second.exit_code == 0 and second.stderr == ""
+    assert json.loads(second.stdout)["ids"] == json.loads(first.stdout)["ids"]

@@ -15,7 +15,6 @@ import torch
 
 import llmscope
 from llmscope import model_calls
-from tiny_architectures import tiny_families  # noqa: F401 - a fixture
 
 
 @contextlib.contextmanager

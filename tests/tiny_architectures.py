@@ -1,6 +1,6 @@
 """Tiny random-weight models of the families issue 20 adds: a Mamba, a Gemma 3 multimodal wrapper
 (vision tower + projector + text model) and a Gemma 4 text model whose layers differ (per-layer
-configs). Import the fixture in a test module: ``from tiny_architectures import tiny_families``.
+configs). conftest.py registers the ``tiny_families`` fixture for every test module.
 
 Each folder holds the model and the tiny llama fixture's tokenizer (from tests/conftest.py).
 """
@@ -81,7 +81,7 @@ def cache_after_forward(config, dtype: str = "float32", tokens: int = 5):
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     with torch.inference_mode():
         out = model(input_ids=torch.randint(3, 100, (2, tokens)), use_cache=True)
-    return getattr(out, "past_key_values", None), model
+    return (out.get("cache") or out.get("past_key_values")), model  # 5.24 renamed the field
 
 
 def cache_kv_bytes(cache) -> int:
