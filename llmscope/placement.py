@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from llmscope import memory_guard
-from llmscope.cache import KVCacheEstimate
+from llmscope.cache import KVCacheEstimate, cache_layer_owners
 from llmscope.configs import config_value, text_config
 from llmscope.errors import UsageError
 from llmscope.units import parse_size
@@ -196,10 +196,13 @@ def plan_placement(
 
     num_layers = int(config_value(text_config(config), "num_hidden_layers"))
     prefix = decoder_layers_prefix(meta, num_layers)
-    kv_per_layer: dict[int, int] = {}
-    for group in kv.layers if kv else []:
+    kv_per_layer: dict[int, int] = {}  # model layer -> its cache bytes (a looped layer's copies included)
+    groups = kv.layers if kv else []
+    owners = cache_layer_owners(text_config(config)) if any(i >= num_layers for g in groups for i in g.layers) else []
+    for group in groups:
         for index in group.layers:
-            kv_per_layer[index] = group.bytes // len(group.layers)
+            owner = index if index < num_layers else owners[index]  # a copy lives where its layer runs
+            kv_per_layer[owner] = kv_per_layer.get(owner, 0) + group.bytes // len(group.layers)
     head = meta.get_output_embeddings()
     head_name = next((n for n, m in meta.named_modules() if m is head), None) if head is not None else None
     element = DTYPE_BYTES[dtype]

@@ -70,11 +70,20 @@ LOOPED = {  # name: (model type, config, cache layers transformers holds after a
 }
 
 
+def _needs(model_type):
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        pytest.skip(f"this transformers has no {model_type}")
+
+
 @pytest.mark.parametrize("name", sorted(LOOPED))
 def test_looped_layers_keep_a_cache_per_pass(name):
     """Dory's forward (per_loop) appends a copy of its recurrent layers' cache layers for each loop
     after the first: the estimate counts each, with its layer's window, at the cache's own index."""
     from transformers import AutoConfig
+
+    _needs(LOOPED[name][0])
 
     from llmscope.cache import kv_cache_estimate
 
@@ -87,6 +96,19 @@ def test_looped_layers_keep_a_cache_per_pass(name):
     windows = [getattr(layer, "sliding_window", None) for layer in cache.layers]
     assert {g.sliding_window: g.layers for g in estimate.layers} == {
         w: [i for i, x in enumerate(windows) if x == w] for w in windows}
+
+
+def test_a_looped_layers_cache_copies_are_placed_with_it(tmp_path):
+    """The device plan holds every cache layer, the copies of a looped layer where that layer runs."""
+    from transformers import AutoConfig
+
+    from llmscope.memory import memory_report
+
+    _needs("dory")
+    model_type, values, _ = LOOPED["dory per_loop"]
+    AutoConfig.for_model(model_type, **values, max_position_embeddings=4096).save_pretrained(tmp_path)
+    report = memory_report(str(tmp_path), gpus="2x1GiB", cpu="1GiB", context=2048)
+    assert report.placement and sum(p.kv_cache_bytes for p in report.placement) == report.kv_cache.bytes
 
 
 def _config(model_type):

@@ -457,9 +457,10 @@ def test_warm_inspect_imports_no_torch(tiny_models):
     assert json.loads(done.stdout)["model_type"] == "llama"
 
 
-def test_an_unreadable_inspect_entry_says_so_and_is_replaced(config_folder, cli):
+def test_an_unreadable_inspect_entry_says_so_and_is_replaced(config_folder, cli, tmp_path, monkeypatch):
     from llmscope.gguf_cache import cache_root
 
+    monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "cache"))
     folder = config_folder("gpt2")
     assert cli("inspect", str(folder), "--json").exit_code == 0
     entries = list((cache_root() / "inspect").glob("*.json"))
@@ -477,6 +478,7 @@ def test_a_tokenizer_off_the_fast_path_says_so_once(tiny_models, tmp_path, monke
     tokenizer (a new transformers), one notice says why; later runs are quiet."""
     folder = tmp_path / "llama"
     shutil.copytree(tiny_models["llama"], folder)
+    monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "cache"))  # not decided yet for these files
     monkeypatch.setattr(fast_tokens, "provably_same", lambda tokenizer: (False, "the probe 'x' encodes differently"))
     first = cli("tokenize", "The cat sat", "-m", str(folder), "--json")
     assert first.exit_code == 0
