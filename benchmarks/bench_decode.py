@@ -5,6 +5,7 @@
 Prints, each as a ratio against `model.generate` timed in the same process:
 - `generate --strategy greedy` tokens per second (target: within 5% of model.generate);
 - `next-token --steps N` (KV-cached stepping) against generating N tokens;
+- `generate --no-kv-cache`: the speed-up the KV cache brings (the same tokens, without then with it);
 - decode speed as a fraction of the memory-bandwidth bound: each new token reads every weight once,
   so tokens/s can be at most (measured copy bandwidth) / (bytes of weights).
 Greedy runs are forced to the same length by comparing tokens per second, not total time.
@@ -68,6 +69,9 @@ def main() -> None:
 
     steps_seconds = best_of(3, lambda: llmscope.predict_next_token(PROMPT, model=lm, steps=n))
 
+    # generate --no-kv-cache: the same tokens without the cache, then with it (the learner's demonstration)
+    demo = llmscope.generate(PROMPT, model=lm, strategy="greedy", max_new_tokens=n, kv_cache=False).kv_cache_comparison
+
     weight_bytes = sum(p.numel() * p.element_size() for p in lm.model.parameters())
     bandwidth = copy_bandwidth(torch, lm.device)
     bound_tps = bandwidth / weight_bytes
@@ -78,6 +82,9 @@ def main() -> None:
           f"{ours_tps / raw_tps:5.2f}x of model.generate (target >= 0.95)")
     print(f"{'llmscope next-token --steps':34s} {steps_seconds:8.2f} s        "
           f"{steps_seconds / raw_seconds:5.2f}x the time of generating {n} tokens")
+    print(f"{'generate --no-kv-cache':34s} {demo.uncached_tokens_per_second:8.1f} tokens/s without, "
+          f"{demo.cached_tokens_per_second:.1f} with the cache: {demo.speedup:.2f}x faster with it"
+          f"{'' if demo.same_token_ids else ' (the tokens differ!)'}")
     print(f"{'weights read per token':34s} {weight_bytes / 2**20:8.1f} MiB; copy bandwidth "
           f"{bandwidth / 2**30:.1f} GiB/s -> bound {bound_tps:.1f} tokens/s")
     print(f"{'decode speed / bandwidth bound':34s} {ours_tps / bound_tps:8.2f} (llmscope), "
