@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -16,22 +16,27 @@ MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
 
 
-def _device(value: str) -> str:
-    from llmscope.devices import validate_device
+def checked(module: str, name: str, *, keep: bool = False):
+    """An option callback that runs the core's check ``llmscope.<module>.<name>(value)`` (imported only
+    when the option is given) and turns its UsageError into typer's BadParameter (one line, exit 2). It
+    returns what the check returns, or the value itself with ``keep``; a None value (not given) passes."""
 
-    try:
-        return validate_device(value)
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    def callback(value: Any) -> Any:
+        if value is None:
+            return None
+        import importlib
+
+        try:
+            result = getattr(importlib.import_module(f"llmscope.{module}"), name)(value)
+        except UsageError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        return value if keep else result
+
+    return callback
 
 
-def _dtype(value: str) -> str:
-    from llmscope.devices import validate_dtype
-
-    try:
-        return validate_dtype(value)
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc)) from None
+_device = checked("devices", "validate_device")
+_dtype = checked("devices", "validate_dtype")
 
 
 def _export(value: Optional[Path]) -> Optional[Path]:
@@ -63,6 +68,7 @@ complete_strategy = _completer("complete_strategy")  # generate --strategy
 complete_next_token_strategy = _completer("complete_next_token_strategy")
 complete_strategies = _completer("complete_strategies")  # compare --strategies a,b,c
 complete_memory_for = _completer("complete_memory_for")  # memory --for
+complete_dtype = _completer("complete_dtype")  # every --dtype, and memory's --kv-dtype
 
 
 ModelArg = Annotated[
@@ -108,7 +114,7 @@ Dtype = Annotated[
     typer.Option(
         help="auto, float32, bfloat16 or float16. auto: float32 on CPU, the checkpoint's dtype on GPU.",
         callback=_dtype,
-        autocompletion=_completer("complete_dtype"),
+        autocompletion=complete_dtype,
         rich_help_panel=MODEL_PANEL,
     ),
 ]

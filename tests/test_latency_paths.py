@@ -314,6 +314,8 @@ def test_tab_offers_option_values(shell):
     assert _tab(shell, "llmscope generate hi --device cu")[:2] == ["cuda", "cuda:0"]
     assert _tab(shell, "llmscope layers hi --dtype b") == ["bfloat16"]
     assert _tab(shell, "llmscope memory --for ") == ["generate", "forward"]
+    assert _tab(shell, "llmscope memory --dtype b") == ["bfloat16"]  # memory's own --dtype completes too
+    assert _tab(shell, "llmscope memory --kv-dtype f") == ["float32", "float16"]
 
 
 def test_memory_for_values_are_the_modes():

@@ -23,37 +23,8 @@ BUDGET_PANEL = "Budget"
 RUN_PANEL = "What runs"
 
 
-def _size(value: Optional[str]) -> Optional[str]:
-    from llmscope.memory import parse_size
-
-    if value is not None:
-        try:
-            parse_size(value)
-        except UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-def _gpus(value: Optional[str]) -> Optional[str]:
-    from llmscope.memory import parse_gpus
-
-    if value is not None:
-        try:
-            parse_gpus(value)
-        except UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
-
-
-def _dtype(value: Optional[str]) -> Optional[str]:
-    from llmscope.devices import validate_dtype
-
-    if value is None:
-        return None
-    try:
-        return validate_dtype(value)
-    except UsageError as exc:
-        raise typer.BadParameter(str(exc)) from None
+_size = opt.checked("memory", "parse_size", keep=True)
+_gpus = opt.checked("memory", "parse_gpus", keep=True)
 
 
 def _mode(value: str) -> str:
@@ -82,11 +53,13 @@ def command(
     batch: Annotated[int, typer.Option(help="Sequences at once.", min=1)] = 1,
     dtype: Annotated[
         str,
-        typer.Option(help="Weights dtype: float32, bfloat16, float16, or auto (the checkpoint's).", callback=_dtype),
+        typer.Option(help="Weights dtype: float32, bfloat16, float16, or auto (the checkpoint's).", callback=opt._dtype,
+                     autocompletion=opt.complete_dtype),
     ] = "bfloat16",
     kv_dtype: Annotated[
         Optional[str],
-        typer.Option("--kv-dtype", help="KV cache dtype. Default: --dtype.", callback=_dtype, show_default=False),
+        typer.Option("--kv-dtype", help="KV cache dtype. Default: --dtype.", callback=opt._dtype, show_default=False,
+                     autocompletion=opt.complete_dtype),
     ] = None,
     memory: Annotated[
         Optional[str],
