@@ -68,7 +68,8 @@ class ParameterSummary:
 class WeightsMemory:
     dtype: str
     bytes: int  # exact parameters x dtype size
-    file_bytes: int | None = None  # GGUF: the file as stored
+    file_bytes: int | None = None  # GGUF: the file on disk
+    tensor_bytes: int | None = None  # GGUF: its tensor data alone (what a runtime holds of the weights)
     bits_per_weight: float | None = None  # GGUF: of its quantization mix
     gguf: GgufInfo | None = None  # GGUF: per tensor type
 
@@ -76,6 +77,7 @@ class WeightsMemory:
         out: dict[str, Any] = {"dtype": self.dtype, "bytes": self.bytes}
         if self.gguf is not None:
             out["file_bytes"] = self.file_bytes
+            out["tensor_bytes"] = self.tensor_bytes
             out["bits_per_weight"] = self.bits_per_weight
             out["file_type"] = self.gguf.file_type
             out["types"] = [
@@ -285,6 +287,7 @@ def report_from_meta(
         dtype=dtype,
         bytes=int(counts.total * DTYPE_BYTES[dtype]),
         file_bytes=gguf_stored.file_bytes if gguf_stored else None,
+        tensor_bytes=gguf_stored.tensor_bytes if gguf_stored else None,
         bits_per_weight=gguf_stored.bits_per_weight if gguf_stored else None,
         gguf=gguf_stored,
     )

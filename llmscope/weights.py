@@ -61,9 +61,10 @@ class GgufTensorType:
 @dataclasses.dataclass(frozen=True)
 class GgufInfo:
     file_type: str | None
-    file_bytes: int
+    file_bytes: int  # the file on disk: header, metadata (the vocabulary), alignment and tensor data
     bits_per_weight: float
     types: list[GgufTensorType]
+    tensor_bytes: int = 0  # the tensor data alone: what a runtime (llama.cpp) holds of the weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +196,7 @@ def gguf_info(summary: dict[str, Any]) -> GgufInfo:
         file_bytes=int(summary["file_bytes"]),
         bits_per_weight=8 * stored / elements if elements else 0.0,
         types=types,
+        tensor_bytes=stored,
     )
 
 

@@ -101,3 +101,17 @@ def test_allow_longer(cli, config_folder):
     result = cli("memory", config_folder("gpt2"), "--context", "5000", "--allow-longer", "--memory", "8GiB", "--json")
     assert result.exit_code == 0, result.stderr
     assert result.json()["kv_cache"]["context"] == 5000
+
+
+def test_gguf_file_and_tensor_bytes_are_what_the_gguf_reader_says(cli, tiny_gguf):
+    """Two sizes, each named for what it counts: the file on disk, and its tensor data alone."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(tiny_gguf))
+    tensor_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+    file_bytes = tiny_gguf.stat().st_size
+    assert tensor_bytes < file_bytes  # the header and the vocabulary are in the file, not in the tensors
+    weights = cli("memory", str(tiny_gguf), "--context", "64", "--memory", "1GiB", "--json").json()["weights"]
+    assert (weights["file_bytes"], weights["tensor_bytes"]) == (file_bytes, tensor_bytes)
+    info = cli("inspect", str(tiny_gguf), "--json").json()["gguf"]
+    assert (info["file_bytes"], info["tensor_bytes"]) == (file_bytes, tensor_bytes)

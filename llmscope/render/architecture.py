@@ -203,7 +203,8 @@ def _gguf(r: ArchitectureReport) -> RenderableType | None:
         return None
     t = Table(
         box=box.SIMPLE_HEAD,
-        title=f"GGUF file: {g.file_type or '?'}, {fmt_bytes(g.file_bytes)}, {g.bits_per_weight:.2f} bits per weight",
+        title=f"GGUF file: {g.file_type or '?'}, {fmt_bytes(g.file_bytes)} ({fmt_bytes(g.tensor_bytes)} of tensor data), "
+              f"{g.bits_per_weight:.2f} bits per weight",
         title_justify="left",
         title_style="bold",
     )

@@ -46,7 +46,7 @@ def _needs(r: MemoryReport) -> Table:
         t.add_row(
             f"  GGUF file, {g.file_type or '?'}",
             fmt_bytes(g.file_bytes),
-            f"as stored: {g.bits_per_weight:.2f} bits/weight",
+            f"on disk; tensor data {fmt_bytes(g.tensor_bytes)}, {g.bits_per_weight:.2f} bits/weight",
         )
         for ty in g.types:
             t.add_row(f"    {ty.type}", fmt_bytes(ty.bytes), f"{fmt_int(ty.tensors)} tensors, {ty.bits_per_weight:.2f} bits")
