@@ -119,3 +119,39 @@ def test_ctrl_c_while_generating_exits_130_quietly():
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "Error" not in err
+
+
+# Every LlmscopeError class, and the exit code it must end in (README: exit codes): the list is exact,
+# so a new class fails here until its code is decided.
+EXIT_CODES = {
+    "LlmscopeError": 1, "UsageError": 2, "ModelNotFoundError": 1, "ModelFormatError": 1, "RemoteCodeError": 1,
+    "DeviceError": 1, "MissingDependencyError": 1, "ResourceError": 1,
+}
+
+
+def _error_classes():
+    from llmscope import errors
+
+    seen, todo = [], [errors.LlmscopeError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return seen
+
+
+def test_every_error_class_has_its_exit_code(cli, monkeypatch):
+    """Raised from inside a command's core call, each class ends in one stderr line and its own code."""
+    import llmscope.architecture
+
+    classes = _error_classes()
+    assert sorted(c.__name__ for c in classes) == sorted(EXIT_CODES)
+    for cls in classes:
+        def boom(*_args, _cls=cls, **_kwargs):
+            raise _cls(f"a {_cls.__name__} happened", hint="the next step")
+
+        monkeypatch.setattr(llmscope.architecture, "inspect_model", boom)
+        r = cli("inspect", "gpt2")
+        assert r.exit_code == EXIT_CODES[cls.__name__], cls
+        assert r.stdout == ""
+        assert r.stderr.strip().splitlines() == [f"Error: a {cls.__name__} happened (the next step)"]
