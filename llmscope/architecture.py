@@ -17,6 +17,7 @@ from llmscope.configs import (
     LayerKind,
     activation,
     config_value,
+    context_length,
     intermediate_size,
     key_value_heads,
     layer_kinds,
@@ -146,7 +147,7 @@ def architecture_report(
     heads, kv_heads, head_dim = _attention_shape(text, hidden)
     moe, parameters = param_count.exact_counts(config, meta)  # whole-model counts, also from a prefix build
     rope_theta, rope_scaling = rope(text)
-    max_positions = config_value(text, "max_position_embeddings", None)
+    max_positions = context_length(config)
     recurrent = state_space_shape(config)
     kv = None if masked or recurrent else kv_cache_estimate(config, context=int(max_positions or 2048))
     names = [n for n, _ in meta.named_parameters()]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
 from llmscope.errors import ModelFormatError, UsageError
-from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
+from llmscope.prompts import check_prompt_options, encode_for, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -82,11 +82,12 @@ class AttentionResult:
     query: AttendedToken | None = None  # with --token: the query token
     ranking: list[LayerRanking] | None = None  # with --token: one entry per layer
     layers: list[LayerHeads] | None = None  # with all_layers: every layer, every head
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "model": self.source, "tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights,
-            "kind": dataclasses.asdict(self.kind),
+            "kind": dataclasses.asdict(self.kind), "warnings": self.warnings,
         }
         if self.layers is not None:
             data["layers"] = [dataclasses.asdict(entry) for entry in self.layers]
@@ -108,9 +109,9 @@ class AttentionResult:
 
 
 def attention_kind(config: PretrainedConfig, *, causal: bool = True) -> AttentionKind:
-    from llmscope.configs import key_value_heads
+    from llmscope.configs import key_value_heads, text_config
 
-    text = config.get_text_config(decoder=True)
+    text = text_config(config)
     heads = int(getattr(text, "num_attention_heads"))
     kv_heads = key_value_heads(text, heads)
     window = getattr(text, "sliding_window", None)
@@ -247,8 +248,7 @@ def attention(
     index = resolve_layer(layer, num_layers)
     kind = attention_kind(config, causal=not lm.masked)
 
-    encoded = encode(lm.tokenizer, prompt, name=lm.source.display_name)
-    check_context(len(encoded.ids), context_length(config))
+    encoded = encode_for(lm, prompt)
     pieces = token_pieces(lm.tokenizer, encoded.ids)
     query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else None
     modules = attention_modules(lm.model, num_layers)  # None: read every layer through output_attentions
@@ -276,6 +276,7 @@ def attention(
         query=query_token,
         ranking=ranking,
         layers=[_all_heads(li, w, kind) for li, w in enumerate(full)] if all_layers else None,
+        warnings=list(encoded.warnings),
     )
 
 
@@ -405,10 +406,10 @@ def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]
 
 
 def _check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:
-    from llmscope.configs import config_value
+    from llmscope.configs import config_value, text_config
     from llmscope.recurrent import family
 
-    text = config.get_text_config(decoder=True)
+    text = text_config(config)
     if family(config) is not None:
         raise ModelFormatError(
             f"{config.model_type} has no attention layers: its {family(config)} blocks carry a state instead",

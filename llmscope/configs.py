@@ -61,6 +61,8 @@ def text_config(config: PretrainedConfig) -> PretrainedConfig:
 
     A byte-level model (BLT) whose layers sit in a latent ``global_config`` is described by it.
     """
+    if not hasattr(config, "get_text_config"):  # a plain object standing in for a config: itself
+        return config
     text = config.get_text_config(decoder=True)
     if _get(text, "num_hidden_layers") is None and getattr(text, "global_config", None) is not None:
         return text.global_config
@@ -98,11 +100,21 @@ def activation(config: PretrainedConfig) -> str | None:
     return None
 
 
-def max_positions(config: PretrainedConfig) -> int | None:
-    """The longest context the model states (max_position_embeddings), None when it states none."""
-    text = text_config(config)
-    value = getattr(text, "max_position_embeddings", None) or getattr(config, "max_position_embeddings", None)
-    return int(value) if value else None
+# The names a config gives its context length under, most common first (GPT-2: n_positions; ChatGLM:
+# seq_length; a few: max_sequence_length).
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def context_length(config: Any) -> int | None:
+    """The longest sequence the model's positions cover: the text config's (else the top config's)
+    first of CONTEXT_KEYS that is a positive int; None when the config does not say (0 or missing)."""
+    text = text_config(config) if hasattr(config, "get_text_config") else config
+    for source in (text, config):
+        for key in CONTEXT_KEYS:
+            value = getattr(source, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
 
 
 def rope(config: PretrainedConfig) -> tuple[float | dict[str, float] | None, dict[str, Any] | None]:

@@ -52,17 +52,19 @@ class Row:
 
 def context_room(lm: LoadedModel, prompt_length: int) -> int | None:
     """How many tokens fit after the prompt (None: no known limit); refuses a prompt that fills it."""
-    limit = getattr(lm.config.get_text_config(), "max_position_embeddings", None)
+    from llmscope.configs import context_length
+
+    limit = context_length(lm.config)
     room = None if not limit else int(limit) - prompt_length
     if room is not None and room < 1:
-        raise UsageError(f"the prompt ({prompt_length} tokens) fills the model's whole context")
+        raise UsageError(f"the prompt ({prompt_length} tokens) fills the model's whole context of {limit} tokens")
     return room
 
 
 def check_decode_work(lm: LoadedModel, prompt_tokens: int, settings: Sequence[DecodingSettings]) -> None:
     """Refuse, before the first step, a batch whose KV caches and vocabulary scores cannot fit:
     greedy and sampling rows run together, beam searches one after another (each beam a row)."""
-    from llmscope.prompts import context_length
+    from llmscope.configs import context_length
     from llmscope.work_estimate import check_fits, decode_work
 
     limit = context_length(lm.config)

@@ -19,7 +19,6 @@ from llmscope import loading, prompts
 from llmscope.decode_loop import (
     GeneratedToken, Row, Streamer, beam_search, check_decode_work, context_room, decode_rows, token_texts,
 )
-from llmscope.errors import UsageError
 from llmscope.sampling import (
     DEFAULT_COMPARE,
     DEFAULT_MAX_NEW_TOKENS,
@@ -177,22 +176,6 @@ def repetition_rate(ids: Sequence[int], n: int = 4) -> float:
 # Prompt, stop tokens, processors
 
 
-def _prompt_ids(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> tuple[torch.Tensor, list[str]]:
-    """The prompt as input ids (1, prompt tokens) through ``prompts.encode`` (the chat template with
-    ``chat``), and its warnings. An empty plain prompt starts from the beginning-of-text token."""
-    import torch
-
-    encoded = prompts.encode(lm.tokenizer, prompt, name=lm.source.display_name, chat=chat, system=system)
-    ids = encoded.ids
-    if not ids:
-        tok = lm.tokenizer
-        bos = tok.bos_token_id if tok.bos_token_id is not None else getattr(lm.config, "bos_token_id", None)
-        if bos is None:
-            raise UsageError("the prompt is empty and the model has no beginning-of-text token to start from")
-        ids = [int(bos)]
-    return torch.tensor([ids], device=lm.device), list(encoded.warnings)
-
-
 def _result(
     lm: LoadedModel, prompt: str, chat: bool, row: Row, prompt_tokens: int, *, kv_cache: bool,
     ttft: float | None, comparison: KVCacheComparison | None = None, warnings: Sequence[str] = (),
@@ -235,10 +218,13 @@ def _prepare(
     prompt: str, model: loading.ModelLike, *, chat: bool, system: str | None, **load_options: Any
 ) -> _Prepared:
     """Check the prompt options (before any load), load the causal model, encode the prompt, find the stop ids."""
+    import torch
+
     prompts.check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)
     lm = loading.load(model, **load_options)
     lm.require_causal("write text left to right", hint="use a causal model such as gpt2 or the embedded default")
-    prompt_ids, warnings = _prompt_ids(lm, prompt, chat=chat, system=system)
+    encoded = prompts.encode_for(lm, prompt, chat=chat, system=system, empty="bos")  # plain "": from BOS
+    prompt_ids, warnings = torch.tensor([encoded.ids], device=lm.device), list(encoded.warnings)
     context_room(lm, prompt_ids.shape[-1])
     stops = stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=chat)
     return _Prepared(lm, prompt_ids, stops, warnings)

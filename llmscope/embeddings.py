@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from llmscope import loading
 from llmscope.errors import ModelFormatError, UsageError
 from llmscope.loading import LoadedModel
-from llmscope.prompts import check_context, context_length, encode, token_text
+from llmscope.prompts import encode_for, token_text
 from llmscope.report_progress import reporter
 from llmscope.vectors import cosine_matrix, nearest_rows, pca_2d, unit
 
@@ -206,12 +206,11 @@ def _hidden_means(
     """
     import torch
 
-    encoded = encode(lm.tokenizer, text, name=lm.source.display_name)  # as the model reads it
+    encoded = encode_for(lm, text)  # as the model reads it, within its context
     ids, offsets = encoded.ids, encoded.offsets
     if offsets is None:
         raise ModelFormatError(f"{lm.source.display_name}: its tokenizer gives no character offsets",
                                hint="finding a word in a sentence needs a fast (Rust) tokenizer")
-    check_context(len(ids), context_length(lm.config))
     start, end = span
     positions = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
     if not positions:
@@ -350,8 +349,9 @@ def embeddings(
                           layer=layer, plot=plot)
     lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
                       trust_remote_code=trust_remote_code)
-    text_config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
-    num_layers = int(text_config.num_hidden_layers)
+    from llmscope.configs import text_config
+
+    num_layers = int(text_config(lm.config).num_hidden_layers)
     if layer is not None and layer > num_layers:
         raise UsageError(f"--layer {layer}: {lm.source.display_name} has layers 0 to {num_layers}",
                          hint="0 is the embedding output, N the output of layer N")

@@ -62,6 +62,7 @@ class ExpertRoutingResult:
     method: str  # "router" (the router's own output) or "recomputed" (softmax + top-k of its logits)
     layers: list[LayerRouting]
     parameters: ExpertParameters
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +79,7 @@ class ExpertRoutingResult:
                 for layer in self.layers
             ],
             "parameters": dataclasses.asdict(self.parameters),
+            "warnings": self.warnings,
         }
 
 
@@ -141,7 +143,7 @@ def experts(
     """Per MoE layer and token: the experts the router chose and their weights, plus expert load."""
     import torch
 
-    from llmscope.prompts import check_context, check_prompt_options, context_length, encode, token_text
+    from llmscope.prompts import check_prompt_options, encode_for, token_text
     from llmscope.weights import count_parameters, mixture_of_experts
 
     check_prompt_options(prompt, chat=False, system=None)
@@ -159,8 +161,7 @@ def experts(
         raise _dense(lm.source.display_name)
     parameters = count_parameters(lm.model, moe)
 
-    encoded = encode(lm.tokenizer, prompt, name=lm.source.display_name)
-    check_context(len(encoded.ids), context_length(lm.config))
+    encoded = encode_for(lm, prompt)
     pieces = [token_text(lm.tokenizer, i) for i in encoded.ids]
     calls, router_logits = _run_routers(lm, torch.tensor([encoded.ids], device=lm.device), classes)
     if not calls and not router_logits:
@@ -191,6 +192,7 @@ def experts(
             prompt=parameters.total - unused * moe.parameters_per_expert,
             per_expert=moe.parameters_per_expert,
         ),
+        warnings=list(encoded.warnings),
     )
 
 

@@ -204,7 +204,9 @@ def load_config(source: ModelSource, *, trust_remote_code: bool = False) -> Pret
 
 def _check_sizes(config: PretrainedConfig, source: ModelSource) -> None:
     """Sizes no model can be built with (``vocab_size: 0``), refused before torch builds empty tensors."""
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    from llmscope.configs import text_config
+
+    text = text_config(config)
     for key in ("vocab_size", "hidden_size", "num_hidden_layers"):
         value = getattr(text, key, None)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope import devices, gguf_cache, loading, param_count, translate
 from llmscope.cache import KVCacheEstimate, kv_cache_estimate
-from llmscope.configs import config_value, max_positions, text_config
+from llmscope.configs import config_value, context_length, text_config
 from llmscope.errors import UsageError
 from llmscope.placement import (
     DeviceBudget,
@@ -211,7 +211,7 @@ def memory_report(
     if dtype == "auto":
         dtype = _auto_dtype(config)
     kv_dtype = dtype if kv_dtype in (None, "auto") else kv_dtype
-    limit = max_positions(config)
+    limit = context_length(config)
     if context is None:
         context = limit or DEFAULT_CONTEXT
         if not limit:  # max_position_embeddings 0 or missing: say what is assumed, never silently
@@ -314,7 +314,7 @@ def report_from_meta(
     else:
         fits = needed <= total_budget
 
-    limit = max_positions(config)
+    limit = context_length(config)
     max_context = _max_context(
         config, meta, budget, weights_bytes=weights.bytes, state_bytes=state.bytes if state else 0,
         kv_cache=kv is not None, limit=limit, context=context, shape=shape, mode=estimate.mode,

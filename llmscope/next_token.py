@@ -313,7 +313,7 @@ def next_token(
             raise UsageError("--steps needs a causal LM; a masked LM fills in its mask tokens instead")
         return _masked(lm, prompt, top_k=top_k, temperature=temperature, top_p=top_p, show=show, seed=seed,
                        strategy=strategy, chat=chat)
-    encoded = encode_checked(lm, prompt, chat=chat, system=system, extra=steps, extra_what="steps")
+    encoded = prompts.encode_for(lm, prompt, chat=chat, system=system, extra=steps, extra_what="steps")
     ids = encoded.ids
     seq: dict[str, tuple[float | None, float | None]] = {}
     for s in show:
@@ -332,17 +332,6 @@ def next_token(
                        warnings=encoded.warnings)
 
 
-def encode_checked(lm: LoadedModel, prompt: str, *, chat: bool = False, system: str | None = None, extra: int = 0,
-                   extra_what: str | None = None) -> prompts.EncodedPrompt:
-    """The prompt as the model reads it (``prompts.encode``), refused when it has no tokens or does
-    not fit the model's context (with ``extra`` tokens still to come)."""
-    encoded = prompts.encode(lm.tokenizer, prompt, name=lm.source.display_name, chat=chat, system=system)
-    if not encoded.ids:
-        raise UsageError("the prompt has no tokens", hint="give some text for the model to read")
-    prompts.check_context(len(encoded.ids), prompts.context_length(lm.config), extra=extra, extra_what=extra_what)
-    return encoded
-
-
 def _masked(lm: LoadedModel, prompt: str, *, top_k: int, temperature: float, top_p: float | None,
             show: Sequence[str], seed: int, strategy: str, chat: bool) -> NextTokenResult:
     import torch
@@ -353,7 +342,7 @@ def _masked(lm: LoadedModel, prompt: str, *, top_k: int, temperature: float, top
         raise UsageError("--chat is for chat (causal) models; this is a masked LM")
     if mask is None or tokenizer.mask_token_id is None:
         raise UsageError(f"{lm.source.display_name}: a masked LM whose tokenizer has no mask token")
-    encoded = encode_checked(lm, prompt)
+    encoded = prompts.encode_for(lm, prompt)
     ids = encoded.ids
     positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]
     if not positions:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from llmscope.configs import context_length
 from llmscope.errors import LlmscopeError, ModelFormatError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
+
+    from llmscope.loading import LoadedModel
 
 TOKENIZER = "tokenizer"
 CHAT_TEMPLATE = "chat template"
@@ -218,15 +221,30 @@ def encode(
 # Context length and tokens as text
 
 
-def context_length(config: Any) -> int | None:
-    """The longest sequence the model's positions cover (its text config's max positions); None
-    when the config does not say (0 or missing)."""
-    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(text_config, key, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+def encode_for(
+    lm: LoadedModel,
+    text: str,
+    *,
+    chat: bool = False,
+    system: str | None = None,
+    extra: int = 0,
+    extra_what: str | None = None,
+    empty: str = "refuse",
+) -> EncodedPrompt:
+    """TEXT as LM reads it (``encode``), checked: refused when it has no tokens (``empty="bos"``: start
+    from the beginning-of-text token instead, as generate does), or when it does not fit the model's
+    context with ``extra`` tokens still to come. Its ``warnings`` belong in the result that took it."""
+    encoded = encode(lm.tokenizer, text, name=lm.source.display_name, chat=chat, system=system)
+    if not encoded.ids:
+        tok = lm.tokenizer
+        bos = tok.bos_token_id if tok.bos_token_id is not None else getattr(lm.config, "bos_token_id", None)
+        if empty != "bos":
+            raise UsageError("the prompt has no tokens", hint="give some text for the model to read")
+        if bos is None:
+            raise UsageError("the prompt is empty and the model has no beginning-of-text token to start from")
+        encoded = dataclasses.replace(encoded, ids=[int(bos)], offsets=None if encoded.offsets is None else [(0, 0)])
+    check_context(len(encoded.ids), context_length(lm.config), extra=extra, extra_what=extra_what)
+    return encoded
 
 
 def check_context(n_tokens: int, limit: int | None, *, extra: int = 0, extra_what: str | None = None) -> None:

@@ -155,7 +155,7 @@ def _causal(lm: LoadedModel) -> LoadedModel:
 
 
 def _settle_window(lm: LoadedModel, window: int | None, stride: int | None, num_tokens: int) -> tuple[int, int]:
-    from llmscope.prompts import context_length
+    from llmscope.configs import context_length
 
     limit = context_length(lm.config)
     if window is not None and limit is not None and window > limit:

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING
 
 from llmscope import loading, prompts, sampling
+from llmscope.configs import context_length
 from llmscope.errors import UsageError
 from llmscope.next_token import (
     Candidate,
@@ -21,7 +22,6 @@ from llmscope.next_token import (
     NextTokenResult,
     Step,
     distribution,
-    encode_checked,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,7 +95,7 @@ class Stepper:
         self.ids: list[int] = list(prompt_ids)
         self.text = lm.tokenizer.decode(prompt_ids)  # the text the model read
         self.prompt_length = len(prompt_ids)
-        self.limit = prompts.context_length(lm.config)
+        self.limit = context_length(lm.config)
         self.cache = model_calls.new_cache(lm.model) if model_calls.kv_cache_or_notice(lm.model) else None
         self._keep_last = model_calls.supports(lm.model, "logits_to_keep")
         self.steps: list[Step] = []
@@ -237,7 +237,7 @@ def stepper(
                       trust_remote_code=trust_remote_code)
     if lm.masked:
         raise UsageError("stepping needs a causal LM; this is a masked LM (it fills in mask tokens instead)")
-    encoded = encode_checked(lm, prompt, chat=chat, system=system)
+    encoded = prompts.encode_for(lm, prompt, chat=chat, system=system)
     run = Stepper(lm, encoded.ids, top_k=top_k, temperature=temperature, top_p=top_p, strategy=strategy, seed=seed,
                   chat=chat)
     run.text = encoded.text

@@ -33,8 +33,9 @@ def _split_head(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
     decoder = getattr(lm.model, "base_model", None)
     if head is None or decoder is None or decoder is lm.model:
         return None
-    text_config = lm.config.get_text_config(decoder=True) if hasattr(lm.config, "get_text_config") else lm.config
-    return decoder, head, getattr(text_config, "final_logit_softcapping", None)
+    from llmscope.configs import text_config
+
+    return decoder, head, getattr(text_config(lm.config), "final_logit_softcapping", None)
 
 
 def _head_logits(head: Any, softcap: float | None, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

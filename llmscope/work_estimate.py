@@ -52,7 +52,9 @@ class WorkEstimate:
 
 
 def _text(config: Any) -> Any:
-    return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    from llmscope.configs import text_config
+
+    return text_config(config)
 
 
 def _int(config: Any, *names: str, default: int = 0) -> int:

@@ -56,10 +56,10 @@ GENERATE = [
     "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison", "warnings",
 ]
 COMPARE = ["model", "prompt", "chat", "results", "batched", "batch_time", "total_time"]
-ATTENTION = ["model", "tokens", "layer", "head", "weights", "kind"]
+ATTENTION = ["model", "tokens", "layer", "head", "weights", "kind", "warnings"]
 ATTENTION_TOKEN = [*ATTENTION, "query", "ranking"]
 ATTENTION_ALL = [*ATTENTION, "layers"]
-EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters"]
+EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters", "warnings"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
     "shortest", "longest", "mean", "long_documents", "chunks", "padded", "packed",

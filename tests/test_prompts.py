@@ -113,10 +113,12 @@ def test_two_bos_tokens_warn(hf_tokenizers):
 def test_context_length_and_check(tiny_models):
     from transformers import AutoConfig
 
+    from llmscope.configs import context_length
+
     config = AutoConfig.from_pretrained(tiny_models["llama"])
-    assert prompts.context_length(config) == config.max_position_embeddings == 256
+    assert context_length(config) == config.max_position_embeddings == 256
     config.max_position_embeddings = 0
-    assert prompts.context_length(config) is None
+    assert context_length(config) is None
     prompts.check_context(10, 10)
     prompts.check_context(10**6, None)
     with pytest.raises(UsageError, match="11 tokens, longer than the model's context of 10"):
@@ -228,3 +230,35 @@ def test_two_bos_on_the_embedded_gemma(cli, demo_model):
     shown = cli("tokenize", "<bos>Hello", "--json")
     assert shown.exit_code == 0 and shown.json()["warnings"] == result.warnings
     assert "Warning: the prompt starts with two <bos> tokens" in shown.stderr
+
+
+def test_every_command_reads_one_context_length(tmp_path, tiny_models, cli):
+    """A config that states its context only as seq_length (ChatGLM's name; max_position_embeddings 0,
+    as LlamaConfig would otherwise fill in its default): generate, memory, next-token and inspect all
+    see the same 24 tokens."""
+    import json
+    import shutil
+
+    folder = tmp_path / "llama"
+    shutil.copytree(tiny_models["llama"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 0
+    config["seq_length"] = 24
+    (folder / "config.json").write_text(json.dumps(config))
+    assert cli("inspect", str(folder), "--json").json()["max_position_embeddings"] == 24
+    assert cli("memory", str(folder), "--json", "--memory", "1GiB").json()["max_position_embeddings"] == 24
+    long = "word " * 30
+    for command in (["next-token", long], ["generate", long, "--max-new-tokens", "2"]):
+        r = cli(*command, "-m", str(folder), "--device", "cpu")
+        assert r.exit_code != 0 and "context of 24" in r.stderr, (command, r.stderr)
+
+
+def test_attention_and_experts_keep_the_prompts_warnings(cli, tiny_models):
+    """A prompt that starts with <s> while the tokenizer adds another: every view that took it says so
+    (it used to be dropped by attention and experts)."""
+    for command, model in (("attention", "llama"), ("experts", "mixtral")):
+        r = cli(command, "<s>The cat sat", "-m", tiny_models[model], "--device", "cpu", "--json")
+        assert r.exit_code == 0, r.stderr
+        warnings = r.json()["warnings"]
+        assert len(warnings) == 1 and "<s>" in warnings[0], command
+        assert f"Warning: {warnings[0]}" in " ".join(r.stderr.split())  # Rich wraps it at the console's width

@@ -45,4 +45,5 @@ def command(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
     )
+    render.warn(result.warnings)
     render.emit(result, render_experts, json_=json_, export_path=export)
