@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from llmscope import loading
+from llmscope import loading, model_calls
 from llmscope.errors import ModelFormatError, UsageError
 from llmscope.prompts import check_prompt_options, encode_for, token_text
 
@@ -201,7 +201,7 @@ def find_query(token: str, pieces: list[str], offsets: list[tuple[int, int]] | N
 @contextlib.contextmanager
 def eager_attention(lm: LoadedModel) -> Iterator[bool]:
     """Switch a loaded model to eager attention for the duration; yields True if it was switched."""
-    current = getattr(lm.model.config, "_attn_implementation", None)
+    current = model_calls.attn_implementation(lm.model)
     if current in (None, "eager"):
         yield False
         return
@@ -317,7 +317,7 @@ def attention_modules(model: Any, num_layers: int) -> list[Any] | None:
     """The self-attention module of every layer, in order, as transformers records attentions from
     them (``_can_record_outputs``); None when they cannot be told apart (then every layer's weights
     come back through ``output_attentions``)."""
-    recorded = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
+    recorded = model_calls.recorded_outputs(model, "attentions")
     target = getattr(recorded, "target_class", recorded)
     if isinstance(target, type):
         found = [m for m in model.modules() if isinstance(m, target)]

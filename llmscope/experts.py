@@ -14,7 +14,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING, Any
 
-from llmscope import loading, translate
+from llmscope import loading, model_calls, translate
 from llmscope.errors import LlmscopeError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +96,7 @@ def router_classes(model: nn.Module) -> tuple[type, ...]:
     for module in model.modules():
         if not isinstance(module, PreTrainedModel):
             continue
-        spec = (getattr(type(module), "_can_record_outputs", None) or {}).get("router_logits")
+        spec = model_calls.recorded_outputs(module, "router_logits")
         if spec is None:
             continue
         target = getattr(spec, "target_class", spec)

@@ -86,3 +86,21 @@ def returned_cache(model: Any, out: Any) -> Any:
     if keyword is None:
         return None
     return out.get(keyword) if hasattr(out, "get") else getattr(out, keyword, None)
+
+
+# --------------------------------------------------------------------------------------------
+# transformers internals read where no public API says the same (checked against 5.23 and 5.24)
+
+
+def attn_implementation(model_or_config: Any) -> str | None:
+    """The attention kernel a model (or its config) runs: "eager", "sdpa", "flash_attention_2"...
+    (``config._attn_implementation``; ``set_attn_implementation`` is the public way to change it)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "_attn_implementation", None)
+
+
+def recorded_outputs(module: Any, key: str) -> Any:
+    """What a transformers module class declares it records for ``output_<key>`` (``attentions``,
+    ``router_logits``): the ``_can_record_outputs`` entry of its class, or None."""
+    cls = module if isinstance(module, type) else type(module)
+    return (getattr(cls, "_can_record_outputs", None) or {}).get(key)

@@ -28,6 +28,7 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
+from llmscope import model_calls
 from llmscope.cache import KVCacheEstimate
 from llmscope.configs import (
     activation,
@@ -148,7 +149,7 @@ def forward_shape(config: PretrainedConfig, meta: nn.Module, *, attn_implementat
     theta, _ = rope(text)
     softcap = config_value(text, "final_logit_softcapping", None) or config_value(config, "final_logit_softcapping", None)
     scaled = any(config_value(c, name, None) is not None for c in (text, config) for name in LOGIT_SCALES)
-    implementation = attn_implementation or getattr(meta.config, "_attn_implementation", None) or "eager"
+    implementation = attn_implementation or model_calls.attn_implementation(meta) or "eager"
     return ForwardShape(
         hidden_size=hidden,
         intermediate_size=int(inter or 4 * hidden),
