@@ -50,7 +50,7 @@ _API = {
     "TokenizerComparison": "llmscope.tokens",
     "VocabInfo": "llmscope.vocab",
     "predict_next_token": "llmscope.next_token",  # = llmscope.next_token.next_token
-    "NextTokenResult": "llmscope.next_token",
+    "NextTokenResult": "llmscope.distribution",
     "Stepper": "llmscope.stepping",
     "stepper": "llmscope.stepping",
     "layer_report": "llmscope.layers",  # = llmscope.layers.layers

@@ -26,7 +26,7 @@ from llmscope.configs import (
     tied_embeddings,
     vocab_size,
 )
-from llmscope.recurrent import RecurrentStateEstimate, StateSpaceShape, recurrent_state_estimate, state_space_shape
+from llmscope.state import RecurrentStateEstimate, StateSpaceShape, recurrent_state_estimate, state_space_shape
 from llmscope.weights import (
     DTYPE_BYTES,
     GgufInfo,
@@ -116,7 +116,7 @@ def inspect_model(
     """Describe MODEL (hub id, folder, .gguf, or None for the embedded default) from its config."""
     spec = loading.load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     source, trust_remote_code = loading.source_of(spec), spec.trust_remote_code
-    cached = inspect_cache.load(source, modules=modules, trust_remote_code=trust_remote_code)
+    cached = inspect_cache.load(source, ArchitectureReport, modules=modules, trust_remote_code=trust_remote_code)
     if cached is not None:  # the same config seen before: no torch, no transformers
         return cached
     config = loading.load_config(source, trust_remote_code=trust_remote_code)

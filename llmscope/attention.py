@@ -407,7 +407,7 @@ def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]
 
 def _check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:
     from llmscope.configs import config_value, text_config
-    from llmscope.recurrent import family
+    from llmscope.state import family
 
     text = text_config(config)
     if family(config) is not None:

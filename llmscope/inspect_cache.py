@@ -63,8 +63,9 @@ def _entry(key: str) -> Path:
     return cache_root() / "inspect" / f"{key[:40]}.json"
 
 
-def load(source: ModelSource, *, modules: bool, trust_remote_code: bool) -> ArchitectureReport | None:
-    """The cached report of SOURCE, or None."""
+def load(source: ModelSource, report_class: type[ArchitectureReport], *, modules: bool,
+         trust_remote_code: bool) -> ArchitectureReport | None:
+    """The cached report of SOURCE (read back as ``report_class``), or None."""
     if trust_remote_code:
         return None
     try:
@@ -77,13 +78,11 @@ def load(source: ModelSource, *, modules: bool, trust_remote_code: bool) -> Arch
     except OSError as exc:
         reporter().notice(f"inspect cache not read ({exc.strerror or exc}): computing the report")
         return None
-    from llmscope.architecture import ArchitectureReport
-
     try:
         data = json.loads(text)
         if data.get("format") != CACHE_FORMAT or data.get("key") != key:
             raise ValueError("another format or key")
-        return decode(ArchitectureReport, data["report"])
+        return decode(report_class, data["report"])
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
         reporter().notice(f"inspect cache entry unreadable ({exc}): computing the report again")
         return None

@@ -25,8 +25,8 @@ from llmscope.placement import (
     plan_fits,
     plan_placement,
 )
-from llmscope.recurrent import RecurrentStateEstimate, recurrent_state_estimate
-from llmscope.recurrent import family as recurrent_family
+from llmscope.state import RecurrentStateEstimate, recurrent_state_estimate
+from llmscope.state import family as recurrent_family
 from llmscope.transient import ForwardShape, check_attn_implementation, check_mode, forward_shape, transient_at_peak
 from llmscope.units import parse_size
 from llmscope.weights import DTYPE_BYTES, GgufInfo, gguf_info

@@ -117,7 +117,7 @@ def prefix_config(config: PretrainedConfig, prefix: int, layers: int) -> Pretrai
 
 
 def _layer_list(meta: nn.Module, count: int) -> tuple[str, Any] | None:
-    from llmscope.placement import decoder_layers_prefix
+    from llmscope.weights import decoder_layers_prefix
 
     name = decoder_layers_prefix(meta, count)
     return (name, meta.get_submodule(name)) if name else None

@@ -15,15 +15,16 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from llmscope import memory_guard
-from llmscope.cache import KVCacheEstimate, cache_layer_owners
 from llmscope.configs import config_value, text_config
 from llmscope.errors import UsageError
 from llmscope.units import parse_size
-from llmscope.weights import DTYPE_BYTES
+from llmscope.weights import DTYPE_BYTES, decoder_layers_prefix
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
     from transformers import PretrainedConfig
+
+    from llmscope.cache import KVCacheEstimate
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,20 +117,6 @@ def longest_context(fits_at: Callable[[int], bool], ceiling: int) -> int:
 # Placement
 
 
-def decoder_layers_prefix(meta: nn.Module, num_layers: int) -> str | None:
-    """The name of the ModuleList that holds the decoder (or encoder) blocks: 'model.layers'."""
-    from torch import nn
-
-    no_split = set(getattr(meta, "_no_split_modules", None) or [])
-    best = None
-    for name, module in meta.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == num_layers and len(module):
-            if type(module[0]).__name__ in no_split:
-                return name
-            best = best or name
-    return best
-
-
 def device_of(name: str, device_map: dict[str, Any]) -> Any:
     """The device of a module or parameter name: its longest prefix in the device map."""
     best, best_len = None, -1
@@ -198,6 +185,8 @@ def plan_placement(
     prefix = decoder_layers_prefix(meta, num_layers)
     kv_per_layer: dict[int, int] = {}  # model layer -> its cache bytes (a looped layer's copies included)
     groups = kv.layers if kv else []
+    from llmscope.cache import cache_layer_owners
+
     owners = cache_layer_owners(text_config(config)) if any(i >= num_layers for g in groups for i in g.layers) else []
     for group in groups:
         for index in group.layers:

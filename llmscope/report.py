@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from llmscope.attention import AttentionResult
     from llmscope.layers import LayerReport
     from llmscope.loading import ModelLike
-    from llmscope.next_token import NextTokenResult
+    from llmscope.distribution import NextTokenResult
     from llmscope.tokens import TokenizationResult
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from llmscope import loading, prompts, sampling
 from llmscope.configs import context_length
 from llmscope.errors import UsageError
-from llmscope.next_token import (
+from llmscope.distribution import (
     Candidate,
     Choice,
     Distribution,

@@ -51,7 +51,7 @@ def read_mla_dims(text: PretrainedConfig) -> tuple[int, int] | None:
 
 def read_mamba_mixer(config: PretrainedConfig) -> dict[str, int]:
     """Inner width and state size of the Mamba-1 mixers, read from the recurrent state they cache."""
-    from llmscope.recurrent import recurrent_state_estimate
+    from llmscope.state import recurrent_state_estimate
 
     state = recurrent_state_estimate(config, batch=1, dtype="float32")
     if state is None or state.family != "Mamba":

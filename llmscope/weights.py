@@ -248,3 +248,17 @@ def _same_block(a: nn.Module, b: nn.Module) -> bool:
     shapes_a = [(n, tuple(p.shape)) for n, p in a.named_parameters()]
     shapes_b = [(n, tuple(p.shape)) for n, p in b.named_parameters()]
     return shapes_a == shapes_b
+
+
+def decoder_layers_prefix(meta: nn.Module, num_layers: int) -> str | None:
+    """The name of the ModuleList that holds the decoder (or encoder) blocks: 'model.layers'."""
+    from torch import nn
+
+    no_split = set(getattr(meta, "_no_split_modules", None) or [])
+    best = None
+    for name, module in meta.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers and len(module):
+            if type(module[0]).__name__ in no_split:
+                return name
+            best = best or name
+    return best

@@ -85,7 +85,7 @@ def test_inspect_and_memory_count_what_transformers_counts(model_type):
         assert report.attention == "none" and report.state_space is not None
         assert memory.kv_cache is None and memory.recurrent_state is not None
     else:  # a hybrid's Mamba / linear-attention layers: every one estimated, none silently left out
-        from llmscope.hybrid_state import hybrid_state_layers
+        from llmscope.state import hybrid_state_layers
 
         layers = len(hybrid_state_layers(config))
         assert (memory.recurrent_state.layers if memory.recurrent_state else 0) == layers

@@ -10,7 +10,7 @@ from tiny_architectures import gemma4_text_config, mamba_config
 
 from llmscope.architecture import inspect_model
 from llmscope.memory import memory_report
-from llmscope.recurrent import recurrent_state_estimate
+from llmscope.state import recurrent_state_estimate
 
 # --------------------------------------------------------------------------------------------
 # Multimodal: the language model's shape, the towers and projector as their own rows

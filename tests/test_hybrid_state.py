@@ -114,7 +114,7 @@ def _cache_states(config, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_state_equals_transformers_cache_after_a_forward_pass(model_type, dtype):
-    from llmscope.recurrent import recurrent_state_estimate
+    from llmscope.state import recurrent_state_estimate
 
     reason, fixed_in = FORWARD_FAILS.get((model_type, dtype), (None, None))
     if reason and _release() < _release(fixed_in):
@@ -168,7 +168,7 @@ def test_inspect_shows_both_for_a_hybrid(tmp_path, cli):
 def test_attention_only_models_keep_no_state(tiny_models):
     from transformers import AutoConfig
 
-    from llmscope.recurrent import recurrent_state_estimate
+    from llmscope.state import recurrent_state_estimate
 
     for name in ("gpt2", "llama", "mixtral"):
         assert recurrent_state_estimate(AutoConfig.from_pretrained(tiny_models[name])) is None

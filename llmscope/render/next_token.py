@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.next_token import Candidate, Distribution, NextTokenResult, Step
+from llmscope.distribution import Candidate, Distribution, NextTokenResult, Step
 from llmscope.render import visible
 from llmscope.units import fmt_prob
 
