@@ -9,6 +9,7 @@ last layer's prediction is the model's own next token.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,20 +17,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from llmscope import loading, model_calls
 from llmscope.errors import ModelFormatError, UsageError
 from llmscope.loading import LoadedModel
-from llmscope.prompts import (
-    EncodedPrompt,
-    check_context,
-    check_prompt_options,
-    context_length,
-    encode,
-    token_text,
-)
+from llmscope.prompts import EncodedPrompt, check_prompt_options, encode_for, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f", "final_norm")
+    from llmscope.anatomy import Anatomy
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,67 +104,6 @@ class LayerReport:
 
 
 # --------------------------------------------------------------------------------------------
-# Finding the pieces
-
-
-def find_final_norm(model: nn.Module) -> tuple[str, nn.Module] | None:
-    """The norm applied after the last layer: a direct child of the base model named like one."""
-    base = getattr(model, "base_model", model)
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
-    for holder in [base] + ([decoder] if decoder is not None and decoder is not base else []):
-        for name in FINAL_NORM_NAMES:
-            module = getattr(holder, name, None)
-            if module is not None and hasattr(module, "forward") and not isinstance(module, type):
-                full = next((n for n, m in model.named_modules() if m is module), name)
-                return full, module
-    return None
-
-
-def find_layer_list(model: nn.Module, count: int) -> str | None:
-    from torch import nn
-
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == count and name:
-            return name
-    return None
-
-
-def _head(lm: LoadedModel) -> tuple[str, Any]:
-    """The LM head as a callable (hidden -> logits) and its module name."""
-    model = lm.model
-    if lm.masked:
-        for name in ("cls", "lm_head", "predictions", "generator_lm_head"):
-            module = getattr(model, name, None)
-            if module is not None:
-                return name, module
-    head = model.get_output_embeddings()
-    if head is None:
-        raise ModelFormatError(f"{lm.source.display_name}: no LM head found for the logit lens")
-    name = next((n for n, m in model.named_modules() if m is head), "lm_head")
-    return name, head
-
-
-def _scaling(config: Any) -> tuple[float | None, Any]:
-    """Final logit softcapping (Gemma) and other output scaling the model applies to its logits."""
-    cap = getattr(config, "final_logit_softcapping", None)
-    scale = getattr(config, "logit_scale", None)  # Cohere multiplies
-    divide = getattr(config, "logits_scaling", None)  # Granite divides
-
-    def apply(logits: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        if isinstance(scale, (int, float)) and scale != 1:
-            logits = logits * scale
-        if isinstance(divide, (int, float)) and divide != 1:
-            logits = logits / divide
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
-
-    return (cap or None), apply
-
-
-# --------------------------------------------------------------------------------------------
 # The core function
 
 
@@ -191,6 +124,8 @@ def layers(
     """Run PROMPT once with hidden states kept: per layer shape, norm, change and logit lens; the KV cache."""
     import torch
 
+    from llmscope.anatomy import anatomy
+
     check_prompt_options(prompt, chat=chat, system=system)
     if top < 1:
         raise UsageError(f"--top {top}: must be at least 1")
@@ -205,13 +140,15 @@ def layers(
     else:
         position = len(ids) - 1
 
-    norm_found = None if masked else find_final_norm(lm.model)
+    parts = anatomy(lm.model)  # where the final norm, the blocks and the head are
+    norm = None if masked else parts.final_norm
+    norm_found = (norm, parts.module(lm.model, norm)) if norm is not None else None
     last_only = not masked and model_calls.supports(lm.model, "logits_to_keep")  # the focus is the last token
     _check_work(lm, len(ids), all_tokens=all_tokens, top=top, all_logits=not last_only)
     kv = not masked and model_calls.takes_kv_cache(lm.model)  # a recurrent model's state is no KV cache
     out, hidden = _forward(lm, ids, norm_found, last_only=last_only, kv=kv)
-    head_name, cap, lens = _lens(lm, norm_found)
-    rows, last_probs = _rows(lm, hidden, position, lens, top)
+    head_name, cap, lens = _lens(lm, parts, norm_found)
+    rows, last_probs = _rows(lm, parts, hidden, position, lens, top)
     model_probs = torch.softmax(out.logits[0, -1 if last_only else position], dim=-1)  # (vocab,)
     final_check = float((last_probs.to(model_probs.device) - model_probs).abs().max())
     grid = _grid(tokenizer, hidden, lens, top) if all_tokens else None
@@ -239,7 +176,7 @@ def _check_work(lm: LoadedModel, tokens: int, *, all_tokens: bool, top: int, all
     """Refuse, before the forward pass, hidden states, logits and a lens grid that cannot fit."""
     from llmscope.work_estimate import check_fits, layers_work
 
-    eager = getattr(lm.model.config, "_attn_implementation", None) == "eager"
+    eager = model_calls.attn_implementation(lm.model) == "eager"
     estimate = layers_work(lm.config, tokens, dtype=lm.dtype, all_tokens=all_tokens, top=top, eager=eager,
                            all_logits=all_logits)
     hints = ["a shorter prompt"] + (["without --all-tokens (the lens at every position)"] if all_tokens else [])
@@ -255,42 +192,37 @@ def _forward(
     logits for the last position only (the lens computes the others itself)."""
     import torch
 
-    captured: dict[str, torch.Tensor] = {}
-    handle = None
-    if norm_found is not None:
-        def hook(_module: Any, args: tuple[Any, ...], output: Any) -> None:
-            captured["input"] = args[0]
-            captured["output"] = output
+    from llmscope.anatomy import capture
 
-        handle = norm_found[1].register_forward_hook(hook)
     input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
-    try:
-        with torch.inference_mode():
-            if lm.masked:
-                out = lm.model(input_ids=input_ids, output_hidden_states=True)
-            else:
-                keep = {"logits_to_keep": 1} if last_only else {}
-                cache = model_calls.cache_kwargs(lm.model, model_calls.new_cache(lm.model)) if kv else {}
-                out = lm.model(input_ids=input_ids, output_hidden_states=True, **cache, **keep)
-    finally:
-        if handle is not None:
-            handle.remove()
+    with contextlib.ExitStack() as hooks, torch.inference_mode():
+        if norm_found is not None:
+            into = hooks.enter_context(capture(norm_found[1], "input", clone=False))
+            out_of = hooks.enter_context(capture(norm_found[1], "output", clone=False))
+        if lm.masked:
+            out = lm.model(input_ids=input_ids, output_hidden_states=True)
+        else:
+            keep = {"logits_to_keep": 1} if last_only else {}
+            cache = model_calls.cache_kwargs(lm.model, model_calls.new_cache(lm.model)) if kv else {}
+            out = lm.model(input_ids=input_ids, output_hidden_states=True, **cache, **keep)
     hidden = list(out.hidden_states)  # num_layers + 1 of (batch, tokens, hidden)
-    if norm_found is not None and "input" in captured:
+    if norm_found is not None and into.hidden[0] and out_of.hidden[0]:
         # transformers hands back the last hidden state after the final norm; put the layer's own
         # output (the norm's input) in its place.
-        if captured["output"].shape == hidden[-1].shape and torch.equal(captured["output"], hidden[-1]):
-            hidden[-1] = captured["input"]
+        if out_of.value.shape == hidden[-1].shape and torch.equal(out_of.value, hidden[-1]):
+            hidden[-1] = into.value
     return out, hidden
 
 
-def _lens(lm: LoadedModel, norm_found: tuple[str, nn.Module] | None) -> tuple[str, float | None, Any]:
+def _lens(lm: LoadedModel, parts: Anatomy, norm_found: tuple[str, nn.Module] | None
+          ) -> tuple[str, float | None, Any]:
     """The LM head's name, the final softcapping, and the lens: (..., hidden) -> (..., vocab) logits,
-    as the model computes them from its last layer."""
+    as the model computes them from its last layer (its head, then its logit scaling and soft-cap)."""
     import torch
 
-    head_name, head = _head(lm)
-    cap, scale = _scaling(lm.config)
+    if parts.head is None:
+        raise ModelFormatError(f"{lm.source.display_name}: no LM head found for the logit lens")
+    head = parts.module(lm.model, parts.head)
     norm = norm_found[1] if norm_found is not None else None
 
     def lens(h: torch.Tensor) -> torch.Tensor:
@@ -298,25 +230,24 @@ def _lens(lm: LoadedModel, norm_found: tuple[str, nn.Module] | None) -> tuple[st
             h = h.to(next(head.parameters()).device)
             if norm is not None:
                 h = norm(h)
-            return scale(head(h))
+            return parts.scale_logits(head(h))
 
-    return head_name, cap, lens
+    return parts.head, parts.final_logit_softcapping, lens
 
 
-def _embed_name(model: nn.Module) -> str:
-    embed = model.get_input_embeddings()
-    name = next((n for n, m in model.named_modules() if m is embed), "embeddings")
+def _embed_name(parts: Anatomy) -> str:
+    name = parts.embedding or "embeddings"
     parent = name.rpartition(".")[0]
     return parent if parent.endswith("embeddings") else name  # BERT: the block (words + positions + norm)
 
 
-def _rows(lm: LoadedModel, hidden: list[torch.Tensor], position: int, lens: Any, top: int
+def _rows(lm: LoadedModel, parts: Anatomy, hidden: list[torch.Tensor], position: int, lens: Any, top: int
           ) -> tuple[list[LayerRow], torch.Tensor]:
     """One row per hidden state at the focus position, and the last layer's lens probabilities."""
     import torch
 
-    layer_list = find_layer_list(lm.model, len(hidden) - 1)
-    embed_name = _embed_name(lm.model)
+    layer_list = parts.block_list if len(parts.blocks) == len(hidden) - 1 else None
+    embed_name = _embed_name(parts)
     rows: list[LayerRow] = []
     previous = probs = None
     for index, h in enumerate(hidden):
@@ -371,22 +302,18 @@ def _grid(tokenizer: Any, hidden: list[torch.Tensor], lens: Any, top: int) -> li
 
 
 def _encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> EncodedPrompt:
-    """The prompt's ids as the model reads them (the chat template applied with ``chat``), checked
-    against the model's context."""
+    """The prompt's ids as the model reads them (the chat template applied with ``chat``), checked."""
     if chat and lm.masked:
         raise UsageError("--chat is for chat (causal) models; this is a masked LM")
-    encoded = encode(lm.tokenizer, prompt, name=lm.source.display_name, chat=chat, system=system)
-    if not encoded.ids:
-        raise UsageError("the prompt has no tokens", hint="give some text for the model to read")
-    check_context(len(encoded.ids), context_length(lm.config))
-    return encoded
+    return encode_for(lm, prompt, chat=chat, system=system)
 
 
 def _cache_report(cache: Any, config: Any) -> KVCache | None:
     if cache is None:
         return None
-    text_config = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    layer_types = getattr(text_config, "layer_types", None) or []
+    from llmscope.configs import text_config
+
+    layer_types = getattr(text_config(config), "layer_types", None) or []
     rows: list[CacheLayer] = []
     dtype = None
     for i, layer in enumerate(getattr(cache, "layers", [])):
