@@ -31,7 +31,8 @@ def main() -> None:
     import torch
 
     import llmscope
-    from llmscope import decoding, sampling
+    from llmscope import decoding
+    from llmscope.decoding import sampling
 
     lm = llmscope.load(args.model, device=args.device)
     specs = sampling.parse_strategy_list(args.strategies, max_new_tokens=args.max_new_tokens, seed=args.seed)

@@ -77,8 +77,8 @@ def small_bpe_folder(root: Path) -> Path:
 
 def embedded_folders(root: Path) -> tuple[Path, Path, Path]:
     """The embedded GGUF, its cached tokenizer folder, and a model folder holding that tokenizer."""
-    from llmscope.gguf_cache import embedded_gguf_path, ensure_gguf_stage, gguf_file_for
-    from llmscope.resolve import resolve
+    from llmscope.loading.gguf_cache import embedded_gguf_path, ensure_gguf_stage, gguf_file_for
+    from llmscope.loading.resolve import resolve
 
     source = resolve(None)
     gguf = gguf_file_for(source)

@@ -50,8 +50,8 @@ def main() -> None:
         first_in, second_in = map(float, done.stdout.split()[-2:])
         cold = timed(LLMSCOPE.format(model=model), env)
         warm = min(timed(LLMSCOPE.format(model=model), env) for _ in range(3))
-        from llmscope import gguf_cache
-        from llmscope.resolve import resolve
+        from llmscope.loading import gguf_cache
+        from llmscope.loading.resolve import resolve
 
         os.environ.update(env)
         path = str(gguf_cache.gguf_file_for(resolve(model)).path)

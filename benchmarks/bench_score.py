@@ -70,7 +70,7 @@ def run_one(args: argparse.Namespace) -> None:
     import torch
 
     import llmscope
-    from llmscope import scoring
+    from llmscope.forward import scoring
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@ import typer
 from llmscope.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmscope.loading import LoadSpec
+    from llmscope.loading.model import LoadSpec
 
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
@@ -35,8 +35,8 @@ def checked(module: str, name: str, *, keep: bool = False):
     return callback
 
 
-_device = checked("devices", "validate_device")
-_dtype = checked("devices", "validate_dtype")
+_device = checked("loading.devices", "validate_device")
+_dtype = checked("loading.devices", "validate_dtype")
 
 
 def _export(value: Optional[Path]) -> Optional[Path]:
@@ -48,18 +48,18 @@ def _export(value: Optional[Path]) -> Optional[Path]:
 
 
 def _complete_model(incomplete: str) -> list[str]:
-    from llmscope.completion import complete_model
+    from llmscope._completion import complete_model
 
     return complete_model(incomplete)
 
 
 def _completer(name: str):
-    """A TAB completer that imports llmscope.completion (no torch) only when TAB is pressed."""
+    """A TAB completer that imports llmscope._completion (no torch) only when TAB is pressed."""
 
     def complete(incomplete: str) -> list[str]:
-        from llmscope import completion
+        from llmscope import _completion
 
-        return getattr(completion, name)(incomplete)
+        return getattr(_completion, name)(incomplete)
 
     return complete
 
@@ -156,7 +156,7 @@ def load_spec_from_options(
     trust_remote_code: bool = False,
 ) -> LoadSpec:
     """The model options of a command as the one value the core loads from."""
-    from llmscope.loading import LoadSpec
+    from llmscope.loading.model import LoadSpec
 
     return LoadSpec(
         model=model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,

@@ -29,7 +29,7 @@ from llmscope.commands import report as report_cmd
 from llmscope.commands import score as score_cmd
 from llmscope.commands import tokenize as tokenize_cmd
 from llmscope.errors import ExitCode, LlmscopeError
-from llmscope.report_progress import Reporter, reporter, set_reporter
+from llmscope.progress import Reporter, reporter, set_reporter
 
 app = typer.Typer(
     name="llmscope",

@@ -15,7 +15,7 @@ from test_architectures_sweep import BUILDS_SINCE, CANNOT_BUILD, MODEL_TYPES, RE
 from transformers import CONFIG_MAPPING  # noqa: E402
 
 import llmscope  # noqa: E402
-from llmscope.anatomy import anatomy, capture, replace, require  # noqa: E402
+from llmscope.forward.anatomy import anatomy, capture, replace, require  # noqa: E402
 from llmscope.errors import ExitCode, ModelFormatError  # noqa: E402
 
 # Parts that genuinely do not exist (or have no module of their own), by model type, with the reason.
@@ -43,12 +43,12 @@ NO_ATTENTION_OUTPUT = {
 }
 # The attention output projection writes the hidden size, except where it is done in two steps
 OUTPUT_WIDTH = {"deepseek_v4": "o_a_proj is a grouped low-rank step; o_b_proj then writes the hidden size"}
-UNCOUNTED_MOE = {"deepseek_v2": "its defaults leave num_experts_per_tok unset, so llmscope.weights counts no MoE "
+UNCOUNTED_MOE = {"deepseek_v2": "its defaults leave num_experts_per_tok unset, so llmscope.config.parameters counts no MoE "
                                 "layers; transformers still builds a routed MoE block in every layer"}
 
 
 def _text(config):
-    from llmscope.configs import text_config
+    from llmscope.config.values import text_config
 
     return text_config(config)
 
@@ -78,7 +78,7 @@ def _out_width(module) -> int:
 
 
 def _vocab(config) -> int:
-    from llmscope.configs import vocab_size
+    from llmscope.config.values import vocab_size
 
     return vocab_size(config)
 
@@ -87,7 +87,7 @@ def _vocab(config) -> int:
 def test_the_map_finds_every_part_of_every_architecture(model_type):
     from torch import nn
 
-    from llmscope.weights import mixture_of_experts
+    from llmscope.config.parameters import mixture_of_experts
 
     if model_type in BUILDS_SINCE and _release() < _release(BUILDS_SINCE[model_type]):
         pytest.skip(f"transformers builds {model_type} from its defaults from {BUILDS_SINCE[model_type]} on")
@@ -134,7 +134,7 @@ def test_the_map_finds_every_part_of_every_architecture(model_type):
             parent + ".output.")  # BERT: attention.self, then attention.output.dense
         assert (_out_width(output) == hidden) == (model_type not in OUTPUT_WIDTH)
 
-    # a router in every MoE layer the config and the weights declare (llmscope.weights counts expert modules)
+    # a router in every MoE layer the config and the weights declare (llmscope.config.parameters counts expert modules)
     routed = [b for b in found.blocks if b.router]
     assert all(b.router.startswith(b.mlp + ".") for b in routed)
     moe = mixture_of_experts(config, model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import llmscope
-from llmscope.architecture import inspect_model
+from llmscope.config.architecture import inspect_model
 
 
 def test_gpt2_published_config_counts_tied_weights_once(config_folder):

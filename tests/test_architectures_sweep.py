@@ -57,9 +57,9 @@ def _build(config):
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_inspect_and_memory_count_what_transformers_counts(model_type):
-    from llmscope.architecture import architecture_report
-    from llmscope.memory import report_from_meta
-    from llmscope.placement import DeviceBudget
+    from llmscope.config.architecture import architecture_report
+    from llmscope.memory.report import report_from_meta
+    from llmscope.memory.placement import DeviceBudget
 
     if model_type in BUILDS_SINCE and _release() < _release(BUILDS_SINCE[model_type]):
         pytest.skip(f"transformers builds {model_type} from its defaults from {BUILDS_SINCE[model_type]} on")
@@ -85,7 +85,7 @@ def test_inspect_and_memory_count_what_transformers_counts(model_type):
         assert report.attention == "none" and report.state_space is not None
         assert memory.kv_cache is None and memory.recurrent_state is not None
     else:  # a hybrid's Mamba / linear-attention layers: every one estimated, none silently left out
-        from llmscope.state import hybrid_state_layers
+        from llmscope.config.state import hybrid_state_layers
 
         layers = len(hybrid_state_layers(config))
         assert (memory.recurrent_state.layers if memory.recurrent_state else 0) == layers

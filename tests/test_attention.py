@@ -1,4 +1,4 @@
-"""llmscope.attention: weights equal transformers' own output_attentions, masks and ranks hold."""
+"""llmscope.forward.attention: weights equal transformers' own output_attentions, masks and ranks hold."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmscope import loading
-from llmscope.attention import attention, find_query
+from llmscope.forward.attention import attention, find_query
 from llmscope.errors import UsageError
 
 PROMPT = "The cat sat on the mat because it was tired."
@@ -124,7 +124,7 @@ def test_demo_model_sliding_layers_and_mqa(demo_model):
 def test_sliding_window_layers_mask_old_tokens(tiny_models):
     from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     torch.manual_seed(0)
     config = MistralConfig(

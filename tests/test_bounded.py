@@ -151,7 +151,7 @@ def test_attention_reads_one_layer_through_a_hook(loaded_models, hf_tokenizers):
     and the weights equal transformers' own."""
     import torch
 
-    from llmscope.attention import attention, eager_attention
+    from llmscope.forward.attention import attention, eager_attention
 
     lm = loaded_models["llama"]
     calls: list[dict] = []
@@ -186,12 +186,12 @@ def test_layers_all_tokens_refused_with_the_estimate(cli, one_error_line, tiny_m
 
 def test_lens_grid_in_chunks_equals_one_pass(loaded_models, monkeypatch):
     """The --all-tokens lens runs over positions in chunks; the grid is the one a single pass gives."""
-    from llmscope import work_estimate
-    from llmscope.layers import layers
+    from llmscope.memory import forward_guard
+    from llmscope.forward.layers import layers
 
     lm = loaded_models["llama"]
     whole = layers("The cat sat on the mat because it was tired", model=lm, all_tokens=True)
-    monkeypatch.setattr(work_estimate, "LENS_CHUNK_BYTES", 1)  # one position per chunk
+    monkeypatch.setattr(forward_guard, "LENS_CHUNK_BYTES", 1)  # one position per chunk
     chunked = layers("The cat sat on the mat because it was tired", model=lm, all_tokens=True)
     assert [[cell.id for cell in row] for row in chunked.grid] == [[cell.id for cell in row] for row in whole.grid]
     assert [[round(cell.prob, 5) for cell in row] for row in chunked.grid] == [
@@ -203,7 +203,7 @@ def test_estimates_grow_as_the_issue_measured():
     counts every beam's KV cache."""
     from transformers import Gemma3TextConfig
 
-    from llmscope.work_estimate import attention_work, decode_work, layers_work
+    from llmscope.memory.forward_guard import attention_work, decode_work, layers_work
 
     config = Gemma3TextConfig(num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
                               hidden_size=640, vocab_size=262144, sliding_window=512)
@@ -311,7 +311,7 @@ def test_prompt_longer_than_the_context_names_steps_only_when_given(cli, one_err
 
 def test_one_step_is_singular():
     from llmscope.errors import UsageError
-    from llmscope.prompts import check_context
+    from llmscope.text.prompts import check_context
 
     with pytest.raises(UsageError, match="16 tokens plus 1 step, longer"):
         check_context(16, 16, extra=1, extra_what="steps")

@@ -12,7 +12,7 @@ TOP_KEYS = ["model", "words", "similarity", "neighbors", "analogy", "context", "
 def test_json_keys_and_numbers(cli, tiny_models):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     folder = tiny_models["llama"]
     r = cli("embeddings", "cat", "dog", "mat", "-m", folder, "--analogy", "cat - dog + mat", "-k", "3", "--plot",

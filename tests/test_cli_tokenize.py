@@ -170,12 +170,12 @@ def test_embedded_default_json(cli):
     from transformers import AutoTokenizer
 
     from llmscope import loading
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     text = "Hello,\tworld!  東京 😀\n"
     result = cli("tokenize", text, "--json")
     assert result.exit_code == 0, result.stderr
-    folder, _ = loading._pretrained_location(resolve(None), "tokenizer")
+    folder, _ = loading.model._pretrained_location(resolve(None), "tokenizer")
     direct = AutoTokenizer.from_pretrained(folder)
     assert result.json()["ids"] == direct(text)["input_ids"]
     assert result.json()["added_special_tokens"][0]["token"] == direct.bos_token

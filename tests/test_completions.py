@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llmscope.completion import SHELLS, completion_script
+from llmscope._completion import SHELLS, completion_script
 
 ROOT = Path(__file__).parent.parent
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent.parent
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_completion_scripts_are_up_to_date(shell):
     committed = (ROOT / "completions" / SHELLS[shell]).read_text()
-    assert committed == completion_script(shell), "regenerate with: python -m llmscope.completion completions"
+    assert committed == completion_script(shell), "regenerate with: python -m llmscope._completion completions"
     assert "_LLMSCOPE_COMPLETE" in committed
 
 

@@ -7,7 +7,8 @@ import math
 import pytest
 
 import llmscope
-from llmscope import decoding, sampling
+from llmscope import decoding
+from llmscope.decoding import sampling
 from llmscope.errors import UsageError
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import llmscope
-from llmscope.embeddings import embeddings, find_word, parse_analogy
+from llmscope.forward.embeddings import embeddings, find_word, parse_analogy
 from llmscope.errors import UsageError
 
 TOL = 1e-4

@@ -142,7 +142,7 @@ def _error_classes():
 
 def test_every_error_class_has_its_exit_code(cli, monkeypatch):
     """Raised from inside a command's core call, each class ends in one stderr line and its own code."""
-    import llmscope.architecture
+    import llmscope.config.architecture
 
     classes = _error_classes()
     assert sorted(c.__name__ for c in classes) == sorted(EXIT_CODES)
@@ -150,7 +150,7 @@ def test_every_error_class_has_its_exit_code(cli, monkeypatch):
         def boom(*_args, _cls=cls, **_kwargs):
             raise _cls(f"a {_cls.__name__} happened", hint="the next step")
 
-        monkeypatch.setattr(llmscope.architecture, "inspect_model", boom)
+        monkeypatch.setattr(llmscope.config.architecture, "inspect_model", boom)
         r = cli("inspect", "gpt2")
         assert r.exit_code == EXIT_CODES[cls.__name__], cls
         assert r.stdout == ""

@@ -1,4 +1,4 @@
-"""llmscope.experts: the router's choices, checked against top-k of router logits computed here."""
+"""llmscope.forward.experts: the router's choices, checked against top-k of router logits computed here."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from llmscope import loading
-from llmscope.weights import count_parameters, mixture_of_experts
+from llmscope.config.parameters import count_parameters, mixture_of_experts
 from llmscope.errors import LlmscopeError, UsageError
-from llmscope.experts import experts
+from llmscope.forward.experts import experts
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -103,7 +103,7 @@ def test_qwen2_moe_without_renormalisation_and_a_dense_layer(tiny_models):
     """Qwen2-MoE with norm_topk_prob=False keeps raw softmax weights; layer 1 is a plain MLP."""
     from transformers import AutoTokenizer, Qwen2MoeConfig, Qwen2MoeForCausalLM
 
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     torch.manual_seed(0)
     config = Qwen2MoeConfig(
@@ -135,7 +135,7 @@ def test_qwen2_moe_without_renormalisation_and_a_dense_layer(tiny_models):
 
 def test_recomputing_from_router_logits_gives_the_routers_own_choice(tiny_mixtral, monkeypatch):
     """A router whose output has an unusual shape is read from its logits instead: same experts, same weights."""
-    from llmscope import experts as experts_module
+    from llmscope.forward import experts as experts_module
 
     direct = experts(PROMPT, model=tiny_mixtral)
     assert direct.method == "router"

@@ -8,9 +8,9 @@ import json
 import pytest
 from tiny_architectures import gemma4_text_config, mamba_config
 
-from llmscope.architecture import inspect_model
-from llmscope.memory import memory_report
-from llmscope.state import recurrent_state_estimate
+from llmscope.config.architecture import inspect_model
+from llmscope.memory.report import memory_report
+from llmscope.config.state import recurrent_state_estimate
 
 # --------------------------------------------------------------------------------------------
 # Multimodal: the language model's shape, the towers and projector as their own rows
@@ -178,7 +178,7 @@ def test_per_layer_lists_are_read_per_layer():
     """Gemma 3n's intermediate_size is a list, one per layer; Gemma 4's head_dim raises in transformers."""
     from transformers import CONFIG_MAPPING
 
-    from llmscope.configs import config_value, layer_kinds
+    from llmscope.config.values import config_value, layer_kinds
 
     gemma3n = CONFIG_MAPPING["gemma3n_text"](intermediate_size=[64, 64, 128], num_hidden_layers=3,
                                               layer_types=["sliding_attention"] * 2 + ["full_attention"])
@@ -273,7 +273,7 @@ def test_hybrid_kv_cache_counts_only_attention_layers(model_type):
     import torch
     from transformers import CONFIG_MAPPING, AutoModelForCausalLM
 
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     config = CONFIG_MAPPING[model_type](**HYBRID_CONFIGS[model_type])
     torch.manual_seed(0)

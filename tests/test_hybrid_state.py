@@ -114,7 +114,7 @@ def _cache_states(config, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_state_equals_transformers_cache_after_a_forward_pass(model_type, dtype):
-    from llmscope.state import recurrent_state_estimate
+    from llmscope.config.state import recurrent_state_estimate
 
     reason, fixed_in = FORWARD_FAILS.get((model_type, dtype), (None, None))
     if reason and _release() < _release(fixed_in):
@@ -133,7 +133,7 @@ def test_state_equals_transformers_cache_after_a_forward_pass(model_type, dtype)
 def test_kv_cache_of_the_attention_layers_equals_transformers_cache(model_type):
     """Only the attention layers keep keys and values, each with its own heads (Inkling's sliding
     layers have swa_ ones); Inkling2-Loop's looped layers once per pass."""
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     config = _config(model_type)
     cache, _ = cache_after_forward(config)
@@ -142,7 +142,7 @@ def test_kv_cache_of_the_attention_layers_equals_transformers_cache(model_type):
 
 def test_memory_counts_a_hybrids_state_and_its_attention_layers_cache(tmp_path):
     """memory: the KV cache of the attention layers only, plus the state layers' state, in the total."""
-    from llmscope.memory import memory_report
+    from llmscope.memory.report import memory_report
 
     config = _config("qwen3_5_text")
     config.save_pretrained(tmp_path)
@@ -168,7 +168,7 @@ def test_inspect_shows_both_for_a_hybrid(tmp_path, cli):
 def test_attention_only_models_keep_no_state(tiny_models):
     from transformers import AutoConfig
 
-    from llmscope.state import recurrent_state_estimate
+    from llmscope.config.state import recurrent_state_estimate
 
     for name in ("gpt2", "llama", "mixtral"):
         assert recurrent_state_estimate(AutoConfig.from_pretrained(tiny_models[name])) is None

@@ -1,4 +1,4 @@
-"""llmscope.inputs: TEXT / - / --file read as a bounded stream, strict UTF-8, regular files only."""
+"""llmscope.text.inputs: TEXT / - / --file read as a bounded stream, strict UTF-8, regular files only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmscope import inputs
+from llmscope.text import inputs
 from llmscope.errors import UsageError
 
 ROOT = Path(__file__).parent.parent

@@ -128,7 +128,7 @@ def test_top_level_keys(name, cli, tiny_models, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=CASES[n][3]) for n in CASES])
 def test_model_key(name, cli, tiny_models, tmp_path, monkeypatch):
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     document = _document(name, cli, tiny_models, tmp_path, monkeypatch)
     assert "model" in CASES[name][1]

@@ -48,7 +48,7 @@ def test_deepseek_v4s_compressed_cache(tokens):
     tokens (and a CSA layer's indexer entries) and the compressor's buffers."""
     from transformers import AutoConfig
 
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     config = AutoConfig.for_model("deepseek_v4", **V4)
     cache, _ = cache_after_forward(config, tokens=tokens)
@@ -85,7 +85,7 @@ def test_looped_layers_keep_a_cache_per_pass(name):
 
     _needs(LOOPED[name][0])
 
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     model_type, values, cache_layers = LOOPED[name]
     config = AutoConfig.for_model(model_type, **values)
@@ -102,7 +102,7 @@ def test_a_looped_layers_cache_copies_are_placed_with_it(tmp_path):
     """The device plan holds every cache layer, the copies of a looped layer where that layer runs."""
     from transformers import AutoConfig
 
-    from llmscope.memory import memory_report
+    from llmscope.memory.report import memory_report
 
     _needs("dory")
     model_type, values, _ = LOOPED["dory per_loop"]
@@ -121,7 +121,7 @@ def test_mllamas_cross_attention_layers_keep_no_prompt_tokens():
     """Mllama given text only: its cross-attention layers (here the second) cache nothing."""
     from transformers import AutoConfig
 
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     config = AutoConfig.for_model("mllama", text_config=dict(
         hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
@@ -138,7 +138,7 @@ def test_cpmants_prompt_tokens_are_cached():
     ahead of every sequence."""
     from transformers import AutoConfig
 
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     config = AutoConfig.for_model("cpmant", hidden_size=64, num_attention_heads=4, dim_head=8, dim_ff=96,
                                   num_hidden_layers=2, prompt_length=3)
@@ -151,8 +151,8 @@ def test_cpmants_prompt_tokens_are_cached():
 def test_falcons_kv_heads(name, tmp_path):
     from transformers import FalconConfig
 
-    from llmscope.architecture import inspect_model
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.architecture import inspect_model
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     overrides, kv_heads, cached_heads = FALCONS[name]
     config = FalconConfig(**overrides)
@@ -167,7 +167,7 @@ def test_falcons_kv_heads(name, tmp_path):
 
 @pytest.mark.parametrize("model_type", sorted(TINY))
 def test_kv_estimate_equals_transformers_cache(model_type):
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
     config = _config(model_type)
     cache, _ = cache_after_forward(config)

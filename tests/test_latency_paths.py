@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from llmscope import fast_tokens, gguf_header
+from llmscope.loading import fast_tokenizer
+from llmscope.loading import gguf_header
 
 TEXTS = [
     "Hello, world!",
@@ -25,7 +26,7 @@ TEXTS = [
 
 def _fast(folder: Path):
     """The tokenizer tokenize() uses for FOLDER, after a first load has filled the cache."""
-    from llmscope.vocab import get_tokenizer
+    from llmscope.text.vocab import get_tokenizer
 
     get_tokenizer(str(folder), revision=None, gguf_file=None, trust_remote_code=False, fast=True)
     tokenizer, _ = get_tokenizer(str(folder), revision=None, gguf_file=None, trust_remote_code=False, fast=True)
@@ -35,10 +36,10 @@ def _fast(folder: Path):
 def _same_as_autotokenizer(folder: Path, reference) -> None:
     """tokenize()/decode_ids() through the fast path equal AutoTokenizer called directly, and equal
     what llmscope gives with transformers' tokenizer."""
-    from llmscope.tokens import decode_ids, tokenize
+    from llmscope.text.tokens import decode_ids, tokenize
 
     fast = _fast(folder)
-    assert isinstance(fast, fast_tokens.FastTokenizer), "the cache should hold a tokenizers-only tokenizer"
+    assert isinstance(fast, fast_tokenizer.FastTokenizer), "the cache should hold a tokenizers-only tokenizer"
     for text in [*TEXTS, " ".join(reference.all_special_tokens)]:
         for add in (True, False):
             want = reference(text, add_special_tokens=add, return_offsets_mapping=True)
@@ -100,7 +101,7 @@ def test_fast_tokenize_added_tokens(tiny_models, tmp_path):
 
 
 def tokenize_ids(folder: Path, text: str) -> list[int]:
-    from llmscope.tokens import tokenize
+    from llmscope.text.tokens import tokenize
 
     return tokenize(text, model=str(folder)).ids
 
@@ -109,7 +110,7 @@ def test_fast_tokenize_gguf_converted(tiny_gguf):
     """A GGUF's tokenizer as transformers converts it (the folder the GGUF cache holds)."""
     from transformers import AutoTokenizer
 
-    from llmscope.tokens import tokenize
+    from llmscope.text.tokens import tokenize
 
     text = "the cat sat on the mat <s>"
     first = tokenize(text, model=str(tiny_gguf))
@@ -131,18 +132,18 @@ def test_a_class_with_its_own_decode_keeps_transformers(tiny_models):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["gpt2"])
     tokenizer.__class__ = OwnDecode
-    fast, reason = fast_tokens.provably_same(tokenizer)
+    fast, reason = fast_tokenizer.provably_same(tokenizer)
     assert not fast and "_decode" in reason
 
 
 def test_cache_entry_is_keyed_by_content(tiny_models, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(tiny_models["gpt2"], folder)
-    before = fast_tokens.cache_key(folder)
+    before = fast_tokenizer.cache_key(folder)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["model_max_length"] = 77
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    assert fast_tokens.cache_key(folder) != before
+    assert fast_tokenizer.cache_key(folder) != before
 
 
 def test_warm_tokenize_imports_no_torch(tiny_models):
@@ -166,15 +167,15 @@ def test_fast_tokenize_embedded_gemma():
     """SentencePiece-style Gemma (262k vocabulary, byte fallback) from the embedded GGUF."""
     from transformers import AutoTokenizer
 
-    from llmscope.gguf_cache import ensure_gguf_stage, gguf_file_for
-    from llmscope.resolve import resolve
-    from llmscope.tokens import tokenize
+    from llmscope.loading.gguf_cache import ensure_gguf_stage, gguf_file_for
+    from llmscope.loading.resolve import resolve
+    from llmscope.text.tokens import tokenize
 
     source = resolve(None)
     folder = ensure_gguf_stage(gguf_file_for(source), "tokenizer", source)
     reference = AutoTokenizer.from_pretrained(folder)
     tokenize("warm up", model=None)
-    assert isinstance(fast_tokens.tokenizer_for(source), fast_tokens.FastTokenizer)
+    assert isinstance(fast_tokenizer.tokenizer_for(source), fast_tokenizer.FastTokenizer)
     for text in [*TEXTS, "<start_of_turn>user\nhi<end_of_turn>", "\x00\x01 byte fallback \U0001f9ec"]:
         result = tokenize(text)
         want = reference(text, return_offsets_mapping=True)
@@ -191,7 +192,7 @@ def test_fast_tokenize_embedded_gemma():
 def _check_header_against_reader(path: Path) -> None:
     import gguf
 
-    from llmscope.gguf_cache import gguf_tensor_summary
+    from llmscope.loading.gguf_cache import gguf_tensor_summary
 
     header = gguf_header.read_header(path)
     reader = gguf.GGUFReader(str(path))
@@ -266,7 +267,7 @@ def test_gguf_header_refuses_what_it_cannot_read(tmp_path):
 
 @pytest.mark.slow
 def test_gguf_header_embedded_gemma():
-    from llmscope.gguf_cache import embedded_gguf_path
+    from llmscope.loading.gguf_cache import embedded_gguf_path
 
     path = embedded_gguf_path()
     _check_header_against_reader(path)
@@ -278,13 +279,16 @@ def test_gguf_header_embedded_gemma():
 
 
 def test_completion_values_are_the_checked_ones():
-    from llmscope import completion, devices, sampling, stepping
+    from llmscope import _completion
+    from llmscope.loading import devices
+    from llmscope.decoding import sampling
+    from llmscope.decoding import stepping
 
-    assert completion.GENERATE_STRATEGIES == sampling.STRATEGIES
-    assert completion.NEXT_TOKEN_STRATEGIES == stepping.STRATEGIES
-    assert completion.DEVICES == devices.DEVICES
-    assert completion.DTYPES == devices.DTYPES
-    for value in completion.complete_device(""):
+    assert _completion.GENERATE_STRATEGIES == sampling.STRATEGIES
+    assert _completion.NEXT_TOKEN_STRATEGIES == stepping.STRATEGIES
+    assert _completion.DEVICES == devices.DEVICES
+    assert _completion.DTYPES == devices.DTYPES
+    for value in _completion.complete_device(""):
         assert devices.validate_device(value) == value
 
 
@@ -319,10 +323,10 @@ def test_tab_offers_option_values(shell):
 
 
 def test_memory_for_values_are_the_modes():
-    transient = pytest.importorskip("llmscope.transient")  # issue 19's module
-    from llmscope import completion
+    transient = pytest.importorskip("llmscope.memory.transient")  # issue 19's module
+    from llmscope import _completion
 
-    assert completion.MEMORY_FOR == transient.MODES
+    assert _completion.MEMORY_FOR == transient.MODES
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,36 +366,37 @@ def _deep_configs() -> dict[str, object]:
 
 @pytest.mark.parametrize("name", sorted(_deep_configs()))
 def test_prefix_build_counts_equal_the_full_build(name, monkeypatch):
-    from llmscope import loading, param_count
-    from llmscope.weights import count_parameters, mixture_of_experts
+    from llmscope import loading
+    from llmscope.config import deep_build
+    from llmscope.config.parameters import count_parameters, mixture_of_experts
 
     config = _deep_configs()[name]
-    monkeypatch.setattr(param_count, "FULL_BUILD_LIMIT", param_count._num_layers(config) - 1)
+    monkeypatch.setattr(deep_build, "FULL_BUILD_LIMIT", deep_build._num_layers(config) - 1)
     full = loading.build_meta_model(config)
     moe = mixture_of_experts(config, full)
     want = (moe, count_parameters(full, moe))
-    meta = param_count.build_meta_model(config)
-    assert param_count.exact_counts(config, meta) == want
+    meta = deep_build.build_meta_model(config)
+    assert deep_build.exact_counts(config, meta) == want
     # the KV cache estimate of a deep config is read from a prefix of the cache's layers too
-    from llmscope.cache import kv_cache_estimate
+    from llmscope.config.kv_cache import kv_cache_estimate
 
-    from llmscope.configs import text_config
-    from llmscope.transient import _windows
+    from llmscope.config.values import text_config
+    from llmscope.memory.transient import _windows
 
     if not loading.is_masked_lm(config) and name != "mamba":
         deep = kv_cache_estimate(config, context=100, dtype="float32"), _windows(text_config(config))
-        monkeypatch.setattr(param_count, "FULL_BUILD_LIMIT", 10**9)
+        monkeypatch.setattr(deep_build, "FULL_BUILD_LIMIT", 10**9)
         assert deep == (kv_cache_estimate(config, context=100, dtype="float32"), _windows(text_config(config)))
     # every config here repeats its kinds, so a prefix was built (Gemma 4's inputs grow with depth: built whole)
-    assert param_count.is_prefix_build(meta) == (name != "gemma4_text")
+    assert deep_build.is_prefix_build(meta) == (name != "gemma4_text")
 
 
 def test_100000_layers_in_seconds(config_folder):
     """inspect and memory of a config declaring 100,000 layers: exact counts, quickly."""
     import time
 
-    from llmscope.architecture import inspect_model
-    from llmscope.memory import memory_report
+    from llmscope.config.architecture import inspect_model
+    from llmscope.memory.report import memory_report
 
     folder = config_folder("gpt2")
     config = json.loads((folder / "config.json").read_text())
@@ -414,28 +419,28 @@ def test_100000_layers_in_seconds(config_folder):
 @pytest.mark.parametrize("name", ["gpt2", "llama", "mixtral", "bert"])
 @pytest.mark.parametrize("modules", [False, True])
 def test_cached_inspect_equals_a_fresh_one(tiny_models, name, modules, monkeypatch):
-    from llmscope import inspect_cache
-    from llmscope.architecture import inspect_model
+    from llmscope.loading import report_cache
+    from llmscope.config.architecture import inspect_model
 
     first = inspect_model(str(tiny_models[name]), modules=modules)
     second = inspect_model(str(tiny_models[name]), modules=modules)  # from the cache
-    monkeypatch.setattr(inspect_cache, "load", lambda *a, **k: None)
+    monkeypatch.setattr(report_cache, "load", lambda *a, **k: None)
     fresh = inspect_model(str(tiny_models[name]), modules=modules)
     assert first == second == fresh
 
 
 def test_cached_inspect_of_families_and_gguf(tiny_gguf, tiny_families, monkeypatch):
-    from llmscope import inspect_cache
-    from llmscope.architecture import inspect_model
+    from llmscope.loading import report_cache
+    from llmscope.config.architecture import inspect_model
 
     models = [str(tiny_gguf), *(str(f) for f in tiny_families.values())]
     cached = [inspect_model(m) for m in models for _ in range(2)][1::2]
-    monkeypatch.setattr(inspect_cache, "load", lambda *a, **k: None)
+    monkeypatch.setattr(report_cache, "load", lambda *a, **k: None)
     assert cached == [inspect_model(m) for m in models]
 
 
 def test_inspect_cache_follows_the_config(config_folder):
-    from llmscope.architecture import inspect_model
+    from llmscope.config.architecture import inspect_model
 
     folder = config_folder("gpt2")
     assert inspect_model(str(folder)).num_hidden_layers == 12
@@ -460,7 +465,7 @@ def test_warm_inspect_imports_no_torch(tiny_models):
 
 
 def test_an_unreadable_inspect_entry_says_so_and_is_replaced(config_folder, cli, tmp_path, monkeypatch):
-    from llmscope.gguf_cache import cache_root
+    from llmscope.loading.gguf_cache import cache_root
 
     monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "cache"))
     folder = config_folder("gpt2")
@@ -481,7 +486,7 @@ def test_a_tokenizer_off_the_fast_path_says_so_once(tiny_models, tmp_path, monke
     folder = tmp_path / "llama"
     shutil.copytree(tiny_models["llama"], folder)
     monkeypatch.setenv("LLMSCOPE_CACHE", str(tmp_path / "cache"))  # not decided yet for these files
-    monkeypatch.setattr(fast_tokens, "provably_same", lambda tokenizer: (False, "the probe 'x' encodes differently"))
+    monkeypatch.setattr(fast_tokenizer, "provably_same", lambda tokenizer: (False, "the probe 'x' encodes differently"))
     first = cli("tokenize", "The cat sat", "-m", str(folder), "--json")
     assert first.exit_code == 0
     assert "not the fast path (the probe 'x' encodes differently)" in first.stderr

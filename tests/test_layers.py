@@ -7,8 +7,8 @@ import torch
 
 import llmscope
 from llmscope.errors import UsageError
-from llmscope.layers import layers
-from llmscope.next_token import next_token
+from llmscope.forward.layers import layers
+from llmscope.decoding.next_token import next_token
 
 
 @pytest.fixture(scope="module")

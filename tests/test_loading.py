@@ -12,10 +12,14 @@ from pathlib import Path
 import pytest
 
 import llmscope
-from llmscope import devices, gguf_cache, hub, loading, memory_guard
+from llmscope import loading
+from llmscope.loading import devices
+from llmscope.loading import gguf_cache
+from llmscope.loading import hub
+from llmscope.loading import ram_guard
 from llmscope.errors import DeviceError, ModelFormatError, RemoteCodeError, UsageError
-from llmscope.report_progress import Reporter, set_reporter
-from llmscope.resolve import ModelSource, resolve
+from llmscope.progress import Reporter, set_reporter
+from llmscope.loading.resolve import ModelSource, resolve
 
 
 @pytest.fixture
@@ -318,7 +322,7 @@ def test_weights_that_cannot_fit_are_refused_before_loading(tiny_models, monkeyp
 
     config = loading.load_config(resolve(str(tiny_models["llama"])))
     weight_bytes = 4 * sum(p.numel() for p in loading.build_meta_model(config).parameters())
-    monkeypatch.setattr(memory_guard, "available_ram", lambda: int(weight_bytes * 0.8))
+    monkeypatch.setattr(ram_guard, "available_ram", lambda: int(weight_bytes * 0.8))
     with pytest.raises(ResourceError) as info:
         llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="float32")
     assert "--dtype bfloat16" in str(info.value)
@@ -333,8 +337,8 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
 
     gguf_path = gguf_cache.embedded_gguf_path()  # the real 270M GGUF, assembled in the session cache
     code = (
-        "from llmscope import gguf_cache; from llmscope.resolve import resolve; import sys\n"
-        "from llmscope.report_progress import set_reporter; from llmscope.render.progress import RichReporter\n"
+        "from llmscope import gguf_cache; from llmscope.loading.resolve import resolve; import sys\n"
+        "from llmscope.progress import set_reporter; from llmscope.render.progress import RichReporter\n"
         "set_reporter(RichReporter())  # as the CLI does\n"
         "convert = gguf_cache._convert_stage  # say on stderr who really converts\n"
         "def counted(*a, **k):\n    print('CONVERTING', file=sys.stderr); return convert(*a, **k)\n"
@@ -380,7 +384,7 @@ def test_hub_reachability_is_tested_once_then_again_after_a_while(monkeypatch, n
         assert hub.hub_reachable() is False  # still within the reuse window
         monkeypatch.setattr(hub, "HUB_PROBE_TTL", 0.0)
         assert hub.hub_reachable() is True
-        assert loading._pretrained_location(resolve("someone/model"), "config")[1] == {}
+        assert loading.model._pretrained_location(resolve("someone/model"), "config")[1] == {}
 
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline mode: no test at all
         monkeypatch.setattr(hub, "_connects", lambda endpoint: pytest.fail("tested in offline mode"))

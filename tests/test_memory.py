@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmscope.errors import UsageError
-from llmscope.memory import memory_report, parse_gpus, parse_size
+from llmscope.memory.report import memory_report, parse_gpus, parse_size
 
 CONFIGS = Path(__file__).parent / "data" / "configs"
 GiB = 2**30
@@ -95,7 +95,7 @@ def _predicted(folder: Path, tokens: int, batch: int) -> tuple[list[int], object
 def _gemma3_config() -> dict:
     """Gemma 3 270M's published config: the embedded model's, as transformers reads it."""
     from llmscope import loading
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     return loading.load_config(resolve(None)).to_dict()
 
@@ -179,7 +179,7 @@ def test_kv_cache_dtype_and_none_for_encoders(config_folder):
 
 
 def test_inspect_shows_the_same_kv_cache(config_folder):
-    from llmscope.architecture import inspect_model
+    from llmscope.config.architecture import inspect_model
 
     folder = str(config_folder("phi3-mini-4k-instruct"))
     inspected = inspect_model(folder).memory.kv_cache
@@ -376,8 +376,8 @@ def test_placement_when_the_cache_alone_is_too_big(config_folder):
 
 
 def test_gguf_weights_of_the_embedded_model():
-    from llmscope import gguf_cache
-    from llmscope.resolve import resolve
+    from llmscope.loading import gguf_cache
+    from llmscope.loading.resolve import resolve
 
     report = memory_report(None, context=1024, memory="4GiB")
     summary = gguf_cache.gguf_summary(resolve(None))

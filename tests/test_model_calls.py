@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import llmscope
-from llmscope import model_calls
+from llmscope.loading import model_calls
 
 
 @contextlib.contextmanager
@@ -81,7 +81,7 @@ def test_next_token_steps_and_compare_use_the_cache(loaded):
 
 
 def test_a_recurrent_model_runs_the_whole_sequence_and_says_so(loaded):
-    from llmscope.report_progress import Reporter, set_reporter
+    from llmscope.progress import Reporter, set_reporter
 
     class Notes(Reporter):
         def __init__(self):

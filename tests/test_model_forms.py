@@ -11,7 +11,7 @@ import pytest
 
 import llmscope
 from llmscope import loading
-from llmscope.loading import LoadSpec
+from llmscope.loading.model import LoadSpec
 
 CPU = {"device": "cpu", "dtype": "float32"}
 
@@ -55,7 +55,9 @@ def _plain(result: Any) -> Any:
 def loads(monkeypatch):
     """Counts of weight loads and tokenizer loads made while the test runs."""
     counts = {"model": 0, "tokenizer": 0}
-    real_model, real_tokenizer = loading.load_model, loading.load_tokenizer
+    from llmscope.loading import model as loading_model  # where load() finds them
+
+    real_model, real_tokenizer = loading_model.load_model, loading_model.load_tokenizer
 
     def load_model(*args, **kwargs):
         counts["model"] += 1
@@ -65,8 +67,8 @@ def loads(monkeypatch):
         counts["tokenizer"] += 1
         return real_tokenizer(*args, **kwargs)
 
-    monkeypatch.setattr(loading, "load_model", load_model)
-    monkeypatch.setattr(loading, "load_tokenizer", load_tokenizer)
+    monkeypatch.setattr(loading_model, "load_model", load_model)
+    monkeypatch.setattr(loading_model, "load_tokenizer", load_tokenizer)
     return counts
 
 

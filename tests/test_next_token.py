@@ -10,9 +10,10 @@ import torch
 
 import llmscope
 from llmscope.errors import UsageError
-from llmscope import decoding, sampling
-from llmscope.next_token import next_token
-from llmscope.stepping import stepper
+from llmscope import decoding
+from llmscope.decoding import sampling
+from llmscope.decoding.next_token import next_token
+from llmscope.decoding.stepping import stepper
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_demo_steps_equal_generate(demo_model, strategy):
 def test_demo_chat_stop_ids_include_end_of_turn(demo_model):
     # The embedded Gemma carries no chat template, so --chat itself is refused; the stop ids a chat
     # run would use still come from the one place generate takes them from.
-    from llmscope.stepping import Stepper
+    from llmscope.decoding.stepping import Stepper
 
     lm = demo_model
     ids = lm.tokenizer("Hi")["input_ids"]
@@ -243,7 +244,7 @@ def test_demo_chat_stop_ids_include_end_of_turn(demo_model):
 
 
 def test_stepper_takes_any_generate_strategy(loaded):
-    from llmscope.stepping import Stepper
+    from llmscope.decoding.stepping import Stepper
 
     lm = loaded["llama"]
     settings = sampling.settings_for("min-p", min_p=0.1, temperature=1.3, seed=2, max_new_tokens=10)

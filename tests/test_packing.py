@@ -1,4 +1,4 @@
-"""llmscope.packing: counts recomputed here from the tokenizer's own token counts."""
+"""llmscope.text.packing: counts recomputed here from the tokenizer's own token counts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from llmscope.errors import UsageError
-from llmscope.packing import pack
+from llmscope.text.packing import pack
 from llmscope.render.packing import packed_layout, padded_layout
 
 DOCS = [

@@ -1,4 +1,4 @@
-"""llmscope.prompts: the one prompt path, against transformers' tokenizers called directly, and the
+"""llmscope.text.prompts: the one prompt path, against transformers' tokenizers called directly, and the
 same behaviour through every command that takes a prompt (tiny fixtures; the embedded Gemma is slow)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmscope import prompts
+from llmscope.text import prompts
 from llmscope.errors import ModelFormatError, UsageError
 
 REFUSING = (
@@ -113,7 +113,7 @@ def test_two_bos_tokens_warn(hf_tokenizers):
 def test_context_length_and_check(tiny_models):
     from transformers import AutoConfig
 
-    from llmscope.configs import context_length
+    from llmscope.config.values import context_length
 
     config = AutoConfig.from_pretrained(tiny_models["llama"])
     assert context_length(config) == config.max_position_embeddings == 256
@@ -186,16 +186,17 @@ def test_empty_system_is_the_same_prompt_everywhere(cli, tiny_models, hf_tokeniz
     "command", [*PROMPT_COMMANDS, ("tokenize", "--compare", "gpt2")], ids=lambda c: " ".join(c)
 )
 def test_system_without_chat_fails_before_any_load(cli, one_error_line, monkeypatch, tiny_models, command):
-    import llmscope.loading
-    import llmscope.resolve
-    import llmscope.tokens
+    import llmscope.loading.model
+    import llmscope.loading.resolve
+    import llmscope.text.tokens
 
     def no_load(*args, **kwargs):
         raise AssertionError("a model or tokenizer was loaded before the options were checked")
 
     for module, name in [
-        (llmscope.loading, "load"), (llmscope.loading, "load_model"), (llmscope.loading, "load_tokenizer"),
-        (llmscope.loading, "load_config"), (llmscope.resolve, "resolve"), (llmscope.tokens, "get_tokenizer"),
+        (llmscope.loading.model, "load"), (llmscope.loading.model, "load_model"),
+        (llmscope.loading.model, "load_tokenizer"), (llmscope.loading.model, "load_config"),
+        (llmscope.loading.resolve, "resolve"), (llmscope.text.tokens, "get_tokenizer"),
     ]:
         if hasattr(module, name):
             monkeypatch.setattr(module, name, no_load)
@@ -218,7 +219,7 @@ def test_two_bos_warning_in_tokenize_and_layers(cli, tiny_models):
 
 @pytest.mark.slow
 def test_two_bos_on_the_embedded_gemma(cli, demo_model):
-    from llmscope.tokens import tokenize
+    from llmscope.text.tokens import tokenize
 
     tok = demo_model.tokenizer
     result = tokenize("<bos>Hello", model=demo_model)

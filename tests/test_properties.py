@@ -58,7 +58,7 @@ def test_tokenize_chat_never_crashes(loaded_models, hf_tokenizers, text, system)
 @given(ids=st.lists(st.integers(min_value=-5, max_value=10**6), max_size=8))
 def test_decode_any_ids(loaded_models, hf_tokenizers, ids):
     """Ids in the vocabulary decode exactly as the tokenizer does; any other id is a usage error."""
-    from llmscope.tokens import decode_ids
+    from llmscope.text.tokens import decode_ids
 
     tok = hf_tokenizers["gpt2"]
     if not all(0 <= i < len(tok) for i in ids):

@@ -1,7 +1,7 @@
 """A quiet core: the Python API prints nothing; the CLI draws the core's notices and progress on stderr.
 
 The core (everything in llmscope/ but cli.py, _options.py, commands/ and render/) talks only through
-``llmscope.report_progress.reporter()``, which does nothing until the CLI installs a Rich one.
+``llmscope.progress.reporter()``, which does nothing until the CLI installs a Rich one.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _talks(tree: ast.AST) -> list[str]:
 
 def test_the_core_list_is_the_core():
     names = {str(p.relative_to(PACKAGE)) for p in _core_modules()}
-    assert {"attention.py", "packing.py", "experts.py", "loading.py", "report_progress.py", "units.py"} <= names
+    assert {"forward/attention.py", "text/packing.py", "forward/experts.py", "loading/model.py", "progress.py",
+            "units.py"} <= names
     assert not any(n.startswith(("render", "commands")) or n == "cli.py" for n in names)
 
 
@@ -167,7 +168,7 @@ def test_cli_shows_the_gguf_conversion_on_stderr(cli, tiny_gguf, tmp_path, monke
 
 
 def test_cli_puts_the_silent_reporter_back(cli, tiny_models, capsys):
-    from llmscope.report_progress import Reporter, reporter
+    from llmscope.progress import Reporter, reporter
 
     assert cli("attention", "The cat sat", "-m", tiny_models["llama"], "--device", "cpu").exit_code == 0
     assert type(reporter()) is Reporter
@@ -232,7 +233,7 @@ def test_rich_reporter_without_a_terminal_writes_plain_lines_and_no_bar(monkeypa
 
 
 def test_pack_on_the_cli_draws_its_bar_for_large_inputs(cli, tiny_models, tmp_path, terminal, monkeypatch):
-    from llmscope import packing
+    from llmscope.text import packing
 
     docs = tmp_path / "docs.txt"
     docs.write_text("The cat sat on the mat.\n" * 2000, encoding="utf-8")

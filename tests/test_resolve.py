@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmscope.errors import ModelNotFoundError, UsageError
-from llmscope.resolve import resolve
+from llmscope.loading.resolve import resolve
 
 
 def test_nothing_means_the_embedded_default():

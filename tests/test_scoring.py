@@ -1,4 +1,4 @@
-"""llmscope.scoring against transformers called directly: loss, log-softmax, and strided windows."""
+"""llmscope.forward.scoring against transformers called directly: loss, log-softmax, and strided windows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from llmscope import scoring, token_logprobs
+from llmscope.forward import scoring
+from llmscope.forward import logprobs as logprobs_module
 from llmscope.errors import UsageError
 
 TEXT = "The cat sat on the mat because it was tired. Paris is the capital of France."
@@ -73,12 +74,12 @@ def test_one_pass_equals_the_models_own_loss(tiny, name):
 
 def test_split_head_in_chunks_equals_the_model(tiny, monkeypatch):
     """The long-window path (decoder, then the head a few rows at a time) gives the same numbers."""
-    monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
+    monkeypatch.setattr(logprobs_module, "FULL_LOGITS_FLOATS", 0)
     lm = tiny["llama"]
-    monkeypatch.setattr(token_logprobs, "CHUNK_FLOATS", 3 * lm.model.get_output_embeddings().weight.shape[0])  # 3 rows
+    monkeypatch.setattr(logprobs_module, "CHUNK_FLOATS", 3 * lm.model.get_output_embeddings().weight.shape[0])  # 3 rows
     calls = []
-    head = token_logprobs._head_logits
-    monkeypatch.setattr(token_logprobs, "_head_logits", lambda *a: calls.append(1) or head(*a))
+    head = logprobs_module._head_logits
+    monkeypatch.setattr(logprobs_module, "_head_logits", lambda *a: calls.append(1) or head(*a))
     _check_against_transformers(lm, TEXT)
     assert len(calls) > 5  # the probe, then chunks of 3 rows
 
@@ -87,7 +88,7 @@ def test_reducing_a_few_rows_at_a_time_changes_no_number(tiny, monkeypatch):
     """The CPU reduces logits in blocks of rows (to stay in the cache): bit for bit what one block gives."""
     lm = tiny["llama"]
     whole = scoring.score_text(LONG, lm)
-    monkeypatch.setattr(token_logprobs, "BLOCK_FLOATS", 2 * lm.model.get_output_embeddings().weight.shape[0])
+    monkeypatch.setattr(logprobs_module, "BLOCK_FLOATS", 2 * lm.model.get_output_embeddings().weight.shape[0])
     blocked = scoring.score_text(LONG, lm)
     assert [(t.logprob, t.rank, t.top) for t in blocked.tokens] == [(t.logprob, t.rank, t.top) for t in whole.tokens]
 
@@ -118,12 +119,12 @@ def test_split_head_applies_the_final_softcap_as_the_model(tiny_models, tmp_path
     lm = llmscope.load(str(tmp_path), device="cpu", dtype="float32")
     assert lm.config.final_logit_softcapping == cap
     vocab = len(tok)
-    monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
-    monkeypatch.setattr(token_logprobs, "CHUNK_FLOATS", 5 * vocab)
-    monkeypatch.setattr(token_logprobs, "BLOCK_FLOATS", 2 * vocab)
+    monkeypatch.setattr(logprobs_module, "FULL_LOGITS_FLOATS", 0)
+    monkeypatch.setattr(logprobs_module, "CHUNK_FLOATS", 5 * vocab)
+    monkeypatch.setattr(logprobs_module, "BLOCK_FLOATS", 2 * vocab)
     calls = []
-    head = token_logprobs._head_logits
-    monkeypatch.setattr(token_logprobs, "_head_logits", lambda *a: calls.append(1) or head(*a))
+    head = logprobs_module._head_logits
+    monkeypatch.setattr(logprobs_module, "_head_logits", lambda *a: calls.append(1) or head(*a))
     _check_against_transformers(lm, TEXT)
     assert len(calls) > 2  # the probe agreed: the split path ran, chunks of 5 rows
 
@@ -221,7 +222,7 @@ def test_embedded_gemma_equals_transformers(demo_model, monkeypatch):
     result = _check_against_transformers(demo_model, text)
     assert result.tokens[0].token == "<bos>" and result.scored == result.num_tokens - 1
     # The split path (decoder, then the 262k head a chunk of rows at a time) on the real model.
-    monkeypatch.setattr(token_logprobs, "FULL_LOGITS_FLOATS", 0)
+    monkeypatch.setattr(logprobs_module, "FULL_LOGITS_FLOATS", 0)
     split = scoring.score_text(text, demo_model)
     assert [t.logprob for t in split.tokens[1:]] == pytest.approx([t.logprob for t in result.tokens[1:]], abs=1e-4)
     assert [t.rank for t in split.tokens] == [t.rank for t in result.tokens]
@@ -231,26 +232,26 @@ def test_progress_counts_the_windows(tiny):
     """The core reports one bar over the windows (the CLI draws it on stderr); it prints nothing."""
     import contextlib
 
-    from llmscope import report_progress
+    from llmscope import progress
 
     bars = []
 
-    class Recorder(report_progress.Reporter):
+    class Recorder(progress.Reporter):
         @contextlib.contextmanager
         def progress(self, description, total=None, *, unit="items"):
             bar = {"description": description, "total": total, "done": 0}
             bars.append(bar)
 
-            class Bar(report_progress.Progress):
+            class Bar(progress.Progress):
                 def advance(self, n=1):
                     bar["done"] += n
 
             yield Bar()
 
-    old = report_progress.set_reporter(Recorder())
+    old = progress.set_reporter(Recorder())
     try:
         result = scoring.score_text(LONG, tiny["gpt2"], window=16, stride=8)
     finally:
-        report_progress.set_reporter(old)
+        progress.set_reporter(old)
     assert bars == [{"description": "Scoring windows", "total": result.windows, "done": result.windows}]
     assert result.windows > 10

@@ -74,7 +74,7 @@ def test_completion_imports_nothing_heavy():
 
 def test_import_llmscope_does_not_import_rich():
     """The Python API is the quiet core: Rich comes only with render (the CLI, or llmscope.show)."""
-    code = "import llmscope, llmscope.units, llmscope.report_progress, sys; print('rich' in sys.modules)"
+    code = "import llmscope, llmscope.units, llmscope.progress, sys; print('rich' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""llmscope.tokens against transformers' tokenizers called directly (tiny BPE / WordPiece fixtures,
+"""llmscope.text.tokens against transformers' tokenizers called directly (tiny BPE / WordPiece fixtures,
 and the embedded Gemma 3 270M tokenizer for the slow tests)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from llmscope.errors import UsageError
-from llmscope.tokens import compare_tokenizers, decode_ids, parse_ids, tokenize
-from llmscope.vocab import vocab_info
+from llmscope.text.tokens import compare_tokenizers, decode_ids, parse_ids, tokenize
+from llmscope.text.vocab import vocab_info
 
 TEXTS = [
     "Hello, world!",
@@ -235,11 +235,11 @@ def gemma():
     from transformers import AutoTokenizer
 
     from llmscope import loading
-    from llmscope.resolve import resolve
+    from llmscope.loading.resolve import resolve
 
     source = resolve(None)
     ours = loading.load_tokenizer(source)
-    folder, _ = loading._pretrained_location(source, "tokenizer")
+    folder, _ = loading.model._pretrained_location(source, "tokenizer")
     return ours, AutoTokenizer.from_pretrained(folder)
 
 

@@ -1,4 +1,4 @@
-"""llmscope.transient and ``memory --measure``: the prediction against what transformers allocates.
+"""llmscope.memory.transient and ``memory --measure``: the prediction against what transformers allocates.
 
 Two checks. Tensor by tensor: tiny random models of several shapes run in this process under
 torch's profiler, whose memory events give the peak of live tensors beside the weights; the KV cache
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from llmscope.cache import kv_cache_estimate
+from llmscope.config.kv_cache import kv_cache_estimate
 from llmscope.errors import UsageError
-from llmscope.memory import memory_report
-from llmscope.transient import forward_shape, transient_at_peak
+from llmscope.memory.report import memory_report
+from llmscope.memory.transient import forward_shape, transient_at_peak
 
 MiB = 2**20
 
@@ -218,9 +218,9 @@ def test_cli_bad_for_exits_2(cli, config_folder, one_error_line):
 
 
 def test_measure_refused_when_it_does_not_fit(cli, config_folder, monkeypatch, one_error_line):
-    from llmscope import memory_guard
+    from llmscope.loading import ram_guard
 
-    monkeypatch.setattr(memory_guard, "available_ram", lambda: 100 * MiB)
+    monkeypatch.setattr(ram_guard, "available_ram", lambda: 100 * MiB)
     result = cli("memory", config_folder("gpt2"), "--context", "1024", "--memory", "8GiB", "--measure")
     line = one_error_line(result, code=2)
     assert "does not fit this machine" in line
@@ -247,7 +247,7 @@ def test_measured_row_renders_at_80_columns(config_folder):
 
     from rich.console import Console
 
-    from llmscope.measure import CPU_METHOD, Measurement
+    from llmscope.memory.measure import CPU_METHOD, Measurement
     from llmscope.render.memory import render_memory
 
     report = memory_report(str(config_folder("gpt2")), context=1024, dtype="float32", memory="8GiB")

@@ -57,11 +57,3 @@ def test_parse_size_reads_what_fmt_bytes_writes_units_of():
     assert parse_size("80GB") == 80 * 10**9
     with pytest.raises(UsageError):
         parse_size("lots")
-
-
-def test_memory_keeps_parse_size():
-    import llmscope
-    from llmscope import memory
-
-    assert memory.parse_size is parse_size
-    assert llmscope.parse_size is parse_size

@@ -56,7 +56,7 @@ def command(
     interactive page holding every layer and head: pick them, hover a cell, click a query token.
     """
     from llmscope import render
-    from llmscope.attention import attention
+    from llmscope.forward.attention import attention
     from llmscope.render.attention import render_attention
 
     result = attention(

@@ -88,8 +88,8 @@ def command(
     one forward pass per step, each row with its own logits processors and seeded random
     generator, so every row is what `llmscope generate` writes with the same settings and seed.
     """
-    from llmscope.prompts import check_prompt_options
-    from llmscope.sampling import parse_strategy_list
+    from llmscope.text.prompts import check_prompt_options
+    from llmscope.decoding.sampling import parse_strategy_list
 
     specs = parse_strategy_list(
         strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
@@ -98,7 +98,7 @@ def command(
     check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)  # before the load
 
     from llmscope import loading, render
-    from llmscope.decoding import compare
+    from llmscope.decoding.generation import compare
     from llmscope.render.decoding import render_comparison
 
     with render.status("Loading the model"):

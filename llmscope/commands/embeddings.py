@@ -67,7 +67,7 @@ def command(
     tokens. --context and --word follow one word through several sentences and compare its hidden
     state between them after every layer. --plot draws the words in two dimensions.
     """
-    from llmscope.embeddings import check_options
+    from llmscope.forward.embeddings import check_options
 
     words = list(words or [])
     contexts = list(context or [])
@@ -75,7 +75,7 @@ def command(
                   plot=plot)  # before any load: one clear line, exit 2
 
     from llmscope import render
-    from llmscope.embeddings import embeddings
+    from llmscope.forward.embeddings import embeddings
     from llmscope.render.embeddings import render_embeddings
 
     report = embeddings(

@@ -33,7 +33,7 @@ def command(
     one token and this whole prompt actually use. A dense model is refused with a clear message.
     """
     from llmscope import render
-    from llmscope.experts import experts
+    from llmscope.forward.experts import experts
     from llmscope.render.experts import render_experts
 
     result = experts(

@@ -97,8 +97,8 @@ def command(
     and perplexity of the generated tokens under the model, and why it stopped (EOS or length).
     Sampling is seeded: the same seed always gives the same text.
     """
-    from llmscope.prompts import check_prompt_options
-    from llmscope.sampling import settings_for
+    from llmscope.text.prompts import check_prompt_options
+    from llmscope.decoding.sampling import settings_for
 
     settings = settings_for(
         strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
@@ -109,7 +109,7 @@ def command(
     from rich.text import Text
 
     from llmscope import loading, render
-    from llmscope.decoding import GeneratedToken, generate
+    from llmscope.decoding.generation import GeneratedToken, generate
     from llmscope.render.decoding import prob_style, render_generation
 
     with render.status("Loading the model"):

@@ -32,7 +32,7 @@ def command(
     loaded into memory, so even a 70B model takes seconds.
     """
     from llmscope import render
-    from llmscope.architecture import inspect_model
+    from llmscope.config.architecture import inspect_model
     from llmscope.render.architecture import render_architecture
 
     report = inspect_model(

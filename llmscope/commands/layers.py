@@ -42,7 +42,7 @@ def command(
     shapes per layer and the bytes they hold for this prompt.
     """
     from llmscope import render
-    from llmscope.layers import layers
+    from llmscope.forward.layers import layers
     from llmscope.render.layers import render_layers
 
     page = export is not None and export.suffix.lower() == ".html"  # the page draws the whole grid

@@ -23,12 +23,12 @@ BUDGET_PANEL = "Budget"
 RUN_PANEL = "What runs"
 
 
-_size = opt.checked("memory", "parse_size", keep=True)
-_gpus = opt.checked("memory", "parse_gpus", keep=True)
+_size = opt.checked("units", "parse_size", keep=True)
+_gpus = opt.checked("memory.placement", "parse_gpus", keep=True)
 
 
 def _mode(value: str) -> str:
-    from llmscope.transient import MODES
+    from llmscope.memory.transient import MODES
 
     if value not in MODES:
         raise typer.BadParameter(f"{value!r}: use generate or forward")
@@ -36,7 +36,7 @@ def _mode(value: str) -> str:
 
 
 def _attn(value: Optional[str]) -> Optional[str]:
-    from llmscope.transient import ATTENTION_IMPLEMENTATIONS
+    from llmscope.memory.transient import ATTENTION_IMPLEMENTATIONS
 
     if value is not None and value not in ATTENTION_IMPLEMENTATIONS:
         raise typer.BadParameter(f"{value!r}: use one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
@@ -120,7 +120,7 @@ def command(
     if memory is not None and gpus is not None:
         raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
     from llmscope import render
-    from llmscope.memory import memory_report
+    from llmscope.memory.report import memory_report
     from llmscope.render.memory import render_memory
 
     report = memory_report(

@@ -25,7 +25,7 @@ PROMPT_HELP = (
 
 def _check(top_k: int, temperature: float, top_p: Optional[float], steps: int, strategy: str) -> None:
     from llmscope.errors import UsageError
-    from llmscope.stepping import check_knobs
+    from llmscope.decoding.stepping import check_knobs
 
     try:
         check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy)
@@ -101,7 +101,7 @@ def command(
     if interactive:
         result = run_interactive(prompt, json_=json_, **knobs, **load_kwargs)
     else:
-        from llmscope.next_token import next_token
+        from llmscope.decoding.next_token import next_token
 
         result = next_token(prompt, show=tuple(show or ()), steps=steps, **knobs, **load_kwargs)
         render.warn(result.warnings)
@@ -112,7 +112,7 @@ def run_interactive(prompt: str, *, json_: bool = False, seed: int = 0, **kwargs
     """The interactive loop: show the candidates, read a choice, continue from it on the cache."""
     from llmscope import render
     from llmscope.errors import UsageError
-    from llmscope.stepping import result_from, stepper
+    from llmscope.decoding.stepping import result_from, stepper
     from llmscope.render.next_token import render_step_choices
 
     run = stepper(prompt, seed=seed, **kwargs)  # type: ignore[arg-type]

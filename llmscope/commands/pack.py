@@ -46,7 +46,7 @@ def command(
     """
     if files.count("-") > 1:
         raise typer.BadParameter("- (standard input) can be given only once", param_hint="FILES...")
-    from llmscope import inputs
+    from llmscope.text import inputs
 
     limit = inputs.max_input_bytes()
     for name in files:  # regular files within the input limit (/dev/zero, a FIFO, a folder: refused)
@@ -55,7 +55,7 @@ def command(
     inputs.check_not_input(export, files)
 
     from llmscope import render
-    from llmscope.packing import pack
+    from llmscope.text.packing import pack
     from llmscope.render.packing import render_packing
 
     result = pack(

@@ -69,7 +69,8 @@ def command(
     negative log-likelihood, perplexity, and bits per byte (comparable across tokenizers). Long
     texts are scored in windows (--window, --stride), as in the Hugging Face perplexity guide.
     """
-    from llmscope import inputs, scoring
+    from llmscope.text import inputs
+    from llmscope.forward import scoring
 
     inputs.check_not_input(export, [file])  # the same file, or a link to it
     scoring.check_window(window, stride)

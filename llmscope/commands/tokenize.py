@@ -27,7 +27,7 @@ VIEW_PANEL = "Views"
 
 def read_text(text: Optional[str], file: Optional[Path]) -> str:
     """TEXT, TEXT '-' (standard input, strict UTF-8) or --file PATH, through the one bounded reader."""
-    from llmscope import inputs
+    from llmscope.text import inputs
 
     return inputs.read_text(text, file, missing="no text to tokenize")
 
@@ -99,7 +99,7 @@ def command(
     from llmscope import render
     from llmscope.render import tokens as views
 
-    from llmscope.inputs import check_not_input
+    from llmscope.text.inputs import check_not_input
 
     check_not_input(export, [file])  # saving must not overwrite the text it read
     compare_models = _compare_models(compare)
@@ -113,22 +113,22 @@ def command(
     where = dict(revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     how = dict(chat=chat, system=system, add_special_tokens=add_special_tokens)
     if vocab:
-        from llmscope.vocab import vocab_info
+        from llmscope.text.vocab import vocab_info
 
         result, renderer = vocab_info(model, **where), views.render_vocab
     elif ids is not None:
-        from llmscope.tokens import decode_ids, parse_ids
+        from llmscope.text.tokens import decode_ids, parse_ids
 
         result, renderer = decode_ids(parse_ids(ids), model=model, **where), views.render_decode
     elif compare_models:
-        from llmscope.tokens import compare_tokenizers
+        from llmscope.text.tokens import compare_tokenizers
 
         result = compare_tokenizers(read_text(text, file), [model, *compare_models], **where, **how)
         renderer = views.render_comparison
         for one in result.results:
             render.warn([f"{one.model}: {w}" for w in one.warnings])
     else:
-        from llmscope.tokens import tokenize
+        from llmscope.text.tokens import tokenize
 
         result = tokenize(read_text(text, file), model=model, **where, **how)
         renderer = views.render_tokenization

@@ -97,7 +97,7 @@ def check_export_path(path: Path | None) -> Path | None:
         return None
     if path.suffix.lower() not in EXPORT_SUFFIXES:
         raise UsageError(f"--export {path}: unknown format", hint="use a .svg, .html or .txt file name")
-    from llmscope.inputs import check_writable_file
+    from llmscope.text.inputs import check_writable_file
 
     check_writable_file(path, option="--export")
     return path

@@ -9,10 +9,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from llmscope.architecture import ArchitectureReport
-from llmscope.cache import KVCacheEstimate
+from llmscope.config.architecture import ArchitectureReport
+from llmscope.config.kv_cache import KVCacheEstimate
 from llmscope.render import fmt_bytes, fmt_count, fmt_int, kv_shape
-from llmscope.weights import ModuleNode
+from llmscope.config.parameters import ModuleNode
 
 
 def _kv_table() -> Table:

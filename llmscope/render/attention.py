@@ -11,7 +11,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.attention import AttentionResult
+from llmscope.forward.attention import AttentionResult
 from llmscope.render import visible
 
 LABEL_WIDTH = 14

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.decoding import ComparisonResult, GenerationResult
+from llmscope.decoding.generation import ComparisonResult, GenerationResult
 
 # Probability bands for --show-probs, most to least likely: (lower bound, style, legend label).
 PROB_BANDS = (

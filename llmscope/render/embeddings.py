@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.embeddings import Analogy, ContextReport, EmbeddingReport, Point, WordNeighbors
+from llmscope.forward.embeddings import Analogy, ContextReport, EmbeddingReport, Point, WordNeighbors
 from llmscope.render import visible
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"

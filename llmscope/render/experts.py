@@ -8,7 +8,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.experts import ExpertRoutingResult
+from llmscope.forward.experts import ExpertRoutingResult
 from llmscope.render import visible
 from llmscope.units import fmt_count, fmt_int
 

@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.layers import KVCache, LayerReport
+from llmscope.forward.layers import KVCache, LayerReport
 from llmscope.render import fmt_bytes, visible
 from llmscope.render.next_token import bar, pct
 

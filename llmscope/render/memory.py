@@ -7,8 +7,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.memory import MemoryReport
-from llmscope.placement import DevicePlacement
+from llmscope.memory.report import MemoryReport
+from llmscope.memory.placement import DevicePlacement
 from llmscope.render import fmt_bytes, fmt_count, fmt_int, kv_shape
 
 
@@ -82,7 +82,7 @@ def _needs(r: MemoryReport) -> Table:
     t.add_row(Text("total", style="bold"), Text(fmt_bytes(r.needed_bytes), style="bold"), "")
     m = r.measurement
     if m is not None:
-        how = "peak RSS" if m.device == "cpu" else "allocated"  # the CPU's is coarser: see llmscope.measure
+        how = "peak RSS" if m.device == "cpu" else "allocated"  # the CPU's is coarser: see llmscope.memory.measure
         how += f" (median of {len(m.runs)})" if len(m.runs) > 1 else (" (coarse)" if m.device == "cpu" else "")
         ratio = m.bytes / r.needed_bytes if r.needed_bytes else 0.0
         t.add_row(Text(f"measured, {m.device}", style="bold"), Text(fmt_bytes(m.bytes), style="bold"),

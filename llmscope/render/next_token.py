@@ -9,12 +9,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.distribution import Candidate, Distribution, NextTokenResult, Step
+from llmscope.decoding.distribution import Candidate, Distribution, NextTokenResult, Step
 from llmscope.render import visible
 from llmscope.units import fmt_prob
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmscope.stepping import Stepper
+    from llmscope.decoding.stepping import Stepper
 
 BAR_WIDTH = 10
 _EIGHTHS = " ▏▎▍▌▋▊▉█"

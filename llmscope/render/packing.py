@@ -7,7 +7,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.packing import PackingResult
+from llmscope.text.packing import PackingResult
 from llmscope.render import visible
 from llmscope.units import fmt_int
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from llmscope.report_progress import Progress, Reporter
+from llmscope.progress import Progress, Reporter
 
 
 def _animate(console: Any) -> bool:

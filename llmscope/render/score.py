@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from llmscope.render import visible
-from llmscope.scoring import ScoreComparison, ScoreResult
+from llmscope.forward.scoring import ScoreComparison, ScoreResult
 from llmscope.units import fmt_int, fmt_prob
 
 # Probability buckets, likely to surprising, on viridis (its steps differ in lightness, so they stay

@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from llmscope.render import fmt_int
-from llmscope.tokens import DecodeResult, TokenInfo, TokenizationResult, TokenizerComparison
-from llmscope.vocab import VocabInfo
+from llmscope.text.tokens import DecodeResult, TokenInfo, TokenizationResult, TokenizerComparison
+from llmscope.text.vocab import VocabInfo
 
 # Alternating backgrounds, as in tokenizer playgrounds; readable with light or dark text.
 PALETTE = ("on #1f4e79", "on #5b3a6e", "on #2e6b4f", "on #7a5a1e", "on #6e2f3f", "on #245f6b")

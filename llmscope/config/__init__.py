@@ -1,0 +1,1 @@
+"""What a config alone says: its values, parameter counts, the KV cache and recurrent state, the architecture."""

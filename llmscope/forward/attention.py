@@ -1,0 +1,427 @@
+"""Attention weights of one layer and head, and where one query token looks in every layer.
+
+The model runs with transformers' eager attention (the only implementation that materialises the
+weights); the weights are exactly what the model's softmax produced, causal and sliding-window masks
+included. Only what is shown is kept: a hook on the shown layer's attention module (and, with
+``--token``, one query row of every layer) instead of ``output_attentions`` for every layer, and the
+memory the pass takes is estimated first (``work_estimate``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from llmscope import loading
+from llmscope.loading import model_calls
+from llmscope.errors import ModelFormatError, UsageError
+from llmscope.text.prompts import check_prompt_options, encode_for, token_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PretrainedConfig
+
+    from llmscope.loading.model import LoadedModel
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+
+
+@dataclasses.dataclass(frozen=True)
+class AttendedToken:
+    position: int
+    token: str
+    weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRanking:
+    """Where the query token looks in one layer: keys ranked by attention weight."""
+
+    layer: int
+    layer_type: str | None  # transformers' name: full_attention, sliding_attention
+    top: list[AttendedToken]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionKind:
+    """How the model attends: heads, key/value groups, sliding windows."""
+
+    num_attention_heads: int
+    num_key_value_heads: int
+    gqa_group_size: int
+    sliding_window: int | None
+    layer_types: list[str] | None
+    causal: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerHeads:
+    """Every head of one layer (``--all-layers``): heads[h] is that head's (query, key) matrix."""
+
+    layer: int
+    layer_type: str | None
+    heads: list[list[list[float]]]  # (heads, query, key), rounded to 4 decimals
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionResult:
+    """``llmscope attention``: one layer's weights (query rows x key columns) for one head or the mean."""
+
+    source: str
+    tokens: list[str]
+    layer: int  # 0-based, after resolving a negative index
+    head: int | None  # None: mean over heads
+    weights: list[list[float]]  # (query, key)
+    num_layers: int
+    kind: AttentionKind
+    layer_type: str | None
+    query: AttendedToken | None = None  # with --token: the query token
+    ranking: list[LayerRanking] | None = None  # with --token: one entry per layer
+    layers: list[LayerHeads] | None = None  # with all_layers: every layer, every head
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "model": self.source, "tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights,
+            "kind": dataclasses.asdict(self.kind), "warnings": self.warnings,
+        }
+        if self.layers is not None:
+            data["layers"] = [dataclasses.asdict(entry) for entry in self.layers]
+        if self.query is not None:
+            data["query"] = {"position": self.query.position, "token": self.query.token}
+            data["ranking"] = [
+                {
+                    "layer": r.layer,
+                    "layer_type": r.layer_type,
+                    "top": [{"position": t.position, "token": t.token, "weight": t.weight} for t in r.top],
+                }
+                for r in self.ranking or []
+            ]
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Validation that needs only the config
+
+
+def attention_kind(config: PretrainedConfig, *, causal: bool = True) -> AttentionKind:
+    from llmscope.config.values import key_value_heads, text_config
+
+    text = text_config(config)
+    heads = int(getattr(text, "num_attention_heads"))
+    kv_heads = key_value_heads(text, heads)
+    window = getattr(text, "sliding_window", None)
+    layer_types = list(getattr(text, "layer_types", None) or []) or None
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        window = None  # a window in the config that no layer uses (Mistral-style configs with null types)
+    if getattr(text, "use_sliding_window", True) is False:
+        window = None
+    return AttentionKind(
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        gqa_group_size=heads // kv_heads if kv_heads else 1,
+        sliding_window=int(window) if window else None,
+        layer_types=layer_types,
+        causal=causal,
+    )
+
+
+def resolve_layer(layer: int, num_layers: int) -> int:
+    """A layer index, negative counting from the end, checked against the model's layers."""
+    index = layer + num_layers if layer < 0 else layer
+    if not 0 <= index < num_layers:
+        raise UsageError(
+            f"--layer {layer}: this model has {num_layers} layers",
+            hint=f"use 0 to {num_layers - 1}, or -1 to -{num_layers} counting from the end",
+        )
+    return index
+
+
+def check_head(head: int | None, num_heads: int) -> None:
+    if head is not None and not 0 <= head < num_heads:
+        raise UsageError(f"--head {head}: this model has {num_heads} attention heads", hint=f"use 0 to {num_heads - 1}")
+
+
+def _layer_type(kind: AttentionKind, layer: int) -> str | None:
+    if kind.layer_types and layer < len(kind.layer_types):
+        return kind.layer_types[layer]
+    if kind.sliding_window:
+        return "sliding_attention"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Tokens
+
+
+def token_pieces(tokenizer: Any, ids: list[int]) -> list[str]:
+    """Each token as the text it stands for (``prompts.token_text``: special tokens by name)."""
+    return [token_text(tokenizer, i) for i in ids]
+
+
+def find_query(token: str, pieces: list[str], offsets: list[tuple[int, int]] | None, prompt: str) -> int:
+    """The position of WORD_OR_POSITION: an integer (negative from the end) or a word of the prompt.
+
+    A word is found in the prompt text (whole word, case-insensitive, first occurrence) and mapped
+    to its last token through the tokenizer's offsets; without offsets, token pieces are compared.
+    """
+    n = len(pieces)
+    text = token.strip()
+    if re.fullmatch(r"-?\d+", text):
+        position = int(text)
+        index = position + n if position < 0 else position
+        if not 0 <= index < n:
+            raise UsageError(f"--token {token}: the prompt has {n} tokens", hint=f"use a position from 0 to {n - 1}")
+        return index
+    if not text:
+        raise UsageError("--token needs a word of the prompt or a token position")
+    if offsets is not None:
+        match = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", prompt, flags=re.IGNORECASE) or re.search(
+            re.escape(text), prompt, flags=re.IGNORECASE
+        )
+        if match:
+            covering = [i for i, (a, b) in enumerate(offsets) if b > a and a < match.end() and b > match.start()]
+            if covering:
+                return covering[-1]
+    for i, piece in enumerate(pieces):
+        if piece.strip().lower() == text.lower():
+            return i
+    shown = " ".join(p.strip() or repr(p) for p in pieces[:20])
+    raise UsageError(f"--token {token!r} is not a word of the prompt", hint=f"the tokens are: {shown}")
+
+
+# --------------------------------------------------------------------------------------------
+# Running the model
+
+
+@contextlib.contextmanager
+def eager_attention(lm: LoadedModel) -> Iterator[bool]:
+    """Switch a loaded model to eager attention for the duration; yields True if it was switched."""
+    current = model_calls.attn_implementation(lm.model)
+    if current in (None, "eager"):
+        yield False
+        return
+    lm.model.set_attn_implementation("eager")
+    try:
+        yield True
+    finally:
+        lm.model.set_attn_implementation(current)
+
+
+def attention(
+    prompt: str,
+    *,
+    model: loading.ModelLike = None,
+    layer: int = -1,
+    head: int | None = None,
+    token: str | None = None,
+    top: int = 5,
+    all_layers: bool = False,
+    revision: str | None = None,
+    gguf_file: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+) -> AttentionResult:
+    """Attention weights of LAYER (negative: from the end) for HEAD, or the mean over heads.
+
+    With ``token`` (a word of the prompt or a position), also rank for that query token the keys
+    it attends to most in every layer (``top`` of them). With ``all_layers``, also every head of
+    every layer (``layers``), rounded to 4 decimals: what the interactive page draws.
+    """
+    check_prompt_options(prompt, chat=False, system=None)
+    if top < 1:
+        raise UsageError(f"--top {top}: must be at least 1")
+    if not isinstance(model, loading.LoadedModel):
+        spec = loading.load_spec(
+            model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
+            trust_remote_code=trust_remote_code,
+        )
+        model = _load_eager(spec, layer, head)
+    lm = model
+    config = lm.config
+    num_layers, num_heads = _check_indices(config, layer, head)
+    index = resolve_layer(layer, num_layers)
+    kind = attention_kind(config, causal=not lm.masked)
+
+    encoded = encode_for(lm, prompt)
+    pieces = token_pieces(lm.tokenizer, encoded.ids)
+    query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else None
+    modules = attention_modules(lm.model, num_layers)  # None: read every layer through output_attentions
+    _check_work(lm, len(encoded.ids), kept=num_layers if modules is None or all_layers else 1, all_layers=all_layers)
+
+    def pick(weights: torch.Tensor) -> torch.Tensor:  # (heads, q, k) -> (q, k); (heads, k) -> (k,)
+        weights = weights.float()
+        return weights[head] if head is not None else weights.mean(dim=0)
+
+    shown, rows, full = _capture(lm, encoded.ids, modules, index, query, all_layers, pick)
+    ranking = None
+    query_token = None
+    if query is not None:
+        query_token = AttendedToken(position=query, token=pieces[query], weight=1.0)
+        ranking = [_rank(li, row, top, kind, pieces) for li, row in enumerate(rows)]
+    return AttentionResult(
+        source=lm.source.display_name,
+        tokens=pieces,
+        layer=index,
+        head=head,
+        weights=shown.cpu().tolist(),
+        num_layers=num_layers,
+        kind=kind,
+        layer_type=_layer_type(kind, index),
+        query=query_token,
+        ranking=ranking,
+        layers=[_all_heads(li, w, kind) for li, w in enumerate(full)] if all_layers else None,
+        warnings=list(encoded.warnings),
+    )
+
+
+def _check_work(lm: LoadedModel, tokens: int, *, kept: int, all_layers: bool) -> None:
+    """Refuse, before the forward pass, attention weights that cannot fit in memory."""
+    from llmscope.loading.model_calls import supports
+    from llmscope.memory.forward_guard import attention_work, check_fits
+
+    estimate = attention_work(lm.config, tokens, dtype=lm.dtype, kept_layers=kept, all_layers=all_layers,
+                              all_logits=not supports(lm.model, "logits_to_keep"))
+    hints = ["a shorter prompt: the weights grow with the square of its tokens"]
+    if all_layers:
+        hints.insert(0, "without --export FILE.html (it keeps every head of every layer)")
+    check_fits(estimate, device=lm.device, hints=hints)
+
+
+def _all_heads(layer: int, weights: Any, kind: AttentionKind) -> LayerHeads:
+    """One layer's (heads, query, key) weights as plain lists, 4 decimals (pages stay small)."""
+    import torch
+
+    rounded = torch.round(weights.double(), decimals=4).cpu().tolist()  # (heads, query, key)
+    heads = [[[v if v else 0 for v in row] for row in head] for head in rounded]  # masked keys: 0, not 0.0
+    return LayerHeads(layer=layer, layer_type=_layer_type(kind, layer), heads=heads)
+
+
+def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedModel:
+    """Check --layer and --head against the config before loading any weights, then load with eager
+    attention (the implementation that materialises the weights)."""
+    from llmscope.progress import reporter
+
+    config = loading.load_config(loading.source_of(spec), trust_remote_code=spec.trust_remote_code)
+    _check_indices(config, layer, head)
+    reporter().notice("Loading with eager attention (needed to read attention weights)")
+    return loading.load(spec, attn_implementation="eager")
+
+
+def attention_modules(model: Any, num_layers: int) -> list[Any] | None:
+    """The self-attention module of every layer, in order, as transformers records attentions from
+    them (``_can_record_outputs``); None when they cannot be told apart (then every layer's weights
+    come back through ``output_attentions``)."""
+    recorded = model_calls.recorded_outputs(model, "attentions")
+    target = getattr(recorded, "target_class", recorded)
+    if isinstance(target, type):
+        found = [m for m in model.modules() if isinstance(m, target)]
+    else:
+        found = [m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "layer_idx")]
+    if len(found) != num_layers:
+        return None
+    if all(isinstance(getattr(m, "layer_idx", None), int) for m in found):
+        found.sort(key=lambda m: m.layer_idx)
+    return found
+
+
+def _capture(lm: LoadedModel, ids: list[int], modules: list[Any] | None, index: int, query: int | None,
+             all_layers: bool, pick: Any) -> tuple[Any, list[Any], list[Any]]:
+    """One forward pass keeping only what is shown: LAYER's (query, key) matrix, the query row of
+    every layer with ``query``, every head of every layer with ``all_layers``. Hooks on the
+    attention modules take each layer's (batch, heads, query, key) weights as it is computed, so
+    the other layers' weights are freed at once."""
+    import torch
+
+    from llmscope.loading.model_calls import supports
+    from llmscope.progress import reporter
+
+    shown: dict[int, Any] = {}
+    rows: dict[int, Any] = {}
+    full: dict[int, Any] = {}
+
+    def take(layer: int, weights: Any) -> None:  # weights: (batch, heads, query, key)
+        if layer == index:
+            shown[layer] = pick(weights[0])
+        if query is not None:
+            rows[layer] = pick(weights[0, :, query])  # (key,)
+        if all_layers:
+            full[layer] = weights[0].detach().clone()
+
+    wanted = range(len(modules)) if modules is not None and (query is not None or all_layers) else [index]
+    handles = []
+    if modules is not None:
+        for layer in wanted:
+            def hook(_module: Any, _args: Any, output: Any, layer: int = layer) -> None:
+                weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+                if weights is not None:
+                    take(layer, weights)
+
+            handles.append(modules[layer].register_forward_hook(hook))
+    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
+    keep = {"logits_to_keep": 1} if supports(lm.model, "logits_to_keep") else {}
+    try:
+        with eager_attention(lm) as switched:
+            if switched:
+                reporter().notice("Switched the model to eager attention for this call (to read the weights)")
+            with torch.no_grad():
+                out = lm.model(input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False,
+                               output_attentions=modules is None, **keep)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if modules is None:
+        for layer, weights in enumerate(out.attentions or ()):
+            if weights is not None:
+                take(layer, weights)
+    if index not in shown and modules is not None:  # hooks saw no weights: ask the model for them all
+        return _capture(lm, ids, None, index, query, all_layers, pick)
+    if index not in shown:
+        raise ModelFormatError(
+            f"{lm.source.display_name} did not return attention weights",
+            hint="its attention implementation may not support output_attentions",
+        )
+    count = len(modules) if modules is not None else len(out.attentions)
+    return shown[index], [rows[i] for i in range(count) if i in rows], [full[i] for i in range(count) if i in full]
+
+
+def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]) -> LayerRanking:
+    """The keys one query row (key,) attends to most in LAYER."""
+    import torch
+
+    values, positions = torch.topk(row, min(top, int(row.shape[0])))
+    return LayerRanking(
+        layer=layer,
+        layer_type=_layer_type(kind, layer),
+        top=[
+            AttendedToken(position=int(p), token=pieces[int(p)], weight=float(v))
+            for v, p in zip(values.tolist(), positions.tolist())
+        ],
+    )
+
+
+def _check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:
+    from llmscope.config.values import config_value, text_config
+    from llmscope.config.state import family
+
+    text = text_config(config)
+    if family(config) is not None:
+        raise ModelFormatError(
+            f"{config.model_type} has no attention layers: its {family(config)} blocks carry a state instead",
+            hint="llmscope inspect shows them; try a transformer such as gpt2 or Qwen/Qwen2.5-0.5B",
+        )
+    num_layers = int(config_value(text, "num_hidden_layers"))
+    num_heads = int(config_value(text, "num_attention_heads"))
+    resolve_layer(layer, num_layers)
+    check_head(head, num_heads)
+    return num_layers, num_heads
+
+
+# ``llmscope.forward.attention`` is this module, so the package exports the function under this name.
+attention_weights = attention

