@@ -111,3 +111,55 @@ def test_the_import_reader_sees_function_level_imports_and_skips_type_checking(t
 def test_no_import_cycles():
     found = cycles(import_graph())
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+# The layer order, bottom first: a module imports only from lower layers or from its own. Layers of the same
+# rank (decoding and forward) are independent of each other. config/values.py (reading values off a config
+# object, nothing else) sits below loading, which reads a config's sizes before it builds a model.
+LAYERS = [
+    (0, "ground", ("llmscope.errors", "llmscope.units", "llmscope.progress")),
+    (1, "config values", ("llmscope.config.values",)),
+    (2, "loading", ("llmscope.loading",)),
+    (3, "config", ("llmscope.config",)),
+    (4, "text", ("llmscope.text",)),
+    (5, "memory", ("llmscope.memory",)),
+    (6, "decoding", ("llmscope.decoding",)),
+    (6, "forward", ("llmscope.forward",)),
+    (7, "views", ("llmscope.prompt_report",)),
+    (8, "CLI side", ("llmscope.cli", "llmscope._options", "llmscope._completion", "llmscope._docs",
+                     "llmscope.__main__", "llmscope.commands", "llmscope.render")),
+]
+
+
+def layer_of(module: str) -> tuple[int, str] | None:
+    """(rank, name) of the layer holding MODULE: the longest prefix wins (config.values before config)."""
+    best = None
+    for rank, name, prefixes in LAYERS:
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), rank, name)
+    return None if best is None else best[1:]
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in import_graph() if m != "llmscope" and layer_of(m) is None)
+    assert not unplaced, f"put these in LAYERS: {unplaced}"
+
+
+def test_imports_point_down_the_layers():
+    wrong = []
+    for module, deps in import_graph().items():
+        if module == "llmscope":
+            continue
+        rank, name = layer_of(module)
+        for dep in deps:
+            dep_rank, dep_name = layer_of(dep)
+            if dep_name != name and dep_rank >= rank:
+                wrong.append(f"{module} ({name}) imports {dep} ({dep_name})")
+    assert not wrong, "imports pointing up or sideways: " + "; ".join(sorted(wrong))
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("llmscope.config.values") == (1, "config values")
+    assert layer_of("llmscope.config.kv_cache") == (3, "config")
+    assert layer_of("llmscope.forward.layers") == (6, "forward") and layer_of("llmscope.decoding.loop") == (6, "decoding")
