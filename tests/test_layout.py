@@ -8,6 +8,7 @@ do not (they never run).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llmscope"
@@ -163,3 +164,13 @@ def test_the_layer_check_sees_an_upward_import():
     assert layer_of("llmscope.config.values") == (1, "config values")
     assert layer_of("llmscope.config.kv_cache") == (3, "config")
     assert layer_of("llmscope.forward.layers") == (6, "forward") and layer_of("llmscope.decoding.loop") == (6, "decoding")
+
+
+def test_the_module_map_names_every_module():
+    """docs/internals.md (the module map a newcomer reads) lists every module of the package."""
+    text = (PACKAGE.parent / "docs" / "internals.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"\(\.\./(llmscope/[\w/]+\.py)\)", text))
+    modules = {str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")
+               if p.name != "__init__.py" or p.parent == PACKAGE}
+    assert sorted(modules - listed) == [], "add these to docs/internals.md"
+    assert sorted(listed - modules) == [], "these are listed in docs/internals.md but do not exist"
