@@ -15,7 +15,8 @@ from test_architectures_sweep import BUILDS_SINCE, CANNOT_BUILD, MODEL_TYPES, RE
 from transformers import CONFIG_MAPPING  # noqa: E402
 
 import llmscope  # noqa: E402
-from llmscope.forward.anatomy import anatomy, capture, replace, require  # noqa: E402
+from llmscope.forward.anatomy import anatomy, require  # noqa: E402
+from llmscope.forward.hooks import capture, replace  # noqa: E402
 from llmscope.errors import ExitCode, ModelFormatError  # noqa: E402
 
 # Parts that genuinely do not exist (or have no module of their own), by model type, with the reason.

@@ -193,7 +193,7 @@ def _forward(
     logits for the last position only (the lens computes the others itself)."""
     import torch
 
-    from llmscope.forward.anatomy import capture
+    from llmscope.forward.hooks import capture
 
     input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
     with contextlib.ExitStack() as hooks, torch.inference_mode():
