@@ -128,7 +128,7 @@ def test_stdin_from_dev_zero_stops_at_the_limit_fast():
     """``- < /dev/zero`` through a real process: stops at the limit (here 1 MiB) at once, in bounded memory."""
     code = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from llmscope import inputs\n"
+        "from llmscope.text import inputs\n"
         "try:\n    inputs.read_text('-', None)\nexcept inputs.UsageError as exc:\n    print(exc); sys.exit(2)\n"
     )
     env = {**os.environ, inputs.LIMIT_ENV: "1MiB"}

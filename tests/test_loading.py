@@ -337,7 +337,7 @@ def test_two_processes_converting_the_same_gguf_convert_it_once(tmp_path: Path):
 
     gguf_path = gguf_cache.embedded_gguf_path()  # the real 270M GGUF, assembled in the session cache
     code = (
-        "from llmscope import gguf_cache; from llmscope.loading.resolve import resolve; import sys\n"
+        "from llmscope.loading import gguf_cache; from llmscope.loading.resolve import resolve; import sys\n"
         "from llmscope.progress import set_reporter; from llmscope.render.progress import RichReporter\n"
         "set_reporter(RichReporter())  # as the CLI does\n"
         "convert = gguf_cache._convert_stage  # say on stderr who really converts\n"
