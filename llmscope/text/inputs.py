@@ -195,13 +195,6 @@ def iter_lines(path: str | os.PathLike[str] | None, *, where: str,
             handle.close()
 
 
-def read_document(path: str | os.PathLike[str] | None, *, where: str, limit: int | None = None) -> str:
-    """A whole regular file, or standard input when ``path`` is None, bounded and strict UTF-8."""
-    if path is None:
-        return read_stdin(limit)
-    return read_file(path, limit, option=where.rpartition(" ")[0] or where)
-
-
 # --------------------------------------------------------------------------------------------
 # Outputs, checked before any work
 
