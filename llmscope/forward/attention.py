@@ -2,9 +2,9 @@
 
 The model runs with transformers' eager attention (the only implementation that materialises the
 weights); the weights are exactly what the model's softmax produced, causal and sliding-window masks
-included. Only what is shown is kept: a hook on the shown layer's attention module (and, with
-``--token``, one query row of every layer) instead of ``output_attentions`` for every layer, and the
-memory the pass takes is estimated first (``work_estimate``).
+included. Only what is shown is kept: a hook on the shown layer's attention module, the site the
+anatomy map gives (and, with ``--token``, one query row of every layer) instead of ``output_attentions``
+for every layer, and the memory the pass takes is estimated first (``work_estimate``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from llmscope import loading
 from llmscope.loading import model_calls
 from llmscope.errors import ModelFormatError, UsageError
+from llmscope.forward.attention_kind import AttentionKind, attention_kind, check_indices, layer_type, resolve_layer
 from llmscope.text.prompts import check_prompt_options, encode_for, token_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from transformers import PretrainedConfig
+    from torch import nn
 
     from llmscope.loading.model import LoadedModel
 
@@ -45,18 +46,6 @@ class LayerRanking:
     layer: int
     layer_type: str | None  # transformers' name: full_attention, sliding_attention
     top: list[AttendedToken]
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionKind:
-    """How the model attends: heads, key/value groups, sliding windows."""
-
-    num_attention_heads: int
-    num_key_value_heads: int
-    gqa_group_size: int
-    sliding_window: int | None
-    layer_types: list[str] | None
-    causal: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +76,8 @@ class AttentionResult:
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "model": self.source, "tokens": self.tokens, "layer": self.layer, "head": self.head, "weights": self.weights,
-            "kind": dataclasses.asdict(self.kind), "warnings": self.warnings,
+            "model": self.source, "tokens": self.tokens, "layer": self.layer, "head": self.head,
+            "weights": self.weights, "kind": dataclasses.asdict(self.kind), "warnings": self.warnings,
         }
         if self.layers is not None:
             data["layers"] = [dataclasses.asdict(entry) for entry in self.layers]
@@ -103,56 +92,6 @@ class AttentionResult:
                 for r in self.ranking or []
             ]
         return data
-
-
-# --------------------------------------------------------------------------------------------
-# Validation that needs only the config
-
-
-def attention_kind(config: PretrainedConfig, *, causal: bool = True) -> AttentionKind:
-    from llmscope.config.values import key_value_heads, text_config
-
-    text = text_config(config)
-    heads = int(getattr(text, "num_attention_heads"))
-    kv_heads = key_value_heads(text, heads)
-    window = getattr(text, "sliding_window", None)
-    layer_types = list(getattr(text, "layer_types", None) or []) or None
-    if layer_types is not None and "sliding_attention" not in layer_types:
-        window = None  # a window in the config that no layer uses (Mistral-style configs with null types)
-    if getattr(text, "use_sliding_window", True) is False:
-        window = None
-    return AttentionKind(
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        gqa_group_size=heads // kv_heads if kv_heads else 1,
-        sliding_window=int(window) if window else None,
-        layer_types=layer_types,
-        causal=causal,
-    )
-
-
-def resolve_layer(layer: int, num_layers: int) -> int:
-    """A layer index, negative counting from the end, checked against the model's layers."""
-    index = layer + num_layers if layer < 0 else layer
-    if not 0 <= index < num_layers:
-        raise UsageError(
-            f"--layer {layer}: this model has {num_layers} layers",
-            hint=f"use 0 to {num_layers - 1}, or -1 to -{num_layers} counting from the end",
-        )
-    return index
-
-
-def check_head(head: int | None, num_heads: int) -> None:
-    if head is not None and not 0 <= head < num_heads:
-        raise UsageError(f"--head {head}: this model has {num_heads} attention heads", hint=f"use 0 to {num_heads - 1}")
-
-
-def _layer_type(kind: AttentionKind, layer: int) -> str | None:
-    if kind.layer_types and layer < len(kind.layer_types):
-        return kind.layer_types[layer]
-    if kind.sliding_window:
-        return "sliding_attention"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,14 +184,14 @@ def attention(
         model = _load_eager(spec, layer, head)
     lm = model
     config = lm.config
-    num_layers, num_heads = _check_indices(config, layer, head)
+    num_layers, num_heads = check_indices(config, layer, head)
     index = resolve_layer(layer, num_layers)
     kind = attention_kind(config, causal=not lm.masked)
 
     encoded = encode_for(lm, prompt)
     pieces = token_pieces(lm.tokenizer, encoded.ids)
     query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else None
-    modules = attention_modules(lm.model, num_layers)  # None: read every layer through output_attentions
+    modules = attention_sites(lm.model, num_layers)  # None: read every layer through output_attentions
     _check_work(lm, len(encoded.ids), kept=num_layers if modules is None or all_layers else 1, all_layers=all_layers)
 
     def pick(weights: torch.Tensor) -> torch.Tensor:  # (heads, q, k) -> (q, k); (heads, k) -> (k,)
@@ -273,7 +212,7 @@ def attention(
         weights=shown.cpu().tolist(),
         num_layers=num_layers,
         kind=kind,
-        layer_type=_layer_type(kind, index),
+        layer_type=layer_type(kind, index),
         query=query_token,
         ranking=ranking,
         layers=[_all_heads(li, w, kind) for li, w in enumerate(full)] if all_layers else None,
@@ -300,7 +239,7 @@ def _all_heads(layer: int, weights: Any, kind: AttentionKind) -> LayerHeads:
 
     rounded = torch.round(weights.double(), decimals=4).cpu().tolist()  # (heads, query, key)
     heads = [[[v if v else 0 for v in row] for row in head] for head in rounded]  # masked keys: 0, not 0.0
-    return LayerHeads(layer=layer, layer_type=_layer_type(kind, layer), heads=heads)
+    return LayerHeads(layer=layer, layer_type=layer_type(kind, layer), heads=heads)
 
 
 def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedModel:
@@ -309,36 +248,33 @@ def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedM
     from llmscope.progress import reporter
 
     config = loading.load_config(loading.source_of(spec), trust_remote_code=spec.trust_remote_code)
-    _check_indices(config, layer, head)
+    check_indices(config, layer, head)
     reporter().notice("Loading with eager attention (needed to read attention weights)")
     return loading.load(spec, attn_implementation="eager")
 
 
-def attention_modules(model: Any, num_layers: int) -> list[Any] | None:
-    """The self-attention module of every layer, in order, as transformers records attentions from
-    them (``_can_record_outputs``); None when they cannot be told apart (then every layer's weights
-    come back through ``output_attentions``)."""
-    recorded = model_calls.recorded_outputs(model, "attentions")
-    target = getattr(recorded, "target_class", recorded)
-    if isinstance(target, type):
-        found = [m for m in model.modules() if isinstance(m, target)]
-    else:
-        found = [m for m in model.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "layer_idx")]
-    if len(found) != num_layers:
+def attention_sites(model: nn.Module, num_layers: int) -> list[nn.Module] | None:
+    """Every block's softmax self-attention module, in order, from the anatomy map (the modules
+    transformers records attentions from); None where a block has none or the blocks are not the
+    config's layers (then every layer's weights come back through ``output_attentions``)."""
+    from llmscope.forward.anatomy import anatomy
+
+    parts = anatomy(model)
+    sites = [block.attention for block in parts.blocks]
+    if len(sites) != num_layers or not all(sites):
         return None
-    if all(isinstance(getattr(m, "layer_idx", None), int) for m in found):
-        found.sort(key=lambda m: m.layer_idx)
-    return found
+    return [parts.module(model, site) for site in sites]
 
 
-def _capture(lm: LoadedModel, ids: list[int], modules: list[Any] | None, index: int, query: int | None,
+def _capture(lm: LoadedModel, ids: list[int], modules: list[nn.Module] | None, index: int, query: int | None,
              all_layers: bool, pick: Any) -> tuple[Any, list[Any], list[Any]]:
     """One forward pass keeping only what is shown: LAYER's (query, key) matrix, the query row of
     every layer with ``query``, every head of every layer with ``all_layers``. Hooks on the
     attention modules take each layer's (batch, heads, query, key) weights as it is computed, so
-    the other layers' weights are freed at once."""
+    the other layers' weights are freed at once (``capture`` would keep every output it saw)."""
     import torch
 
+    from llmscope.forward.hooks import watch
     from llmscope.loading.model_calls import supports
     from llmscope.progress import reporter
 
@@ -354,28 +290,20 @@ def _capture(lm: LoadedModel, ids: list[int], modules: list[Any] | None, index: 
         if all_layers:
             full[layer] = weights[0].detach().clone()
 
-    wanted = range(len(modules)) if modules is not None and (query is not None or all_layers) else [index]
-    handles = []
-    if modules is not None:
-        for layer in wanted:
-            def hook(_module: Any, _args: Any, output: Any, layer: int = layer) -> None:
-                weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-                if weights is not None:
-                    take(layer, weights)
+    def seen(layer: int, _hidden: Any, output: Any) -> None:  # output: (attention output, weights, ...)
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if getattr(weights, "ndim", None) == 4:
+            take(layer, weights)
 
-            handles.append(modules[layer].register_forward_hook(hook))
+    wanted = range(len(modules)) if modules is not None and (query is not None or all_layers) else [index]
+    sites = {layer: modules[layer] for layer in wanted} if modules is not None else {}
     input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
     keep = {"logits_to_keep": 1} if supports(lm.model, "logits_to_keep") else {}
-    try:
-        with eager_attention(lm) as switched:
-            if switched:
-                reporter().notice("Switched the model to eager attention for this call (to read the weights)")
-            with torch.no_grad():
-                out = lm.model(input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False,
-                               output_attentions=modules is None, **keep)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with watch(sites, seen, "output"), eager_attention(lm) as switched, torch.no_grad():
+        if switched:
+            reporter().notice("Switched the model to eager attention for this call (to read the weights)")
+        out = lm.model(input_ids, attention_mask=torch.ones_like(input_ids), use_cache=False,
+                       output_attentions=modules is None, **keep)
     if modules is None:
         for layer, weights in enumerate(out.attentions or ()):
             if weights is not None:
@@ -398,29 +326,12 @@ def _rank(layer: int, row: Any, top: int, kind: AttentionKind, pieces: list[str]
     values, positions = torch.topk(row, min(top, int(row.shape[0])))
     return LayerRanking(
         layer=layer,
-        layer_type=_layer_type(kind, layer),
+        layer_type=layer_type(kind, layer),
         top=[
             AttendedToken(position=int(p), token=pieces[int(p)], weight=float(v))
             for v, p in zip(values.tolist(), positions.tolist())
         ],
     )
-
-
-def _check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:
-    from llmscope.config.values import config_value, text_config
-    from llmscope.config.state import family
-
-    text = text_config(config)
-    if family(config) is not None:
-        raise ModelFormatError(
-            f"{config.model_type} has no attention layers: its {family(config)} blocks carry a state instead",
-            hint="llmscope inspect shows them; try a transformer such as gpt2 or Qwen/Qwen2.5-0.5B",
-        )
-    num_layers = int(config_value(text, "num_hidden_layers"))
-    num_heads = int(config_value(text, "num_attention_heads"))
-    resolve_layer(layer, num_layers)
-    check_head(head, num_heads)
-    return num_layers, num_heads
 
 
 # ``llmscope.forward.attention`` is this module, so the package exports the function under this name.

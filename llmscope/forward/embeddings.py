@@ -1,9 +1,9 @@
 """What a model's vectors say about words: similarity, neighbours, analogies, and a word in context.
 
-A word's vector is the mean of its tokens' rows of the input-embedding matrix
-(``model.get_input_embeddings().weight``), looked up as the word stands in running text (one space
-before it) unless ``as_typed``. Neighbours and analogies score every vocabulary row by cosine in one
-normalised matrix product. The context view runs each sentence once with ``output_hidden_states``
+A word's vector is the mean of its tokens' rows of the input-embedding matrix (the anatomy map's
+``embedding``: ``model.get_input_embeddings()``), looked up as the word stands in running text (one
+space before it) unless ``as_typed``. Neighbours and analogies score every vocabulary row by cosine
+in one normalised matrix product. The context view runs each sentence once with ``output_hidden_states``
 and compares the word's mean hidden state between sentences at every depth.
 """
 
@@ -258,8 +258,12 @@ class _Vocabulary:
     """The loaded model's words: token lookup, input-embedding rows, token text."""
 
     def __init__(self, lm: LoadedModel, as_typed: bool) -> None:
+        from llmscope.forward.anatomy import anatomy, require
+
         self.lm, self.as_typed = lm, as_typed
-        self.weight = lm.model.get_input_embeddings().weight  # (vocab, hidden)
+        self.parts = anatomy(lm.model)
+        require(self.parts, "embedding")
+        self.weight = self.parts.module(lm.model, self.parts.embedding).weight  # (vocab, hidden)
 
     def ids(self, word: str) -> list[int]:
         ids = word_ids(self.lm.tokenizer, word, as_typed=self.as_typed)
@@ -284,9 +288,7 @@ class _Vocabulary:
     @property
     def tied(self) -> bool:
         """Whether the LM head reads the same matrix (tied input and output embeddings)."""
-        head = self.lm.model.get_output_embeddings()
-        weight = getattr(head, "weight", None)
-        return weight is not None and weight.data_ptr() == self.weight.data_ptr()
+        return self.parts.tied
 
 
 def _word_vectors(vocab: _Vocabulary, words: list[str], ids: list[list[int]], layer: int | None) -> torch.Tensor:

@@ -1,21 +1,19 @@
 """Mixture-of-experts routing: which experts each token goes to in each layer, and with what weight.
 
-The choices are the model's own: a forward hook reads what each router module returns (in
-transformers 5 every top-k router returns ``(router_logits, top_k_weights, top_k_index)``, after
-its own softmax / sigmoid, top-k and renormalisation). The raw router logits come from
-``output_router_logits=True``. Only if a router returns something else are the choices recomputed
-from the logits the way Mixtral-style routers do it (softmax, top-k, renormalised when the config
-says ``norm_topk_prob``).
+The choices are the model's own: ``capture`` reads what each block's router (the anatomy map's
+``BlockAnatomy.router``) returns (in transformers 5 every top-k router returns ``(router_logits,
+top_k_weights, top_k_index)``, after its own softmax / sigmoid, top-k and renormalisation). The raw
+router logits come from ``output_router_logits=True``. Only if a router returns something else are the
+choices recomputed from the logits the way Mixtral-style routers do it (softmax, top-k, renormalised
+when the config says ``norm_topk_prob``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
-from llmscope.loading import model_calls
 from llmscope.loading import library_errors
 from llmscope.errors import LlmscopeError
 
@@ -89,33 +87,13 @@ class ExpertRoutingResult:
 # Finding the routers
 
 
-def router_classes(model: nn.Module) -> tuple[type, ...]:
-    """The module classes transformers records ``router_logits`` from, as the model declares them."""
-    from transformers import PreTrainedModel
+def router_sites(model: nn.Module) -> dict[int, nn.Module]:
+    """Each MoE block's router by layer index, from the anatomy map: what transformers records
+    ``router_logits`` from, else the MoE block's ``gate`` / ``router``. Dense blocks have none."""
+    from llmscope.forward.anatomy import anatomy
 
-    classes: list[type] = []
-    names: set[str] = set()
-    for module in model.modules():
-        if not isinstance(module, PreTrainedModel):
-            continue
-        spec = model_calls.recorded_outputs(module, "router_logits")
-        if spec is None:
-            continue
-        target = getattr(spec, "target_class", spec)
-        if isinstance(target, type):
-            classes.append(target)
-        if getattr(spec, "class_name", None):
-            names.add(spec.class_name)
-    if names:
-        classes.extend({type(m) for m in model.modules() if any(type(m).__name__.endswith(n) for n in names)})
-    return tuple(dict.fromkeys(classes))
-
-
-def _layer_index(name: str, fallback: int) -> int:
-    found = re.findall(r"\blayers?\.(\d+)\b|\bh\.(\d+)\b|\bblocks?\.(\d+)\b", name)
-    if found:
-        return int(next(g for g in found[-1] if g))
-    return fallback
+    parts = anatomy(model)
+    return {block.index: parts.module(model, block.router) for block in parts.blocks if block.router}
 
 
 def _top_k_from_logits(logits: torch.Tensor, k: int, renormalise: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,25 +136,25 @@ def experts(
         model = loading.load(spec)
     lm = model
     moe = mixture_of_experts(lm.config, lm.model)
-    classes = router_classes(lm.model)
-    if moe is None or not classes:
+    sites = router_sites(lm.model)
+    if moe is None or not sites:
         raise _dense(lm.source.display_name)
     parameters = count_parameters(lm.model, moe)
 
     encoded = encode_for(lm, prompt)
     pieces = [token_text(lm.tokenizer, i) for i in encoded.ids]
-    calls, router_logits = _run_routers(lm, torch.tensor([encoded.ids], device=lm.device), classes)
+    calls, router_logits = _run_routers(lm, torch.tensor([encoded.ids], device=lm.device), sites)
     if not calls and not router_logits:
         raise _dense(lm.source.display_name)
+    if len(router_logits) != len(calls):  # they do not pair one to one: each router's own (its first output)
+        router_logits = [first for _, _, first in calls]
 
     renormalise = bool(getattr(lm.config, "norm_topk_prob", lm.config.model_type in ("mixtral", "minimax")))
     layers: list[LayerRouting] = []
     methods = set()
-    for order, (name, output) in enumerate(calls):
-        logits = router_logits[order] if order < len(router_logits) else _first_tensor(output)
-        routing, method = _layer_routing(
-            _layer_index(name, order), output, logits, pieces, moe.num_experts_per_tok, moe.num_experts, renormalise
-        )
+    for (layer, output, _), logits in zip(calls, router_logits):
+        routing, method = _layer_routing(layer, output, logits, pieces, moe.num_experts_per_tok, moe.num_experts,
+                                         renormalise)
         layers.append(routing)
         methods.add(method)
     layers.sort(key=lambda x: x.layer)
@@ -210,24 +188,16 @@ def _refuse_dense_config(spec: loading.LoadSpec) -> None:
         raise _dense(source.display_name)
 
 
-def _run_routers(lm: loading.LoadedModel, ids: torch.Tensor, classes: tuple[type, ...]) -> tuple[list, list]:
-    """One forward pass over ``ids`` (1, tokens): each router module's (name, output) as it ran, and
-    the ``router_logits`` the model returns (empty where it returns none)."""
+def _run_routers(lm: loading.LoadedModel, ids: torch.Tensor, sites: dict[int, nn.Module]) -> tuple[list, list]:
+    """One forward pass over ``ids`` (1, tokens): each router's (layer, output, its first tensor) in
+    layer order, and the ``router_logits`` the model returns (empty where it returns none)."""
     import torch
 
-    calls: list[tuple[str, Any]] = []
-    names = {id(m): n for n, m in lm.model.named_modules()}
-    hooks = [
-        m.register_forward_hook(lambda mod, _inp, out: calls.append((names[id(mod)], out)))
-        for m in lm.model.modules()
-        if isinstance(m, classes)
-    ]
-    try:
-        with torch.no_grad():
-            out = lm.model(ids, output_router_logits=True)
-    finally:
-        for h in hooks:
-            h.remove()
+    from llmscope.forward.hooks import capture
+
+    with capture(sites, clone=False) as seen, torch.no_grad():
+        out = lm.model(ids, output_router_logits=True)
+    calls = [(layer, output, first) for layer in sites for output, first in zip(seen.raw[layer], seen.hidden[layer])]
     return calls, [x for x in (getattr(out, "router_logits", None) or ()) if x is not None]
 
 
@@ -267,10 +237,6 @@ def _dense(name: str) -> LlmscopeError:
         f"{name} is a dense model: it has no mixture-of-experts layers to route through",
         hint=f"try a MoE model such as {MOE_EXAMPLES}",
     )
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def _router_choice(output: Any, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -100,6 +100,17 @@ def _hooks(sites: Any, what: What, on: Callable[[Any, Any, Any], Any], *, first:
 
 
 @contextlib.contextmanager
+def watch(sites: Any, on: Callable[[Any, Any, Any], None], what: What = "output") -> Iterator[None]:
+    """Call ``on(key, hidden, raw)`` at each call of SITES during the block, keeping nothing itself: for a
+    view that reduces each layer's output as it comes (attention weights), so memory stays one layer's."""
+    def look(key: Any, hidden: Any, raw: Any) -> None:
+        on(key, hidden, raw)  # what it returns is ignored: watching never changes the forward pass
+
+    with _hooks(sites, what, look):
+        yield
+
+
+@contextlib.contextmanager
 def capture(sites: Any, what: What = "output", *, clone: bool = True) -> Iterator[Captured]:
     """Keep the input or output of SITES (a module, a sequence or a mapping of them) during the
     block: ``with capture(module) as store: model(ids)``, then ``store.value``. ``clone`` (default)

@@ -1,12 +1,12 @@
 """Each token's log-probability, rank and the model's top choice, from a model's logits.
 
 ``score_ids`` runs the windows ``scoring`` plans. Logits are never held for a long window: its last
-hidden states go through the LM head a chunk of rows at a time (into one buffer), and each chunk is
-reduced at once to the numbers kept (the target's log-probability, its rank, the top choice), so a
-262k vocabulary costs ``rows x vocab`` floats, not ``window x vocab``. A short window (logits within
-256 MiB) is one plain forward pass of the model. On the CPU the reduction reads a few rows at a
-time, while they are in the cache; the numbers are torch's own ``log_softmax``, which transformers'
-loss is made of.
+hidden states go through the LM head and the model's logit scaling (both from the anatomy map) a
+chunk of rows at a time (into one buffer), and each chunk is reduced at once to the numbers kept (the
+target's log-probability, its rank, the top choice), so a 262k vocabulary costs ``rows x vocab``
+floats, not ``window x vocab``. A short window (logits within 256 MiB) is one plain forward pass of
+the model. On the CPU the reduction reads a few rows at a time, while they are in the cache; the
+numbers are torch's own ``log_softmax``, which transformers' loss is made of.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from llmscope.progress import reporter
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from llmscope.forward.anatomy import Anatomy
     from llmscope.loading.model import LoadedModel
 
 CHUNK_FLOATS = 2**27  # logits held at once in the split path: 512 MiB of float32, whatever the vocabulary
@@ -26,22 +27,20 @@ FULL_LOGITS_FLOATS = 2**26  # a window whose logits fit in 256 MiB runs the whol
 BLOCK_FLOATS = 2**20  # logits reduced together on the CPU: 4 MiB, within the cache
 
 
-def _split_head(lm: LoadedModel) -> tuple[Any, Any, float | None] | None:
-    """(decoder, LM head, final logit softcap) when the model is "decoder, then head": its logits
-    can then be made a few rows at a time. None when it has no such parts."""
-    head = lm.model.get_output_embeddings()
-    decoder = getattr(lm.model, "base_model", None)
-    if head is None or decoder is None or decoder is lm.model:
+def _split_head(lm: LoadedModel, parts: Anatomy) -> tuple[Any, Any] | None:
+    """(decoder, head) when the model is "decoder, then head, then its logit scaling" (the anatomy
+    map's backbone, head and ``scale_logits``): its logits can then be made a few rows at a time.
+    None when it has no such parts."""
+    if not parts.backbone or parts.head is None:
         return None
-    from llmscope.config.values import text_config
-
-    return decoder, head, getattr(text_config(lm.config), "final_logit_softcapping", None)
+    return parts.module(lm.model, parts.backbone), parts.module(lm.model, parts.head)
 
 
-def _head_logits(head: Any, softcap: float | None, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The head's logits of ``hidden`` (rows, hidden), softcapped as Gemma's forward does it. A plain
-    ``nn.Linear`` head writes into ``out`` (rows, vocab), made once: on the CPU, paging in a fresh
-    chunk of logits for every window costs more than reducing it."""
+def _head_logits(head: Any, parts: Anatomy, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The head's logits of ``hidden`` (rows, hidden), scaled and soft-capped as the model's forward
+    does it (``Anatomy.scale_logits``: Cohere's logit_scale, Granite's logits_scaling, Gemma's cap).
+    A plain ``nn.Linear`` head writes into ``out`` (rows, vocab), made once: on the CPU, paging in a
+    fresh chunk of logits for every window costs more than reducing it."""
     import torch
 
     if out is not None and type(head) is torch.nn.Linear and out.dtype == head.weight.dtype:
@@ -52,8 +51,14 @@ def _head_logits(head: Any, softcap: float | None, hidden: torch.Tensor, out: to
             logits = torch.addmm(head.bias, hidden, head.weight.t(), out=out)
     else:
         logits = head(hidden)
-    if softcap:  # logits / cap, tanh, * cap, in the head's dtype, as the model's forward
-        logits = logits.div_(softcap).tanh_().mul_(softcap)
+    # Scaled back into the same rows, a block at a time: the same operations in the head's dtype as
+    # the model's forward, and no second chunk of logits in memory.
+    block = max(1, BLOCK_FLOATS // max(1, logits.shape[-1]))
+    for at in range(0, logits.shape[0], block):
+        rows = logits[at : at + block]  # (block, vocab)
+        scaled = parts.scale_logits(rows)
+        if scaled is not rows:  # a model without logit scaling: nothing to write
+            rows.copy_(scaled)
     return logits
 
 
@@ -68,15 +73,18 @@ def _logit_source(
     model's own logits."""
     import torch
 
-    head = lm.model.get_output_embeddings()
-    vocab = int(head.weight.shape[0]) if head is not None and hasattr(head, "weight") else 1
+    from llmscope.forward.anatomy import anatomy
+
+    found = anatomy(lm.model)
+    unembedding = lm.model.get_submodule(found.unembedding) if found.unembedding is not None else None
+    vocab = int(unembedding.weight.shape[0]) if hasattr(unembedding, "weight") else 1
     rows = max(1, CHUNK_FLOATS // vocab)
-    parts = _split_head(lm) if min(window, len(ids)) * vocab > FULL_LOGITS_FLOATS else None
+    parts = _split_head(lm, found) if min(window, len(ids)) * vocab > FULL_LOGITS_FLOATS else None
     if parts is not None:
-        decoder, head, softcap = parts
+        decoder, head = parts
         probe = torch.tensor([ids[:4]], device=lm.device)  # (1, tokens)
         reference = lm.model(probe).logits[0].float()  # (tokens, vocab)
-        own = _head_logits(head, softcap, decoder(input_ids=probe).last_hidden_state[0]).float()
+        own = _head_logits(head, found, decoder(input_ids=probe).last_hidden_state[0]).float()
         scale = max(1.0, float(reference.abs().max()))
         if own.shape != reference.shape or not torch.allclose(own, reference, rtol=0, atol=1e-4 * scale):
             parts = None
@@ -90,7 +98,7 @@ def _logit_source(
             if not buffer:
                 buffer.append(torch.empty(min(rows, window), vocab, dtype=hidden.dtype, device=hidden.device))
             for at in range(0, end - first, rows):
-                yield _head_logits(head, softcap, hidden[at : at + rows], buffer[0])  # (rows, vocab)
+                yield _head_logits(head, found, hidden[at : at + rows], buffer[0])  # (rows, vocab)
         else:
             yield lm.model(window_ids).logits[0, first:end]  # (rows, vocab)
 
