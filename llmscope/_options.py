@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
+DECODING_PANEL = "Decoding"
+INPUT_PANEL = "Input"
 
 
 def checked(module: str, name: str, *, keep: bool = False):
@@ -144,7 +146,54 @@ MAX_SEED = 2**64 - 1  # the largest seed torch's generators take
 Seed = Annotated[
     int, typer.Option(help="Random seed: the same seed gives the same text.", min=0, max=MAX_SEED)
 ]
+Chat = Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template.")]
+System = Annotated[Optional[str], typer.Option(help="A system message for --chat.", show_default=False)]
+TextFile = Annotated[
+    Optional[Path],
+    typer.Option("--file", "-f", help="Read the text from a UTF-8 file.", rich_help_panel=INPUT_PANEL,
+                 show_default=False, metavar="PATH"),
+]
 
+# The decoding knobs of generate and compare: None means "not given" (the strategy's own default then
+# applies); the core checks the values, so both commands refuse the same ones with the same words.
+Temperature = Annotated[
+    Optional[float],
+    typer.Option("--temperature", "-t", help="Divide the logits by T before sampling (0: always the top token). "
+                 "Default 1.", show_default=False, rich_help_panel=DECODING_PANEL),
+]
+TopK = Annotated[
+    Optional[int],
+    typer.Option("--top-k", "-k", help="Sample among the K most likely tokens. Default for top-k: 50.",
+                 show_default=False, rich_help_panel=DECODING_PANEL),
+]
+TopP = Annotated[
+    Optional[float],
+    typer.Option("--top-p", "-p", help="Sample from the smallest set of tokens holding P of the probability. "
+                 "Default for top-p: 0.9.", show_default=False, rich_help_panel=DECODING_PANEL),
+]
+MinP = Annotated[
+    Optional[float],
+    typer.Option("--min-p", help="Keep tokens at least P times as likely as the top one. Default for min-p: 0.05.",
+                 show_default=False, rich_help_panel=DECODING_PANEL),
+]
+TypicalP = Annotated[
+    Optional[float],
+    typer.Option("--typical-p", help="Typical sampling's mass. Default for typical: 0.9.", show_default=False,
+                 rich_help_panel=DECODING_PANEL),
+]
+NumBeams = Annotated[
+    Optional[int],
+    typer.Option("--num-beams", "-b", help="Beams for beam search. Default for beam: 4.", show_default=False,
+                 rich_help_panel=DECODING_PANEL),
+]
+MaxNewTokens = Annotated[
+    int, typer.Option("--max-new-tokens", "-n", help="Stop after N new tokens.", rich_help_panel=DECODING_PANEL)
+]
+RepetitionPenalty = Annotated[
+    float,
+    typer.Option("--repetition-penalty", help="Make tokens already in the text less likely (1: off).",
+                 rich_help_panel=DECODING_PANEL),
+]
 
 
 def load_spec_from_options(

@@ -40,12 +40,10 @@ def prompt_report(prompt: str, *, model: ModelLike = None, top_k: int = 10, **lo
     from llmscope.forward.layers import layers
     from llmscope.loading.model import load
     from llmscope.decoding.next_token import next_token
-    from llmscope.progress import reporter
     from llmscope.text.tokens import tokenize
 
     prompts.check_prompt_options(prompt, chat=False, system=None)
-    with reporter().status("Loading the model"):
-        lm = load(model, attn_implementation="eager", **load_options)
+    lm = load(model, attn_implementation="eager", **load_options)  # load() shows its own status
     return PromptReport(
         model=lm.source.display_name,
         prompt=prompt,

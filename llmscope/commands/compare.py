@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,8 +16,6 @@ EPILOG = """[bold]Examples[/bold]
   llmscope compare "Write a limerick" --chat -m HuggingFaceTB/SmolLM2-135M-Instruct
 """
 
-DECODING_PANEL = "Decoding"
-
 
 def command(
     prompt: Annotated[str, typer.Argument(help="The text the model continues.", show_default=False)],
@@ -28,51 +26,20 @@ def command(
             "--strategies", "-S",
             help="Comma-separated: greedy, sample, top-k, top-p, min-p, typical, beam. NAME=VALUE sets that row's "
                  "own value (sample=T, top-k=K, top-p=P, min-p=P, typical=P, beam=BEAMS).",
-            rich_help_panel=DECODING_PANEL, autocompletion=opt.complete_strategies,
+            rich_help_panel=opt.DECODING_PANEL, autocompletion=opt.complete_strategies,
         ),
     ] = "greedy,sample,top-k,top-p,beam",
-    temperature: Annotated[
-        Optional[float],
-        typer.Option("--temperature", "-t", help="Temperature of every sampling row. Default 1.", show_default=False,
-                     rich_help_panel=DECODING_PANEL),
-    ] = None,
-    top_k: Annotated[
-        Optional[int],
-        typer.Option("--top-k", "-k", help="K of the top-k row. Default 50.", show_default=False,
-                     rich_help_panel=DECODING_PANEL),
-    ] = None,
-    top_p: Annotated[
-        Optional[float],
-        typer.Option("--top-p", "-p", help="P of the top-p row. Default 0.9.", show_default=False,
-                     rich_help_panel=DECODING_PANEL),
-    ] = None,
-    min_p: Annotated[
-        Optional[float],
-        typer.Option("--min-p", help="P of the min-p row. Default 0.05.", show_default=False,
-                     rich_help_panel=DECODING_PANEL),
-    ] = None,
-    typical_p: Annotated[
-        Optional[float],
-        typer.Option("--typical-p", help="Mass of the typical row. Default 0.9.", show_default=False,
-                     rich_help_panel=DECODING_PANEL),
-    ] = None,
-    num_beams: Annotated[
-        Optional[int],
-        typer.Option("--num-beams", "-b", help="Beams of the beam row. Default 4.", show_default=False,
-                     rich_help_panel=DECODING_PANEL),
-    ] = None,
-    max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", "-n", help="Stop each row after N new tokens.",
-                          rich_help_panel=DECODING_PANEL)
-    ] = 40,
-    repetition_penalty: Annotated[
-        float,
-        typer.Option("--repetition-penalty", help="For every row: make tokens already in the text less likely (1: off).",
-                     rich_help_panel=DECODING_PANEL),
-    ] = 1.0,
+    temperature: opt.Temperature = None,
+    top_k: opt.TopK = None,
+    top_p: opt.TopP = None,
+    min_p: opt.MinP = None,
+    typical_p: opt.TypicalP = None,
+    num_beams: opt.NumBeams = None,
+    max_new_tokens: opt.MaxNewTokens = 40,
+    repetition_penalty: opt.RepetitionPenalty = 1.0,
     seed: opt.Seed = 0,
-    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template.")] = False,
-    system: Annotated[Optional[str], typer.Option(help="A system message for --chat.", show_default=False)] = None,
+    chat: opt.Chat = False,
+    system: opt.System = None,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     device: opt.Device = "auto",
@@ -84,29 +51,27 @@ def command(
     """Run several decoding strategies on one prompt and show them side by side.
 
     For each: the text, the model's mean log-probability per token, distinct-1/2 (diversity), the
-    share of repeated 4-grams, the length and the time. Greedy and sampling rows run as one batch,
-    one forward pass per step, each row with its own logits processors and seeded random
-    generator, so every row is what `llmscope generate` writes with the same settings and seed.
+    share of repeated 4-grams, the length and the time. Each option sets its own strategy's value
+    (--top-p the top-p row, --temperature every sampling row, --num-beams the beam row). Greedy and
+    sampling rows run as one batch, one forward pass per step, each row with its own logits
+    processors and seeded random generator, so every row is what `llmscope generate` writes with
+    the same settings and seed.
     """
-    from llmscope.text.prompts import check_prompt_options
     from llmscope.decoding.sampling import parse_strategy_list
+    from llmscope.text.prompts import check_prompt_options
 
     specs = parse_strategy_list(
         strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
-    check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)  # before the load
+    check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)  # both before the load
 
-    from llmscope import loading, render
+    from llmscope import render
     from llmscope.decoding.generation import compare
     from llmscope.render.decoding import render_comparison
 
-    with render.status("Loading the model"):
-        lm = loading.load(
-            model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-            trust_remote_code=trust_remote_code,
-        )
-    with render.status(f"Generating with {len(specs)} strategies"):
-        result = compare(prompt, model=lm, strategies=specs, chat=chat, system=system, max_new_tokens=max_new_tokens,
-                         seed=seed)
+    spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
+    with render.status(f"Generating with {len(specs)} strategies"):  # the load inside shows its own status
+        result = compare(prompt, model=spec, strategies=specs, chat=chat, system=system,
+                         max_new_tokens=max_new_tokens, seed=seed)
     render.emit(result, render_comparison, json_=json_, export_path=export)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,8 +23,8 @@ def command(
         bool, typer.Option("--all-tokens", help="Show the logit lens for every position: a layers x tokens grid.")
     ] = False,
     top: Annotated[int, typer.Option("--top", help="Lens predictions kept per layer (JSON; the table shows 1).", min=1)] = 3,
-    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template.")] = False,
-    system: Annotated[Optional[str], typer.Option(help="A system message for --chat.", show_default=False)] = None,
+    chat: opt.Chat = False,
+    system: opt.System = None,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     device: opt.Device = "auto",

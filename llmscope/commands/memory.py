@@ -43,62 +43,75 @@ def _attn(value: Optional[str]) -> Optional[str]:
     return value
 
 
+# memory's own options, declared here so that the command reads as a list
+Context = Annotated[
+    Optional[int],
+    typer.Option(help="Tokens per sequence. Default: the model's maximum (max_position_embeddings).", min=1,
+                 show_default=False),
+]
+WeightsDtype = Annotated[
+    str,
+    typer.Option(help="Weights dtype: float32, bfloat16, float16, or auto (the checkpoint's).", callback=opt._dtype,
+                 autocompletion=opt.complete_dtype),
+]
+KvDtype = Annotated[
+    Optional[str],
+    typer.Option("--kv-dtype", help="KV cache dtype. Default: --dtype.", callback=opt._dtype, show_default=False,
+                 autocompletion=opt.complete_dtype),
+]
+Memory = Annotated[
+    Optional[str],
+    typer.Option(help="One device's memory: 24GiB, 16GB, 512MiB.", callback=_size, rich_help_panel=BUDGET_PANEL,
+                 show_default=False, metavar="SIZE"),
+]
+Gpus = Annotated[
+    Optional[str],
+    typer.Option(help="Several GPUs: 2x80GiB, or 24GiB,48GiB. Shows where each layer goes.", callback=_gpus,
+                 rich_help_panel=BUDGET_PANEL, show_default=False, metavar="NxSIZE"),
+]
+Cpu = Annotated[
+    Optional[str],
+    typer.Option(help="CPU RAM that layers may spill into.", callback=_size, rich_help_panel=BUDGET_PANEL,
+                 show_default=False, metavar="SIZE"),
+]
+For = Annotated[
+    str,
+    typer.Option("--for", help="generate: prefill, then one token (last-position logits); forward: one pass "
+                 "returning every position's logits, as scoring does.", callback=_mode,
+                 autocompletion=opt.complete_memory_for, rich_help_panel=RUN_PANEL, metavar="generate|forward"),
+]
+AttnImplementation = Annotated[
+    Optional[str],
+    typer.Option("--attn-implementation", help="sdpa, eager, flash_attention_2... Default: transformers' choice.",
+                 callback=_attn, rich_help_panel=RUN_PANEL, show_default=False),
+]
+Measure = Annotated[
+    bool,
+    typer.Option("--measure", help="Load the model, run exactly this (a random prompt of --context tokens at "
+                 "--batch) and show the measured peak beside the prediction.", rich_help_panel=RUN_PANEL),
+]
+Runs = Annotated[
+    int, typer.Option(help="With --measure: how many runs (one fresh process, one load); the median.", min=1,
+                      rich_help_panel=RUN_PANEL)
+]
+
+
 def command(
     model: opt.ModelArg = None,
-    context: Annotated[
-        Optional[int],
-        typer.Option(help="Tokens per sequence. Default: the model's maximum (max_position_embeddings).", min=1,
-                     show_default=False),
-    ] = None,
+    context: Context = None,
     batch: Annotated[int, typer.Option(help="Sequences at once.", min=1)] = 1,
-    dtype: Annotated[
-        str,
-        typer.Option(help="Weights dtype: float32, bfloat16, float16, or auto (the checkpoint's).", callback=opt._dtype,
-                     autocompletion=opt.complete_dtype),
-    ] = "bfloat16",
-    kv_dtype: Annotated[
-        Optional[str],
-        typer.Option("--kv-dtype", help="KV cache dtype. Default: --dtype.", callback=opt._dtype, show_default=False,
-                     autocompletion=opt.complete_dtype),
-    ] = None,
-    memory: Annotated[
-        Optional[str],
-        typer.Option(help="One device's memory: 24GiB, 16GB, 512MiB.", callback=_size, rich_help_panel=BUDGET_PANEL,
-                     show_default=False, metavar="SIZE"),
-    ] = None,
-    gpus: Annotated[
-        Optional[str],
-        typer.Option(help="Several GPUs: 2x80GiB, or 24GiB,48GiB. Shows where each layer goes.", callback=_gpus,
-                     rich_help_panel=BUDGET_PANEL, show_default=False, metavar="NxSIZE"),
-    ] = None,
-    cpu: Annotated[
-        Optional[str],
-        typer.Option(help="CPU RAM that layers may spill into.", callback=_size, rich_help_panel=BUDGET_PANEL,
-                     show_default=False, metavar="SIZE"),
-    ] = None,
+    dtype: WeightsDtype = "bfloat16",
+    kv_dtype: KvDtype = None,
+    memory: Memory = None,
+    gpus: Gpus = None,
+    cpu: Cpu = None,
     allow_longer: Annotated[
         bool, typer.Option("--allow-longer", help="Allow a --context beyond the model's maximum.")
     ] = False,
-    for_: Annotated[
-        str,
-        typer.Option("--for", help="generate: prefill, then one token (last-position logits); forward: one pass "
-                     "returning every position's logits, as scoring does.", callback=_mode,
-                     autocompletion=opt.complete_memory_for, rich_help_panel=RUN_PANEL, metavar="generate|forward"),
-    ] = "generate",
-    attn_implementation: Annotated[
-        Optional[str],
-        typer.Option("--attn-implementation", help="sdpa, eager, flash_attention_2... Default: transformers' choice.",
-                     callback=_attn, rich_help_panel=RUN_PANEL, show_default=False),
-    ] = None,
-    measure: Annotated[
-        bool,
-        typer.Option("--measure", help="Load the model, run exactly this (a random prompt of --context tokens at "
-                     "--batch) and show the measured peak beside the prediction.", rich_help_panel=RUN_PANEL),
-    ] = False,
-    runs: Annotated[
-        int, typer.Option(help="With --measure: how many runs (one fresh process, one load); the median.", min=1,
-                          rich_help_panel=RUN_PANEL)
-    ] = 1,
+    for_: For = "generate",
+    attn_implementation: AttnImplementation = None,
+    measure: Measure = False,
+    runs: Runs = 1,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     trust_remote_code: opt.TrustRemoteCode = False,
@@ -124,21 +137,8 @@ def command(
     from llmscope.render.memory import render_memory
 
     report = memory_report(
-        model,
-        context=context,
-        batch=batch,
-        dtype=dtype,
-        kv_dtype=kv_dtype,
-        memory=memory,
-        gpus=gpus,
-        cpu=cpu,
-        allow_longer=allow_longer,
-        revision=revision,
-        gguf_file=gguf_file,
-        trust_remote_code=trust_remote_code,
-        mode=for_,
-        attn_implementation=attn_implementation,
-        measure=measure,
-        runs=runs,
+        model, context=context, batch=batch, dtype=dtype, kv_dtype=kv_dtype, memory=memory, gpus=gpus, cpu=cpu,
+        allow_longer=allow_longer, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
+        mode=for_, attn_implementation=attn_implementation, measure=measure, runs=runs,
     )
     render.emit(report, render_memory, json_=json_, export_path=export)

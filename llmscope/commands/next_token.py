@@ -62,10 +62,8 @@ def command(
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Pick each next token yourself, or type your own text.")
     ] = False,
-    chat: Annotated[bool, typer.Option("--chat", help="Wrap the prompt in the model's chat template.")] = False,
-    system: Annotated[
-        Optional[str], typer.Option(help="A system message for --chat.", show_default=False)
-    ] = None,
+    chat: opt.Chat = False,
+    system: opt.System = None,
     seed: opt.Seed = 0,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,7 +16,6 @@ EPILOG = """[bold]Examples[/bold]
   llmscope score "Hello there" -m gpt2 --compare-model ./my-finetune --json
 """
 
-INPUT_PANEL = "Input"
 WINDOW_PANEL = "Long texts"
 
 
@@ -27,11 +25,7 @@ def command(
         typer.Argument(help="The text to score; - reads standard input (as UTF-8).", show_default=False),
     ] = None,
     model: opt.Model = None,
-    file: Annotated[
-        Optional[Path],
-        typer.Option("--file", "-f", help="Read the text from a UTF-8 file.", rich_help_panel=INPUT_PANEL,
-                     show_default=False, metavar="PATH"),
-    ] = None,
+    file: opt.TextFile = None,
     window: Annotated[
         Optional[int],
         typer.Option("--window", help="Tokens per forward pass. Default: the model's context length.",

@@ -21,7 +21,6 @@ EPILOG = """[bold]Examples[/bold]
   llmscope tokenize --vocab -m gpt2
 """
 
-INPUT_PANEL = "Input"
 VIEW_PANEL = "Views"
 
 
@@ -42,48 +41,61 @@ def _compare_models(values: Optional[list[str]]) -> list[str]:
     return models
 
 
+# The views other than the tokenization itself
+Ids = Annotated[
+    Optional[str],
+    typer.Option("--ids", help="The reverse: token ids (504,3575,...) to tokens and text.",
+                 rich_help_panel=VIEW_PANEL, show_default=False, metavar="IDS"),
+]
+CompareModels = Annotated[
+    Optional[list[str]],
+    typer.Option("--compare", "-c", help="Also tokenize with these models, side by side (repeat, or a,b,c).",
+                 rich_help_panel=VIEW_PANEL, show_default=False, metavar="MODEL"),
+]
+Vocab = Annotated[
+    bool,
+    typer.Option("--vocab", help="Show the vocabulary: size, special tokens, tokenizer type and pipeline.",
+                 rich_help_panel=VIEW_PANEL),
+]
+
+
+def _check_view(
+    *, vocab: bool, ids: Optional[str], text_given: bool, chat_options: bool, compare_models: list[str]
+) -> None:
+    """--vocab and --ids are views of their own: refuse the options that belong to another."""
+    if vocab and (text_given or ids is not None or chat_options or compare_models):
+        raise UsageError("--vocab shows the tokenizer itself: it takes no TEXT, --file, --ids, --chat, --system "
+                         "or --compare")
+    if ids is not None and (text_given or chat_options or compare_models):
+        raise UsageError("--ids decodes token ids: it takes no TEXT, --file, --chat, --system or --compare")
+
+
 def command(
     text: Annotated[
         Optional[str],
         typer.Argument(help="The text to tokenize; - reads standard input (as UTF-8).", show_default=False),
     ] = None,
     model: opt.Model = None,
-    file: Annotated[
-        Optional[Path],
-        typer.Option("--file", "-f", help="Read the text from a UTF-8 file.", rich_help_panel=INPUT_PANEL,
-                     show_default=False, metavar="PATH"),
-    ] = None,
+    file: opt.TextFile = None,
     chat: Annotated[
         bool,
         typer.Option("--chat", help="Send the text as a user message through the model's chat template.",
-                     rich_help_panel=INPUT_PANEL),
+                     rich_help_panel=opt.INPUT_PANEL),
     ] = False,
     system: Annotated[
         Optional[str],
         typer.Option("--system", help="A system message before the user message (with --chat).",
-                     rich_help_panel=INPUT_PANEL, show_default=False),
+                     rich_help_panel=opt.INPUT_PANEL, show_default=False),
     ] = None,
     add_special_tokens: Annotated[
         bool,
         typer.Option("--add-special-tokens/--no-add-special-tokens",
                      help="Let the tokenizer add its special tokens (BOS, [CLS]...), as it does by default.",
-                     rich_help_panel=INPUT_PANEL),
+                     rich_help_panel=opt.INPUT_PANEL),
     ] = True,
-    ids: Annotated[
-        Optional[str],
-        typer.Option("--ids", help="The reverse: token ids (504,3575,...) to tokens and text.",
-                     rich_help_panel=VIEW_PANEL, show_default=False, metavar="IDS"),
-    ] = None,
-    compare: Annotated[
-        Optional[list[str]],
-        typer.Option("--compare", "-c", help="Also tokenize with these models, side by side (repeat, or a,b,c).",
-                     rich_help_panel=VIEW_PANEL, show_default=False, metavar="MODEL"),
-    ] = None,
-    vocab: Annotated[
-        bool,
-        typer.Option("--vocab", help="Show the vocabulary: size, special tokens, tokenizer type and pipeline.",
-                     rich_help_panel=VIEW_PANEL),
-    ] = False,
+    ids: Ids = None,
+    compare: CompareModels = None,
+    vocab: Vocab = False,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     trust_remote_code: opt.TrustRemoteCode = False,
@@ -98,18 +110,12 @@ def command(
     """
     from llmscope import render
     from llmscope.render import tokens as views
-
     from llmscope.text.inputs import check_not_input
 
     check_not_input(export, [file])  # saving must not overwrite the text it read
     compare_models = _compare_models(compare)
-    # Everything checked before anything loads.
-    chat_options = chat or system is not None
-    if vocab and (text is not None or file is not None or ids is not None or chat_options or compare_models):
-        raise UsageError("--vocab shows the tokenizer itself: it takes no TEXT, --file, --ids, --chat, --system "
-                         "or --compare")
-    if ids is not None and (text is not None or file is not None or chat_options or compare_models):
-        raise UsageError("--ids decodes token ids: it takes no TEXT, --file, --chat, --system or --compare")
+    _check_view(vocab=vocab, ids=ids, text_given=text is not None or file is not None,
+                chat_options=chat or system is not None, compare_models=compare_models)  # before anything loads
     where = dict(revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
     how = dict(chat=chat, system=system, add_special_tokens=add_special_tokens)
     if vocab:

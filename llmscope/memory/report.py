@@ -179,25 +179,11 @@ def memory_report(
     position's logits). ``measure``: run it, ``runs`` times (:mod:`llmscope.memory.measure`).
     """
     # Values first: nothing is read before they are known to be good.
-    if context is not None and context <= 0:
-        raise UsageError(f"--context {context}: must be at least 1 token")
-    if batch <= 0:
-        raise UsageError(f"--batch {batch}: must be at least 1 sequence")
-    if memory is not None and gpus is not None:
-        raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
-    dtype = _memory_dtype(dtype, "--dtype")
-    kv_dtype = _memory_dtype(kv_dtype, "--kv-dtype") if kv_dtype is not None else None
-    mode, attn_implementation = check_mode(mode), check_attn_implementation(attn_implementation)
-    if runs < 1:
-        raise UsageError(f"--runs {runs}: must be at least 1")
-    budget: list[DeviceBudget] | None = None
-    if memory is not None:
-        budget = [DeviceBudget("memory", parse_size(memory), "given")]
-    elif gpus is not None:
-        budget = [DeviceBudget(f"cuda:{i}", size, "given") for i, size in enumerate(parse_gpus(gpus))]
-    if cpu is not None:
-        budget = [*(budget or []), DeviceBudget("cpu", parse_size(cpu), "given")]
-
+    dtype, kv_dtype, mode, attn_implementation = _checked_values(
+        context=context, batch=batch, memory=memory, gpus=gpus, dtype=dtype, kv_dtype=kv_dtype, mode=mode,
+        attn_implementation=attn_implementation, runs=runs,
+    )
+    budget = _given_budget(memory, gpus, cpu)
     if isinstance(model, loading.LoadedModel):
         source = model.source
         config = model.config
@@ -208,19 +194,7 @@ def memory_report(
     if dtype == "auto":
         dtype = _auto_dtype(config)
     kv_dtype = dtype if kv_dtype in (None, "auto") else kv_dtype
-    limit = context_length(config)
-    if context is None:
-        context = limit or DEFAULT_CONTEXT
-        if not limit:  # max_position_embeddings 0 or missing: say what is assumed, never silently
-            from llmscope.progress import reporter
-
-            reporter().notice(f"The config gives no context length (max_position_embeddings 0 or missing): "
-                              f"sizing for {DEFAULT_CONTEXT:,} tokens; give --context N to choose")
-    elif limit and context > limit and not allow_longer:
-        raise UsageError(
-            f"--context {context:,} is beyond this model's maximum of {limit:,} tokens",
-            hint="pass --allow-longer to size it anyway",
-        )
+    context = _sized_context(config, context, allow_longer=allow_longer)
 
     with library_errors.translate_errors(source, what="config"):
         meta = deep_build.build_meta_model(config, trust_remote_code=trust_remote_code)  # deep: a prefix
@@ -237,6 +211,58 @@ def memory_report(
         report, model, kv_dtype=kv_dtype, several_devices=gpus is not None or cpu is not None, runs=runs,
         revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
     )
+
+
+def _checked_values(
+    *, context: int | None, batch: int, memory: object, gpus: object, dtype: str, kv_dtype: str | None, mode: str,
+    attn_implementation: str | None, runs: int,
+) -> tuple[str, str | None, str, str | None]:
+    """Refuse a bad value before anything is read; the dtypes, mode and attention by their canonical names."""
+    if context is not None and context <= 0:
+        raise UsageError(f"--context {context}: must be at least 1 token")
+    if batch <= 0:
+        raise UsageError(f"--batch {batch}: must be at least 1 sequence")
+    if memory is not None and gpus is not None:
+        raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
+    dtype = _memory_dtype(dtype, "--dtype")
+    kv_dtype = _memory_dtype(kv_dtype, "--kv-dtype") if kv_dtype is not None else None
+    mode, attn_implementation = check_mode(mode), check_attn_implementation(attn_implementation)
+    if runs < 1:
+        raise UsageError(f"--runs {runs}: must be at least 1")
+    return dtype, kv_dtype, mode, attn_implementation
+
+
+def _given_budget(
+    memory: str | int | None, gpus: str | list[int | str] | None, cpu: str | int | None
+) -> list[DeviceBudget] | None:
+    """The budget the caller gave (None: none given, this machine's is used)."""
+    budget: list[DeviceBudget] | None = None
+    if memory is not None:
+        budget = [DeviceBudget("memory", parse_size(memory), "given")]
+    elif gpus is not None:
+        budget = [DeviceBudget(f"cuda:{i}", size, "given") for i, size in enumerate(parse_gpus(gpus))]
+    if cpu is not None:
+        budget = [*(budget or []), DeviceBudget("cpu", parse_size(cpu), "given")]
+    return budget
+
+
+def _sized_context(config: PretrainedConfig, context: int | None, *, allow_longer: bool) -> int:
+    """The context to size: the one asked for (within the model's maximum unless ``allow_longer``),
+    else the model's maximum, else DEFAULT_CONTEXT with a notice."""
+    limit = context_length(config)
+    if context is None:
+        if not limit:  # max_position_embeddings 0 or missing: say what is assumed, never silently
+            from llmscope.progress import reporter
+
+            reporter().notice(f"The config gives no context length (max_position_embeddings 0 or missing): "
+                              f"sizing for {DEFAULT_CONTEXT:,} tokens; give --context N to choose")
+        return limit or DEFAULT_CONTEXT
+    if limit and context > limit and not allow_longer:
+        raise UsageError(
+            f"--context {context:,} is beyond this model's maximum of {limit:,} tokens",
+            hint="pass --allow-longer to size it anyway",
+        )
+    return context
 
 
 def _memory_dtype(value: str, option: str) -> str:
@@ -272,22 +298,8 @@ def report_from_meta(
 ) -> MemoryReport:
     """Assemble the report from a config and the model built from it on the meta device."""
     masked = loading.is_masked_lm(config)
-    moe, counts = deep_build.exact_counts(config, meta)  # whole-model counts, also from a prefix build
-    parameters = ParameterSummary(
-        total=counts.total,
-        active=counts.active,
-        num_experts=moe.num_experts if moe else None,
-        num_experts_per_tok=moe.num_experts_per_tok if moe else None,
-    )
-    gguf_stored = gguf_info(gguf) if gguf else None
-    weights = WeightsMemory(
-        dtype=dtype,
-        bytes=int(counts.total * DTYPE_BYTES[dtype]),
-        file_bytes=gguf_stored.file_bytes if gguf_stored else None,
-        tensor_bytes=gguf_stored.tensor_bytes if gguf_stored else None,
-        bits_per_weight=gguf_stored.bits_per_weight if gguf_stored else None,
-        gguf=gguf_stored,
-    )
+    parameters = _parameters(config, meta)
+    weights = _weights(parameters.total, dtype, gguf)
     # a recurrent model's state instead of a KV cache; a hybrid's Mamba / linear-attention state beside it
     state = None if masked else recurrent_state_estimate(config, batch=batch, dtype=kv_dtype)
     pure = recurrent_family(config) is not None  # no attention at all
@@ -301,15 +313,13 @@ def report_from_meta(
     if budget is None:
         budget = machine_budget()
     total_budget = sum(b.bytes for b in budget)
-
     placement = None
     if len(budget) > 1:
         placement = plan_placement(
-            deep_build.full_model(meta), config, budget, dtype=dtype, kv=kv, transient=sum(transient.values()) + (state.bytes if state else 0)
+            deep_build.full_model(meta), config, budget, dtype=dtype, kv=kv,
+            transient=sum(transient.values()) + (state.bytes if state else 0),
         )
-        fits = plan_fits(placement)
-    else:
-        fits = needed <= total_budget
+    fits = plan_fits(placement) if placement is not None else needed <= total_budget
 
     limit = context_length(config)
     max_context = _max_context(
@@ -318,32 +328,39 @@ def report_from_meta(
         batch=batch, dtype=dtype, kv_dtype=kv_dtype, allow_longer=allow_longer,
     )
     return MemoryReport(
-        model=source,
-        source=source,
-        model_type=config.model_type,
-        architecture=type(meta).__name__,
+        model=source, source=source, model_type=config.model_type, architecture=type(meta).__name__,
         kind="masked" if masked else "causal",
-        num_hidden_layers=int(config_value(text_config(config), "num_hidden_layers")),
-        max_position_embeddings=limit,
-        parameters=parameters,
-        weights=weights,
-        kv_cache=kv,
-        recurrent_state=state,
-        transient_bytes=sum(transient.values()),
-        transient=transient,
-        needed_bytes=needed,
-        budget=budget,
-        budget_from_machine=from_machine,
-        fits=fits,
-        headroom_bytes=total_budget - needed,
-        max_context=max_context,
-        placement=placement,
-        context=context,
-        batch=batch,
-        mode=estimate.mode,
-        attn_implementation=estimate.attn_implementation,
-        transient_peak=estimate.peak,
+        num_hidden_layers=int(config_value(text_config(config), "num_hidden_layers")), max_position_embeddings=limit,
+        parameters=parameters, weights=weights, kv_cache=kv, recurrent_state=state,
+        transient_bytes=sum(transient.values()), transient=transient, needed_bytes=needed,
+        budget=budget, budget_from_machine=from_machine, fits=fits, headroom_bytes=total_budget - needed,
+        max_context=max_context, placement=placement, context=context, batch=batch, mode=estimate.mode,
+        attn_implementation=estimate.attn_implementation, transient_peak=estimate.peak,
         transient_shapes=estimate.shapes(),
+    )
+
+
+def _parameters(config: PretrainedConfig, meta: nn.Module) -> ParameterSummary:
+    """Exact counts of the whole model (also from a prefix build), and its experts."""
+    moe, counts = deep_build.exact_counts(config, meta)
+    return ParameterSummary(
+        total=counts.total,
+        active=counts.active,
+        num_experts=moe.num_experts if moe else None,
+        num_experts_per_tok=moe.num_experts_per_tok if moe else None,
+    )
+
+
+def _weights(total: int, dtype: str, gguf: dict[str, Any] | None) -> WeightsMemory:
+    """TOTAL parameters at DTYPE; for a GGUF, also what its file and tensors take."""
+    stored = gguf_info(gguf) if gguf else None
+    return WeightsMemory(
+        dtype=dtype,
+        bytes=int(total * DTYPE_BYTES[dtype]),
+        file_bytes=stored.file_bytes if stored else None,
+        tensor_bytes=stored.tensor_bytes if stored else None,
+        bits_per_weight=stored.bits_per_weight if stored else None,
+        gguf=stored,
     )
 
 
@@ -379,13 +396,3 @@ def _max_context(
         return weights_bytes + (kv.bytes if kv else 0) + transient <= total_budget
 
     return longest_context(fits_at, ceiling)
-
-
-def transient_estimate(
-    config: PretrainedConfig, *, context: int, batch: int, dtype: str, mode: str = "generate"
-) -> dict[str, int]:
-    """The tensors alive at a prefill's peak, by name (:func:`llmscope.memory.transient.transient_at_peak`)."""
-    masked = loading.is_masked_lm(config)
-    shape = forward_shape(config, deep_build.build_meta_model(config), causal=not masked)
-    kv = None if masked else kv_cache_estimate(config, context=context, batch=batch, dtype=dtype)
-    return transient_at_peak(shape, context=context, batch=batch, dtype=dtype, mode=mode, kv=kv).as_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -10,6 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from llmscope.decoding.generation import ComparisonResult, GenerationResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from llmscope.decoding.loop import GeneratedToken
+    from llmscope.decoding.sampling import DecodingSettings
 
 # Probability bands for --show-probs, most to least likely: (lower bound, style, legend label).
 PROB_BANDS = (
@@ -58,6 +63,41 @@ def generated_text(result: GenerationResult, *, show_probs: bool = False) -> Tex
     for piece, prob in zip(result.token_texts, result.token_probs):
         text.append(piece, style=prob_style(prob))
     return text
+
+
+def announce_generation(settings: DecodingSettings, *, kv_cache: bool = True) -> None:
+    """What ``generate`` is about to do when it is not what a reader expects: on stderr, dim."""
+    from llmscope import render
+
+    if settings.strategy == "beam":
+        render.stderr.print(f"[dim]Beam search with {settings.num_beams} beams: "
+                            "the text comes when it is done.[/dim]")
+    if not kv_cache:
+        render.stderr.print("[dim]Generating without the KV cache, then again with it to compare.[/dim]")
+
+
+class TokenStream:
+    """``generate``'s text on stdout as it is written (``on_token``): the prompt once the model has
+    accepted it (with its first token), then each token, coloured by its probability with ``show_probs``."""
+
+    def __init__(self, prompt: str, *, chat: bool = False, show_probs: bool = False) -> None:
+        from llmscope import render
+
+        self.out = render.stdout
+        self.prompt, self.chat, self.show_probs = prompt, chat, show_probs
+
+    def __call__(self, token: GeneratedToken) -> None:
+        if token.index == 0 and not self.chat:  # a chat prompt is the template's text: not repeated
+            self.out.print(Text(self.prompt, style="dim"), end="", soft_wrap=True)
+        if token.text:
+            style = prob_style(token.prob) if self.show_probs else ""
+            self.out.print(Text(token.text, style=style), end="", soft_wrap=True)
+            self.out.file.flush()
+
+    def end(self) -> None:
+        """End the streamed text's line, and leave one blank line before the statistics."""
+        self.out.print()
+        self.out.print()
 
 
 def render_stats(result: GenerationResult) -> Table:
@@ -125,9 +165,11 @@ def render_comparison(result: ComparisonResult) -> RenderableType:
             _seconds(r.total_time),
         )
     prompt = Text("prompt: ", style="dim") + Text(_one_line(result.prompt))
+    beam = any(r.settings.strategy == "beam" for r in result.results)
     notes = Text(
         f"{len(result.batched)} strategies ran as one batch, one forward pass per step "
-        f"({_seconds(result.batch_time)}); beam search ran apart. Total {_seconds(result.total_time)}.\n"
+        f"({_seconds(result.batch_time)}){'; beam search ran apart' if beam else ''}. "
+        f"Total {_seconds(result.total_time)}.\n"
         "mean log-p: the model's own log-probability per token (higher = more expected); dist-1/2: distinct "
         "unigrams/bigrams (diversity); rep: share of 4-grams repeated; len: tokens (· = stopped at EOS); "
         "time: when the row finished.",
