@@ -59,8 +59,8 @@ _API = {
     "compare_scores": "llmscope.forward.scoring",
     "ScoreResult": "llmscope.forward.scoring",
     "ScoreComparison": "llmscope.forward.scoring",
-    "prompt_report": "llmscope.prompt_report",
-    "PromptReport": "llmscope.prompt_report",
+    "prompt_report": "llmscope.views",
+    "PromptReport": "llmscope.views",
     "embedding_report": "llmscope.forward.embeddings",  # = llmscope.forward.embeddings.embeddings
     "EmbeddingReport": "llmscope.forward.embeddings",
 }

@@ -115,6 +115,18 @@ def assert_one_error_line(result: CliResult, code: int | None = None) -> str:
     return lines[0]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a whole module: tiny models run ~50x faster on one thread than on two
+    busy cores (no spinning workers). Ask for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_error_line():
     """``one_error_line(result, code=None) -> str``: see ``assert_one_error_line``."""
@@ -244,6 +256,39 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     folders["bert"] = _save(root / "tiny-bert", bert, bert_tok)
     return folders
+
+
+CHATML_END = ("{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|im_end|>\n"
+              "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def im_end_chat(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """The tiny Llama whose chat turns end in ``<|im_end|>``, an added token that is not its EOS
+    (as in ChatML models), with the LM-head row of ``<|im_end|>`` set to twice the row of the 4th
+    token greedy decoding writes: a greedy chat reply now reaches ``<|im_end|>`` within 4 tokens.
+    Returns (folder, the ids of the chat prompt system "Be brief." + user "Hi there", the id of <|im_end|>)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tok.chat_template = CHATML_END
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert im_end != tok.eos_token_id
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"], dtype=torch.float32).eval()
+    model.resize_token_embeddings(len(tok))
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)[
+        "input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=4,
+                             pad_token_id=tok.eos_token_id)
+        model.lm_head.weight[im_end] = 2 * model.lm_head.weight[out[0, -1]]
+    folder = tmp_path_factory.mktemp("tiny-llama-im-end")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder, ids, im_end
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def test_rows_sum_to_one_and_causal_upper_triangle_is_zero(tiny_llama):
     assert result.kind.causal and result.kind.gqa_group_size == 2
 
 
-def test_gpt2_loaded_from_a_folder_and_switched_to_eager(tiny_models, capsys):
+def test_gpt2_loaded_from_a_folder_and_switched_to_eager(tiny_models):
     lm = loading.load(str(tiny_models["gpt2"]), device="cpu", dtype="float32")  # default (sdpa) attention
     before = lm.model.config._attn_implementation
     result = attention("Hello world, hello cat", model=lm, layer=-2, head=2)
@@ -55,13 +55,22 @@ def test_gpt2_loaded_from_a_folder_and_switched_to_eager(tiny_models, capsys):
     torch.testing.assert_close(torch.tensor(result.weights), attentions[0][0, 2])
 
 
-def test_bert_is_bidirectional(tiny_models):
-    result = attention("the cat sat on the mat", model=str(tiny_models["bert"]), device="cpu", head=0)
+def test_bert_weights_equal_transformers_and_see_both_ways(tiny_models):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    prompt = "the cat sat on the mat"
+    result = attention(prompt, model=str(tiny_models["bert"]), device="cpu", head=0)
+    model = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"], dtype=torch.float32,
+                                                 attn_implementation="eager").eval()
+    ids = AutoTokenizer.from_pretrained(tiny_models["bert"])(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        attentions = model(ids, output_attentions=True).attentions
     w = torch.tensor(result.weights)
+    torch.testing.assert_close(w, attentions[-1][0, 0])  # the last layer (the default), head 0
+    assert result.layer == len(attentions) - 1 and len(result.tokens) == ids.shape[1]
     assert not result.kind.causal
     upper = torch.triu(torch.ones_like(w, dtype=torch.bool), diagonal=1)
     assert torch.all(w[upper] > 0)  # later tokens are seen too
-    torch.testing.assert_close(w.sum(dim=-1), torch.ones(w.shape[0]))
 
 
 def test_token_ranking_is_topk_of_the_query_row_in_every_layer(tiny_llama):
@@ -82,9 +91,17 @@ def test_token_ranking_is_topk_of_the_query_row_in_every_layer(tiny_llama):
         assert all(t.position <= q for t in ranked.top)  # never the future
 
 
-def test_token_by_position(tiny_llama):
-    result = attention(PROMPT, model=tiny_llama, token="-1")
-    assert result.query.position == len(result.tokens) - 1
+@pytest.mark.parametrize("token,position", [("-1", -1), ("3", 3)])
+def test_token_by_position_ranks_that_row(tiny_llama, token, position):
+    result = attention(PROMPT, model=tiny_llama, token=token, top=3)
+    ids, attentions = _reference(tiny_llama, PROMPT)
+    q = position % ids.shape[1]
+    assert result.query.position == q
+    assert result.query.token == result.tokens[q] == tiny_llama.tokenizer.decode([int(ids[0, q])])
+    for layer, ranked in enumerate(result.ranking):
+        values, positions = torch.topk(attentions[layer][0].mean(dim=0)[q], 3)  # that query's row
+        assert [t.position for t in ranked.top] == positions.tolist()
+        torch.testing.assert_close(torch.tensor([t.weight for t in ranked.top]), values)
 
 
 def test_find_query_by_offsets_picks_last_token_of_the_word():

@@ -1,32 +1,49 @@
-"""``llmscope compare`` through main(): JSON rows equal ``generate``, rendering, bad values."""
+"""``llmscope compare`` through main(): JSON rows against transformers, rendering, bad values."""
 
 from __future__ import annotations
 
 import pytest
 
 
-def test_json_rows_equal_generate(cli, tiny_models):
+def test_json_rows_against_transformers(cli, tiny_models):
+    """Greedy and beam rows equal ``model.generate``; the sampled rows (their RNG is not transformers')
+    keep inside the top-p / top-k sets recomputed here; every row's probabilities are the softmax of
+    the raw logits of one teacher-forced forward pass."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     folder = str(tiny_models["llama"])
-    common = ("-m", folder, "--device", "cpu", "--max-new-tokens", "8", "--seed", "2")
-    r = cli("compare", "The quick brown", *common, "--strategies", "greedy,top-p=0.7,top-k,beam=2", "--json")
+    prompt = "The quick brown"
+    r = cli("compare", prompt, "-m", folder, "--device", "cpu", "--max-new-tokens", "8", "--seed", "2",
+            "--strategies", "greedy,top-p=0.7,top-k,beam=2", "--json")
     assert r.exit_code == 0, r.stderr
-    data = r.json()
-    rows = data["results"]
-    assert [x["strategy"] for x in rows] == ["greedy", "top-p", "top-k", "beam"]
-    for row in rows:
-        for key in ("strategy", "text", "token_ids", "mean_logprob", "distinct_1", "distinct_2", "repetition",
-                    "num_tokens", "total_time"):
-            assert key in row
-    alone = {
-        "greedy": cli("generate", "The quick brown", *common, "--json").json(),
-        "top-p": cli("generate", "The quick brown", *common, "--top-p", "0.7", "--json").json(),
-        "top-k": cli("generate", "The quick brown", *common, "--strategy", "top-k", "--json").json(),
-        "beam": cli("generate", "The quick brown", *common, "--num-beams", "2", "--json").json(),
-    }
-    for row in rows:
-        assert row["token_ids"] == alone[row["strategy"]]["token_ids"], row["strategy"]
-        assert row["settings"] == alone[row["strategy"]]["settings"]
-    assert data["batched"] == ["greedy", "top-p 0.7", "top-k 50"]
+    data = r.json()  # (its top-level keys are pinned in test_json_keys)
+    rows = {row["strategy"]: row for row in data["results"]}
+    assert [row["strategy"] for row in data["results"]] == ["greedy", "top-p", "top-k", "beam"]
+    assert data["batched"] == ["greedy", "top-p 0.7", "top-k 50"]  # beam runs on its own; top-k's default is 50
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = AutoTokenizer.from_pretrained(folder)(prompt, return_tensors="pt")["input_ids"]
+    n = ids.shape[-1]
+    with torch.no_grad():
+        kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=8)
+        assert rows["greedy"]["token_ids"] == model.generate(ids, **kwargs)[0, n:].tolist()
+        assert rows["beam"]["token_ids"] == model.generate(ids, num_beams=2, **kwargs)[0, n:].tolist()
+    logits = {}
+    for name, row in rows.items():
+        with torch.no_grad():  # one teacher-forced pass: the logits each of the 8 tokens was chosen from
+            logits[name] = model(torch.cat([ids, torch.tensor([row["token_ids"]])], dim=-1)).logits[0, n - 1 : -1]
+        assert row["num_tokens"] == len(row["token_ids"]) == 8 and row["stop_reason"] == "length"
+        assert row["settings"]["temperature"] == 1.0
+        expected = torch.softmax(logits[name], dim=-1)[torch.arange(8), torch.tensor(row["token_ids"])]
+        torch.testing.assert_close(torch.tensor([t["prob"] for t in row["tokens"]]), expected, rtol=1e-4, atol=1e-6)
+        assert row["mean_logprob"] == pytest.approx(float(expected.log().mean()), abs=1e-4)
+    for step, token in enumerate(rows["top-k"]["token_ids"]):
+        assert token in torch.topk(logits["top-k"][step], 50).indices.tolist(), step
+    for step, token in enumerate(rows["top-p"]["token_ids"]):
+        sorted_probs, sorted_ids = torch.sort(torch.softmax(logits["top-p"][step], -1), descending=True)
+        size = int((torch.cumsum(sorted_probs, 0) < 0.7).sum()) + 1  # the smallest set whose mass reaches 0.7
+        assert token in sorted_ids[:size].tolist(), step
 
 
 def test_default_table_at_80_columns(cli, tiny_models, tmp_path):

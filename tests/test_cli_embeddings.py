@@ -6,10 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-TOP_KEYS = ["model", "words", "similarity", "neighbors", "analogy", "context", "projection"]
 
-
-def test_json_keys_and_numbers(cli, tiny_models):
+def test_nested_keys_and_numbers(cli, tiny_models):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmscope.loading.resolve import resolve
@@ -18,8 +16,7 @@ def test_json_keys_and_numbers(cli, tiny_models):
     r = cli("embeddings", "cat", "dog", "mat", "-m", folder, "--analogy", "cat - dog + mat", "-k", "3", "--plot",
             "--word", "cat", "--context", "The cat sat.", "--context", "A brown cat.", "--json")
     assert r.exit_code == 0, r.stderr
-    data = r.json()
-    assert list(data) == TOP_KEYS
+    data = r.json()  # (its top-level keys are pinned in test_json_keys)
     assert data["model"] == resolve(str(folder)).display_name
     assert [set(w) for w in data["words"]] == [{"text", "token_ids", "tokens"}] * 3
     assert [set(n) for n in data["neighbors"]] == [{"word", "top"}] * 3

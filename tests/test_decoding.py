@@ -139,7 +139,10 @@ def test_token_probs_are_the_models_own(llama):
     expected = probs[torch.arange(len(result.token_ids)), torch.tensor(result.token_ids)]
     assert torch.allclose(torch.tensor(result.token_probs), expected, atol=1e-5)
     assert math.isclose(result.mean_logprob, float(expected.log().mean()), abs_tol=1e-4)
-    assert math.isclose(result.perplexity, math.exp(-result.mean_logprob))
+    # perplexity: exp of the mean negative log-likelihood, recomputed from transformers' own logits
+    nll = -torch.log_softmax(_teacher_forced_logits(llama, prompt, result.token_ids), dim=-1)
+    assert math.isclose(result.perplexity, math.exp(float(nll[torch.arange(len(result.token_ids)),
+                                                             torch.tensor(result.token_ids)].mean())), rel_tol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,14 +213,37 @@ def test_streaming_gives_every_token_in_order(gpt2):
     assert result.time_to_first_token is not None and result.time_to_first_token <= result.total_time
 
 
+def _fed(lm, call):
+    """Run ``call()``; the number of tokens each forward pass of the model was fed."""
+    fed = []
+
+    def record(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        fed.append(ids.shape[-1])
+
+    hook = lm.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        result = call()
+    finally:
+        hook.remove()
+    return result, fed
+
+
 def test_no_kv_cache_gives_the_same_tokens_and_a_comparison(llama):
+    """With the cache: the prompt once, then one token per pass; without it: the whole sequence every
+    pass (then the cached run again, for the comparison). The same tokens either way."""
     prompt = "The cat sat"
-    cached = decoding.generate(prompt, model=llama, max_new_tokens=10)
-    uncached = decoding.generate(prompt, model=llama, max_new_tokens=10, kv_cache=False)
-    assert uncached.token_ids == cached.token_ids
+    p = _prompt_ids(llama, prompt).shape[-1]
+    cached, fed_cached = _fed(llama, lambda: decoding.generate(prompt, model=llama, max_new_tokens=10))
+    uncached, fed_both = _fed(llama, lambda: decoding.generate(prompt, model=llama, max_new_tokens=10, kv_cache=False))
+    n = cached.num_tokens
+    assert n == 10 and cached.stop_reason == "length"
+    assert fed_cached == [p] + [1] * (n - 1)  # the last token is chosen, never fed
+    assert fed_both == [p + i for i in range(n)] + fed_cached
+    assert uncached.token_ids == cached.token_ids == _hf_generate(llama, prompt, do_sample=False, max_new_tokens=10)
     c = uncached.kv_cache_comparison
-    assert c is not None and c.same_token_ids and c.speedup > 0
-    assert not uncached.kv_cache and cached.kv_cache_comparison is None
+    assert c is not None and c.same_token_ids
+    assert not uncached.kv_cache and cached.kv_cache and cached.kv_cache_comparison is None
 
 
 def test_chat_uses_the_chat_template(llama):
@@ -229,12 +255,33 @@ def test_chat_uses_the_chat_template(llama):
         add_generation_prompt=True, return_tensors="pt", return_dict=True,
     )["input_ids"]
     assert result.prompt_tokens == expected.shape[-1]
-    stops = sampling.stop_token_ids(llama.model, llama.tokenizer, llama.config, chat=True)
+    end_of_turn = llama.tokenizer.convert_tokens_to_ids("</s>")  # what the template closes each turn with
     with torch.no_grad():
         out = llama.model.generate(expected, attention_mask=torch.ones_like(expected), do_sample=False,
-                                   max_new_tokens=5, eos_token_id=stops,
+                                   max_new_tokens=5, eos_token_id=[end_of_turn],
                                    pad_token_id=llama.tokenizer.eos_token_id)
     assert result.token_ids == out[0, expected.shape[-1]:].tolist()
+
+
+def test_chat_stops_at_the_templates_end_of_turn_token(im_end_chat):
+    """The chat stop list holds the template's end-of-turn token even where it is not the EOS:
+    transformers told to stop at <|im_end|> (and the EOS) writes what llmscope writes; told the EOS
+    only, it writes on past <|im_end|>."""
+    import torch
+
+    folder, ids, im_end = im_end_chat
+    lm = llmscope.load(str(folder), device="cpu", dtype="float32")
+    result = decoding.generate("Hi there", model=lm, chat=True, system="Be brief.", max_new_tokens=10)
+    n = ids.shape[-1]
+    kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10,
+                  pad_token_id=lm.tokenizer.eos_token_id)
+    with torch.no_grad():
+        stopped = lm.model.generate(ids, eos_token_id=[im_end, lm.tokenizer.eos_token_id], **kwargs)[0, n:].tolist()
+        eos_only = lm.model.generate(ids, eos_token_id=lm.tokenizer.eos_token_id, **kwargs)[0, n:].tolist()
+    assert result.prompt_tokens == n
+    assert result.token_ids == stopped and result.stop_reason == "eos"
+    assert stopped[-1] == im_end and len(stopped) < 10
+    assert eos_only[: len(stopped)] == stopped and len(eos_only) > len(stopped)  # the model writes on past it
 
 
 def test_chat_without_template_and_masked_models_are_refused(gpt2, tiny_models):
@@ -249,6 +296,10 @@ def test_chat_without_template_and_masked_models_are_refused(gpt2, tiny_models):
 
 
 def test_compare_rows_equal_generate(llama):
+    """Each row of the one batch equals the same strategy run alone. For the five sampled rows this is
+    consistency, not correctness: their seeded RNG is llmscope's, not transformers', so only
+    llmscope's own ``generate`` can give the same draws (it is checked against the filters it samples
+    from above). The greedy and beam rows are also checked against ``model.generate``."""
     prompt = "The quick brown fox"
     strategies = ["greedy", "sample", "top-k", "top-p", "min-p", "typical", "beam"]
     opts = dict(temperature=0.8, top_k=10, top_p=0.8, min_p=0.1, typical_p=0.8, num_beams=3, max_new_tokens=12,
@@ -270,7 +321,8 @@ def test_compare_rows_equal_generate(llama):
 
 
 def test_compare_rows_finishing_early_do_not_disturb_the_others(gpt2):
-    # Many sampling rows on a random model: some hit EOS early and leave the batch.
+    """Many sampling rows on a random model: some hit EOS early and leave the batch. Consistency only:
+    sampled rows can be compared with nothing but llmscope's own ``generate`` (separate RNGs)."""
     specs = [sampling.settings_for("sample", seed=s, max_new_tokens=30, temperature=1.5) for s in range(6)]
     result = decoding.compare("The", model=gpt2, strategies=specs, max_new_tokens=30)
     for spec, row in zip(specs, result.results):
@@ -303,6 +355,7 @@ def test_demo_greedy_and_beam_equal_model_generate(demo_model):
 
 @pytest.mark.slow
 def test_demo_compare_row_equals_generate(demo_model):
+    """Consistency only: a sampled row equals llmscope's own ``generate`` (its RNG is not transformers')."""
     prompt = "Once upon a time"
     result = decoding.compare(prompt, model=demo_model, strategies="greedy,top-p,top-k", max_new_tokens=8, seed=3)
     alone = decoding.generate(prompt, model=demo_model, strategy="top-p", max_new_tokens=8, seed=3)

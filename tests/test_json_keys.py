@@ -64,6 +64,13 @@ PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
     "shortest", "longest", "mean", "long_documents", "chunks", "padded", "packed",
 ]
+SCORE = [
+    "model", "text", "num_tokens", "window", "stride", "windows", "tokens", "scored", "total_nll", "mean_nll",
+    "perplexity", "bits_per_byte", "bytes", "dtype",
+]
+SCORE_COMPARE = ["model", "text", "bytes", "models", "disagreements"]
+EMBEDDINGS = ["model", "words", "similarity", "neighbors", "analogy", "context", "projection"]
+REPORT = ["model", "prompt", "inspect", "tokens", "next_token", "layers", "attention"]
 
 CASES = {
     "inspect": (lambda m, f: ["inspect", m["gpt2"]], INSPECT, "gpt2", []),
@@ -103,6 +110,17 @@ CASES = {
     ),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),
+    "score": (lambda m, f: ["score", "Hello world", "-m", m["llama"]], SCORE, "llama", []),
+    "score --compare-model": (
+        lambda m, f: ["score", "Hello world", "-m", m["gpt2"], "--compare-model", m["llama"]], SCORE_COMPARE, "gpt2",
+        [],
+    ),
+    "embeddings": (
+        lambda m, f: ["embeddings", "cat", "dog", "mat", "-m", m["llama"], "--analogy", "cat - dog + mat", "--plot",
+                      "--word", "cat", "--context", "The cat sat.", "--context", "A cat."], EMBEDDINGS, "llama", [],
+    ),
+    "embeddings (words only)": (lambda m, f: ["embeddings", "cat", "dog", "-m", m["gpt2"]], EMBEDDINGS, "gpt2", []),
+    "report": (lambda m, f: ["report", "Hello world", "-m", m["gpt2"]], REPORT, "gpt2", []),
 }
 
 
@@ -133,3 +151,18 @@ def test_model_key(name, cli, tiny_models, tmp_path, monkeypatch):
     document = _document(name, cli, tiny_models, tmp_path, monkeypatch)
     assert "model" in CASES[name][1]
     assert document.get("model") == resolve(str(tiny_models[CASES[name][2]])).display_name
+
+
+def test_every_command_has_a_pinned_document():
+    from test_startup import COMMANDS
+
+    assert sorted({name.split()[0] for name in CASES}) == sorted(COMMANDS)
+
+
+def test_report_sections_are_the_commands_own_documents(cli, tiny_models, tmp_path, monkeypatch):
+    """``report`` holds each view's document under its own key, with the keys that view's command gives
+    (the logit lens with every position's grid, the attention of every layer)."""
+    document = _document("report", cli, tiny_models, tmp_path, monkeypatch)
+    sections = {"inspect": INSPECT, "tokens": TOKENIZE, "next_token": NEXT_TOKEN, "layers": [*LAYERS, "grid"],
+                "attention": ATTENTION_ALL}
+    assert {key: sorted(document[key]) for key in sections} == {key: sorted(keys) for key, keys in sections.items()}

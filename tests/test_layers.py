@@ -1,4 +1,5 @@
-"""layers(): hidden states, the logit lens (last layer = next-token's top-1), and the KV cache."""
+"""layers(): hidden states, the logit lens (last layer = the model's own next-token distribution), and
+the KV cache, each against transformers called directly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import torch
 import llmscope
 from llmscope.errors import UsageError
 from llmscope.forward.layers import layers
-from llmscope.decoding.next_token import next_token
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +31,11 @@ def test_hidden_states_lens_and_cache_match_transformers(loaded, name):
         assert row.norm == pytest.approx(float(h[0, -1].norm()), rel=1e-5)
     # last layer: its lens prediction is the model's own next token, with the model's probability
     probs = torch.softmax(out.logits[0, -1], -1)
-    top = next_token(prompt, model=lm, top_k=1).candidates[0]
-    assert report.layers[-1].lens.id == top.id == int(probs.argmax())
+    assert report.layers[-1].lens.id == int(probs.argmax())
     assert report.layers[-1].lens.prob == pytest.approx(float(probs.max()), abs=1e-5)
     assert report.final_check < 1e-5
-    assert report.grid[-1][-1].id == top.id
     assert len(report.grid) == n + 1 and all(len(r) == ids.shape[1] for r in report.grid)
+    assert [cell.id for cell in report.grid[-1]] == out.logits[0].argmax(dim=-1).tolist()  # at every position
     # a middle layer through the lens by hand
     norm = lm.model.transformer.ln_f if name == "gpt2" else lm.model.model.norm
     mid = out.hidden_states[1][0, -1]
@@ -61,8 +60,10 @@ def test_masked_lm_lens_at_the_mask(loaded):
     ids = lm.tokenizer(prompt)["input_ids"]
     assert report.position == ids.index(lm.tokenizer.mask_token_id)
     assert report.kv_cache is None
-    result = next_token(prompt, model=lm, top_k=1)
-    assert report.layers[-1].lens.id == result.masks[0].distribution.candidates[0].id
+    with torch.no_grad():
+        probs = torch.softmax(lm.model(torch.tensor([ids])).logits[0, report.position], -1)
+    assert report.layers[-1].lens.id == int(probs.argmax())
+    assert report.layers[-1].lens.prob == pytest.approx(float(probs.max()), abs=1e-5)
     assert report.final_check < 1e-5
 
 
@@ -77,9 +78,11 @@ def test_errors(loaded):
 def test_demo_model_last_layer_is_next_token(demo_model):
     prompt = "The capital of France is"
     report = layers(prompt, model=demo_model)
-    top = next_token(prompt, model=demo_model, top_k=1).candidates[0]
-    assert report.layers[-1].lens.id == top.id
-    assert report.layers[-1].lens.prob == pytest.approx(top.prob, abs=1e-5)
+    ids = torch.tensor([demo_model.tokenizer(prompt)["input_ids"]])
+    with torch.no_grad():
+        probs = torch.softmax(demo_model.model(ids).logits[0, -1].float(), -1)
+    assert report.layers[-1].lens.id == int(probs.argmax())
+    assert report.layers[-1].lens.prob == pytest.approx(float(probs.max()), abs=1e-5)
     config = demo_model.config
     assert len(report.kv_cache.layers) == config.num_hidden_layers
     assert report.kv_cache.layers[0].key_shape[1] == config.num_key_value_heads

@@ -126,7 +126,7 @@ LAYERS = [
     (5, "memory", ("llmscope.memory",)),
     (6, "decoding", ("llmscope.decoding",)),
     (6, "forward", ("llmscope.forward",)),
-    (7, "views", ("llmscope.prompt_report",)),
+    (7, "views", ("llmscope.views",)),
     (8, "CLI side", ("llmscope.cli", "llmscope._options", "llmscope._completion", "llmscope._docs",
                      "llmscope.__main__", "llmscope.commands", "llmscope.render")),
 ]

@@ -65,14 +65,14 @@ def _published(name: str) -> dict:
     return json.loads((CONFIGS / f"{name}.json").read_text())
 
 
-def _truth(folder: Path, tokens: int, batch: int) -> list[int]:
+def _truth(folder: Path, tokens: int, batch: int, dtype: str = "float32") -> list[int]:
     """Run the model on random weights over ``tokens`` tokens; bytes held per cache layer."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(folder)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).eval()
     ids = torch.randint(0, config.vocab_size, (batch, tokens))  # (batch, tokens)
     with torch.no_grad():
         out = model(input_ids=ids, use_cache=True)
@@ -224,24 +224,37 @@ def test_moe_sized_by_all_experts(config_folder):
     assert report.parameters.num_experts == 8 and report.parameters.num_experts_per_tok == 2
 
 
-def test_transient_counts_the_logits(config_folder):
+def test_transient_counts_the_logits(config_folder, tmp_path):
     raw = _published("gpt2")
-    report = memory_report(str(config_folder("gpt2")), context=1000, batch=3, memory="1TiB", mode="forward",
+    report = memory_report(str(config_folder("gpt2")), context=200, batch=3, memory="1TiB", mode="forward",
                            dtype="float32")  # every position's logits: generate keeps the last (test_transient)
-    assert report.transient["logits"] == 3 * 1000 * raw["vocab_size"] * 4  # (batch, tokens, vocab) float32
+    assert report.transient["logits"] == 3 * 200 * raw["vocab_size"] * 4  # (batch, tokens, vocab) float32
     assert report.transient_bytes >= report.transient["logits"]
-    assert report.needed_bytes == report.weights.bytes + report.kv_cache.bytes + report.transient_bytes
+    # the total: exact weights, the bytes of a real cache after 200 tokens x 3, and the transient peak
+    kv = sum(_truth(_shrunk(tmp_path, "gpt2-shrunk", raw, n_inner=64, vocab_size=300), tokens=200, batch=3))
+    assert report.needed_bytes == _meta_parameters("gpt2") * 4 + kv + report.transient_bytes
 
 
 # --------------------------------------------------------------------------------------------
 # Verdict and the longest context
 
 
-def test_fits_headroom_and_max_context(config_folder):
+def test_fits_headroom_and_max_context(config_folder, tmp_path):
     folder = str(config_folder("phi3-mini-4k-instruct"))
+    # What 256 tokens need, computed here: the exact parameters in bfloat16, and the bytes of a real
+    # bfloat16 cache after 256 tokens (the published cache geometry, hidden size shrunk).
+    shrunk = _shrunk(tmp_path, "phi3", _published("phi3-mini-4k-instruct"), hidden_size=64, head_dim=96,
+                     intermediate_size=32, vocab_size=300, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    weights, kv = _meta_parameters("phi3-mini-4k-instruct") * 2, sum(_truth(shrunk, 256, 1, "bfloat16"))
+    report = memory_report(folder, context=256, memory="8GiB")
+    needed = weights + kv + report.transient_bytes  # (the transient peak is checked in test_transient)
+    assert 7 * GiB < needed < 8 * GiB
+    assert report.headroom_bytes == 8 * GiB - needed and report.fits
+    assert memory_report(folder, context=256, memory=needed).fits  # not a byte to spare
+    short = memory_report(folder, context=256, memory=needed - 1)
+    assert not short.fits and short.headroom_bytes == -1
+
     report = memory_report(folder, context=1024, memory="8GiB")
-    assert report.headroom_bytes == 8 * GiB - report.needed_bytes
-    assert report.fits == (report.headroom_bytes >= 0)
     longest = report.max_context
     assert 0 < longest < 4096
     at = memory_report(folder, context=longest, memory="8GiB")

@@ -115,8 +115,10 @@ def _ids(result):
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 @pytest.mark.parametrize("seed", [0, 3])
 def test_sampled_steps_equal_generate_and_ignore_the_rows_shown(loaded, name, seed):
-    # One sampling path: next-token --steps writes what generate writes with the same strategy and seed,
-    # and how many candidates it shows (top_k) never filters what it samples.
+    """One sampling path: next-token --steps writes what generate writes with the same strategy and seed,
+    and how many candidates it shows (top_k) never filters what it samples. Consistency only: the draws
+    come from llmscope's own seeded RNG, so llmscope's ``generate`` is the one reference that can give
+    the same tokens (test_decoding checks those against the filters they are drawn from)."""
     lm = loaded[name]
     written = decoding.generate("The", model=lm, strategy="sample", seed=seed, max_new_tokens=12)
     for top_k in (10, 1):
@@ -129,6 +131,8 @@ def test_sampled_steps_equal_generate_and_ignore_the_rows_shown(loaded, name, se
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_tempered_nucleus_steps_equal_generate(loaded, name):
+    """Consistency for the sampled steps (llmscope's own RNG: its ``generate`` is the only reference that
+    draws alike); the greedy steps are checked against ``model.generate`` here too."""
     lm = loaded[name]
     written = decoding.generate("Once upon", model=lm, strategy="sample", temperature=0.7, top_p=0.8, seed=5,
                                 max_new_tokens=10)
@@ -136,15 +140,42 @@ def test_tempered_nucleus_steps_equal_generate(loaded, name):
                          top_k=2)
     assert _ids(stepped) == written.token_ids
     greedy = next_token("Once upon", model=lm, steps=10, temperature=0.7)
-    assert _ids(greedy) == decoding.generate("Once upon", model=lm, max_new_tokens=10).token_ids
+    ids = torch.tensor([greedy.input_ids])
+    with torch.no_grad():
+        reference = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10)
+    assert _ids(greedy) == reference[0, ids.shape[1]:].tolist()  # temperature never changes the argmax
 
 
-def test_chat_steps_stop_at_end_of_turn_as_generate_does(loaded):
+def test_stop_ids_are_the_eos_and_in_chat_the_end_of_turn(loaded, tiny_models, im_end_chat):
+    from transformers import GenerationConfig
+
     lm = loaded["llama"]
-    run = stepper("Hi", model=lm, chat=True)
-    assert run.stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=True)
-    assert lm.tokenizer.convert_tokens_to_ids("</s>") in run.stop_ids
-    assert stepper("Hi", model=lm).stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config)
+    eos = lm.tokenizer.convert_tokens_to_ids("</s>")  # the EOS, and what its chat template ends turns with
+    assert GenerationConfig.from_pretrained(tiny_models["llama"]).eos_token_id == eos
+    assert stepper("Hi", model=lm).stop_ids == [eos]
+    assert stepper("Hi", model=lm, chat=True).stop_ids == [eos]
+    # a template whose turns end in <|im_end|>, not the EOS: only chat stops there too
+    folder, _, im_end = im_end_chat
+    other = llmscope.load(str(folder), device="cpu", dtype="float32")
+    assert other.tokenizer.eos_token_id == eos
+    assert stepper("Hi", model=other).stop_ids == [eos]
+    assert stepper("Hi", model=other, chat=True).stop_ids == sorted([eos, im_end])
+
+
+def test_chat_steps_stop_at_end_of_turn_as_generate_does(loaded, im_end_chat):
+    """Consistency: sampled chat steps equal llmscope's own ``generate`` (separate RNGs: transformers
+    cannot draw the same tokens). Greedy steps on the <|im_end|> model equal ``model.generate`` told to
+    stop at <|im_end|>, and end there."""
+    folder, ids, im_end = im_end_chat
+    other = llmscope.load(str(folder), device="cpu", dtype="float32")
+    stepped = next_token("Hi there", model=other, chat=True, system="Be brief.", steps=10)
+    assert stepped.input_ids == ids[0].tolist()
+    with torch.no_grad():
+        expected = other.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10,
+                                        eos_token_id=[im_end, other.tokenizer.eos_token_id],
+                                        pad_token_id=other.tokenizer.eos_token_id)[0, ids.shape[-1]:].tolist()
+    assert _ids(stepped) == expected and expected[-1] == im_end and stepped.stop_reason == "eos"
+    lm = loaded["llama"]
     for seed in range(4):
         written = decoding.generate("Hi", model=lm, chat=True, strategy="sample", temperature=1.5, seed=seed,
                                     max_new_tokens=30)
@@ -224,6 +255,7 @@ def test_prompt_options_are_checked_before_loading():
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["greedy", "sample"])
 def test_demo_steps_equal_generate(demo_model, strategy):
+    """Consistency (for "sample", llmscope's own RNG: its ``generate`` is the one reference that draws alike)."""
     written = decoding.generate("Once upon a time", model=demo_model, strategy=strategy, seed=3, max_new_tokens=12)
     stepped = next_token("Once upon a time", model=demo_model, steps=12, strategy=strategy, seed=3)
     assert _ids(stepped) == written.token_ids
@@ -232,18 +264,31 @@ def test_demo_steps_equal_generate(demo_model, strategy):
 @pytest.mark.slow
 def test_demo_chat_stop_ids_include_end_of_turn(demo_model):
     # The embedded Gemma carries no chat template, so --chat itself is refused; the stop ids a chat
-    # run would use still come from the one place generate takes them from.
+    # run would use are still Gemma's EOS and its end-of-turn token.
     from llmscope.decoding.stepping import Stepper
 
     lm = demo_model
     ids = lm.tokenizer("Hi")["input_ids"]
-    chat_ids = sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=True)
-    assert Stepper(lm, ids, chat=True).stop_ids == chat_ids
-    assert lm.tokenizer.convert_tokens_to_ids("<end_of_turn>") in chat_ids
-    assert Stepper(lm, ids).stop_ids == sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config)
+    eos = lm.model.generation_config.eos_token_id
+    eos = sorted(eos if isinstance(eos, list) else [eos])
+    end_of_turn = lm.tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    assert Stepper(lm, ids).stop_ids == eos == [lm.tokenizer.convert_tokens_to_ids("<eos>")]
+    assert {*eos, end_of_turn} <= set(Stepper(lm, ids, chat=True).stop_ids)
+
+
+@pytest.mark.slow
+def test_demo_chat_stop_ids_are_only_eos_and_end_of_turn(demo_model):
+    from llmscope.decoding.stepping import Stepper
+
+    lm = demo_model
+    html_s = lm.tokenizer.convert_tokens_to_ids("</s>")
+    assert lm.tokenizer("a</s>b", add_special_tokens=False)["input_ids"][1] == html_s  # text, not a turn's end
+    expected = [lm.tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>")]
+    assert Stepper(lm, lm.tokenizer("Hi")["input_ids"], chat=True).stop_ids == sorted(expected)
 
 
 def test_stepper_takes_any_generate_strategy(loaded):
+    """Consistency: a sampled min-p run equals llmscope's own ``generate`` (separate RNGs)."""
     from llmscope.decoding.stepping import Stepper
 
     lm = loaded["llama"]

@@ -1,9 +1,12 @@
 """Property tests: random text and option values never crash tokenize, next-token and generate.
 
-Every call ends in a result or an ``LlmscopeError`` (never another exception), and the results
-keep their invariants: ids are the tokenizer's own, probabilities are finite and add up to at most
-1, and generation writes at most ``max_new_tokens`` tokens. The tiny GPT-2 and Llama fixtures are
-loaded once per session (conftest's ``loaded_models``) and passed as ``model=``.
+Any values at all end in a result or an ``LlmscopeError`` (never another exception). In-range values
+always give a result (no example is refused, so none passes vacuously; texts too long for the
+context are filtered out with ``assume``, which hypothesis counts), and the results keep their
+invariants: ids are the tokenizer's own, probabilities are transformers' own softmax, generation
+writes at most ``max_new_tokens`` tokens. One out-of-range value among good ones is always refused
+with an error naming that option. The tiny GPT-2 and Llama fixtures are loaded once per session
+(conftest's ``loaded_models``) and passed as ``model=``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,11 @@ def test_lone_surrogates_are_a_clear_error(loaded_models, text):
 
 # --------------------------------------------------------------------------------------------
 # next-token
+#
+# Three kinds of test for each entry point: any value at all gives a result or an LlmscopeError,
+# never another exception; in-range values always give a result, whose invariants are checked
+# (nothing is refused there, so no example passes vacuously); and one out-of-range value among good
+# ones is always refused, with an error naming that option.
 
 KNOBS = dict(
     top_k=st.integers(min_value=-2, max_value=10**6),
@@ -91,39 +99,132 @@ KNOBS = dict(
     strategy=st.sampled_from(["greedy", "sample", "beam", "Greedy", ""]),
     seed=st.integers(min_value=-1, max_value=2**70),
 )
+GOOD_KNOBS = dict(
+    top_k=st.integers(min_value=1, max_value=10**6),
+    temperature=st.floats(0.05, 5),
+    top_p=st.one_of(st.none(), st.floats(0.01, 1)),
+    steps=st.integers(min_value=0, max_value=4),
+    strategy=st.sampled_from(["greedy", "sample"]),
+    seed=st.integers(min_value=0, max_value=2**64 - 1),
+)
+NAN, INF = float("nan"), float("inf")
+NOT_FINITE = st.sampled_from([NAN, INF, -INF])
+
+
+def _above(bound: float) -> st.SearchStrategy[float]:
+    """Floats above BOUND: just above it as often as far above."""
+    return st.one_of(st.floats(bound, bound + 1, exclude_min=True), st.floats(min_value=bound + 1))
+
+
+def _below(bound: float, *, inclusive: bool = False) -> st.SearchStrategy[float]:
+    """Floats below BOUND (and BOUND itself if ``inclusive``): just below it as often as far below."""
+    return st.one_of(st.floats(bound - 1, bound, exclude_max=not inclusive), st.floats(max_value=bound - 1))
+
+
+# knob -> (values out of range, what the error names)
+BAD_KNOBS = {
+    "top_k": (st.integers(max_value=0), r"top[-_]k"),
+    "temperature": (st.one_of(_below(0, inclusive=True), NOT_FINITE), "temperature"),
+    "top_p": (st.one_of(_below(0, inclusive=True), _above(1), NOT_FINITE), r"top[-_]p"),
+    "steps": (st.integers(max_value=-1), "steps"),
+    "strategy": (st.sampled_from(["beam", "", "Greedy", "nucleus", "bogus"]), "strategy"),
+    "seed": (st.one_of(st.integers(max_value=-1), st.integers(min_value=2**64)), "seed"),
+}
+
+
+def _fits(tokenizer, text: str, more: int, context: int) -> bool:
+    """TEXT (with the tokenizer's own special tokens) and MORE tokens after it stay well inside CONTEXT."""
+    return text != "" and len(tokenizer(text)["input_ids"]) + more < context - 8
+
+
+def _next_probs(lm, ids):
+    """transformers directly: the softmax of the last position's logits."""
+    import torch
+
+    with torch.no_grad():
+        return torch.softmax(lm.model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
 
 
 @SETTINGS
 @given(prompt=PROMPTS, **KNOBS)
 def test_next_token_never_crashes(loaded_models, prompt, top_k, temperature, top_p, steps, strategy, seed):
+    """Any values: a result or an LlmscopeError, never another exception (the results are checked below)."""
     try:
-        result = llmscope.predict_next_token(
+        llmscope.predict_next_token(
             prompt, model=loaded_models["gpt2"], top_k=top_k, temperature=temperature, top_p=top_p, steps=steps,
             strategy=strategy, seed=seed,
         )
     except LlmscopeError:
-        return
+        pass
+
+
+@SETTINGS
+@given(prompt=PROMPTS, **GOOD_KNOBS)
+def test_next_token_good_values_give_the_models_probabilities(loaded_models, hf_tokenizers, prompt, top_k,
+                                                              temperature, top_p, steps, strategy, seed):
+    lm, tok = loaded_models["gpt2"], hf_tokenizers["gpt2"]
+    assume(_fits(tok, prompt, steps, lm.model.config.n_positions))  # else refused, rightly
+    result = llmscope.predict_next_token(prompt, model=lm, top_k=top_k, temperature=temperature, top_p=top_p,
+                                         steps=steps, strategy=strategy, seed=seed)
+    ids = tok(prompt)["input_ids"]
+    assert result.input_ids == ids
+    reference = _next_probs(lm, ids)  # (vocab,)
     probs = [c.prob for c in result.candidates]
-    assert probs and all(_finite_probability(p) for p in probs)
-    assert sum(probs) <= 1 + 1e-5
-    assert probs == sorted(probs, reverse=True)
-    assert len(probs) <= top_k
+    assert len(probs) == min(top_k, reference.shape[0])
+    assert probs == pytest.approx(sorted(reference.tolist(), reverse=True)[: len(probs)], abs=1e-5)
+    assert probs == pytest.approx([float(reference[c.id]) for c in result.candidates], abs=1e-5)
     assert all(_finite_probability(c.cumulative_prob) for c in result.candidates)
-    assert math.isfinite(result.distribution.entropy) and result.distribution.entropy >= -1e-6
-    assert len(result.steps) == steps
-    assert result.input_ids == loaded_models["gpt2"].tokenizer(prompt)["input_ids"]
+    assert result.distribution.entropy == pytest.approx(float(-(reference * reference.log()).sum()), abs=1e-4)
+    assert all(0 <= s.chosen.id < reference.shape[0] for s in result.steps)
+    if len(result.steps) < steps:  # only the EOS ends the steps early
+        assert result.stop_reason == "eos" and result.steps[-1].chosen.id == tok.eos_token_id
+    else:
+        assert len(result.steps) == steps
+
+
+@pytest.mark.parametrize("knob", sorted(BAD_KNOBS))
+@SETTINGS
+@given(data=st.data(), good=st.fixed_dictionaries(GOOD_KNOBS))
+def test_next_token_refuses_each_bad_value(loaded_models, knob, data, good):
+    values, names = BAD_KNOBS[knob]
+    options = {**good, knob: data.draw(values, label=knob)}
+    with pytest.raises(UsageError, match=names):
+        llmscope.predict_next_token("The cat", model=loaded_models["gpt2"], **options)
 
 
 @SETTINGS
 @given(prompt=PROMPTS, show=st.lists(PROMPTS, max_size=3))
 def test_next_token_show_never_crashes(loaded_models, prompt, show):
+    """Any prompt and --show texts: a result or an LlmscopeError (an empty text is refused)."""
     try:
-        result = llmscope.predict_next_token(prompt, model=loaded_models["llama"], show=show)
+        llmscope.predict_next_token(prompt, model=loaded_models["llama"], show=show)
     except LlmscopeError:
-        return
+        pass
+
+
+@SETTINGS
+@given(prompt=PROMPTS.filter(bool), show=st.lists(PROMPTS.filter(bool), min_size=1, max_size=3))
+def test_next_token_show_gives_the_models_probabilities(loaded_models, hf_tokenizers, prompt, show):
+    """Each text shown: the probability of its first token and of the whole text, from transformers'
+    own softmax."""
+    import torch
+
+    lm, tok = loaded_models["llama"], hf_tokenizers["llama"]
+    assume(all(_fits(tok, prompt + text, 0, lm.model.config.max_position_embeddings) for text in show))
+    result = llmscope.predict_next_token(prompt, model=lm, show=show)
+    ids = tok(prompt)["input_ids"]
+    first = _next_probs(lm, ids)
+    assert len(result.distribution.shown) == len(show)
     for shown in result.distribution.shown:
-        assert _finite_probability(shown.prob)
-        assert shown.logprob <= 1e-6
+        assert shown.ids and all(0 <= i < len(tok) for i in shown.ids)
+        assert shown.prob == pytest.approx(float(first[shown.ids[0]]), abs=1e-5)
+        if len(shown.ids) == 1:
+            assert shown.sequence_logprob is None  # one token: its probability says it all
+            continue
+        with torch.no_grad():  # one teacher-forced pass: each token's log-probability after those before it
+            logits = lm.model(torch.tensor([ids + shown.ids])).logits[0, len(ids) - 1 : -1].float()
+        total = torch.log_softmax(logits, dim=-1)[torch.arange(len(shown.ids)), torch.tensor(shown.ids)].sum()
+        assert shown.sequence_logprob == pytest.approx(float(total), abs=1e-3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,21 +243,30 @@ GENERATE = dict(
     repetition_penalty=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0.5, 2)),
     seed=st.integers(min_value=-1, max_value=2**70),
 )
+# knob -> (the strategy it belongs to, values out of range, what the error names)
+BAD_GENERATE = {
+    "temperature": ("sample", st.one_of(_below(0), st.floats(0, 1e-5, exclude_min=True), NOT_FINITE), "temperature"),
+    "top_k": ("top-k", st.integers(max_value=0), r"top[-_]k"),
+    "top_p": ("top-p", st.one_of(_below(0, inclusive=True), _above(1), NOT_FINITE), r"top[-_]p"),
+    "min_p": ("min-p", st.one_of(_below(0), _above(1), NOT_FINITE), r"min[-_]p"),
+    "typical_p": ("typical", st.one_of(_below(0, inclusive=True), _above(1), NOT_FINITE), r"typical[-_]p"),
+    "num_beams": ("beam", st.integers(max_value=0), r"num[-_]beams"),
+    "max_new_tokens": ("sample", st.integers(max_value=0), r"max[-_]new[-_]tokens"),
+    "repetition_penalty": ("sample", st.one_of(_below(0, inclusive=True), NOT_FINITE), r"repetition[-_]penalty"),
+    "seed": ("sample", st.one_of(st.integers(max_value=-1), st.integers(min_value=2**64)), "seed"),
+    "strategy": (None, st.sampled_from(["bogus", "Beam search", "top_q"]), "strategy"),
+}
 
 
 @SETTINGS
 @given(prompt=PROMPTS, name=st.sampled_from(["gpt2", "llama"]), **GENERATE)
 def test_generate_never_crashes(loaded_models, prompt, name, **options):
-    lm = loaded_models[name]
+    """Any values: a result or an LlmscopeError, never another exception (most mixes are refused:
+    in-range values are checked in the next test, and refusals in the one after)."""
     try:
-        result = llmscope.generate(prompt, model=lm, **options)
+        llmscope.generate(prompt, model=loaded_models[name], **options)
     except LlmscopeError:
-        return
-    assert len(result.token_ids) <= options["max_new_tokens"]
-    assert len(result.token_probs) == len(result.token_ids) == len(result.token_texts)
-    assert all(_finite_probability(p) for p in result.token_probs)
-    assert result.stop_reason in ("eos", "length")
-    assert all(0 <= i < lm.model.config.vocab_size for i in result.token_ids)
+        pass
 
 
 @SETTINGS
@@ -186,15 +296,33 @@ def test_generate_valid_options_always_give_a_result(loaded_models, prompt, stra
         assert llmscope.generate(prompt, **run).token_ids == result.token_ids  # the same seed, the same text
 
 
+@pytest.mark.parametrize("knob", sorted(BAD_GENERATE))
+@SETTINGS
+@given(data=st.data(), seed=st.integers(0, 2**64 - 1))
+def test_generate_refuses_each_bad_value(knob, data, seed):
+    """One value out of range among good ones: a UsageError naming it, before any model loads (the
+    model path does not exist, so a load would fail differently)."""
+    strategy, values, names = BAD_GENERATE[knob]
+    bad = data.draw(values, label=knob)
+    options = {"strategy": bad} if knob == "strategy" else {"strategy": strategy, knob: bad}
+    with pytest.raises(UsageError, match=names):
+        llmscope.generate("The cat", model="/does/not/exist", **{"seed": seed, **options})
+
+
 @SETTINGS
 @given(prompt=PROMPTS, system=st.one_of(st.none(), TEXT), max_new_tokens=st.integers(1, 3))
-def test_generate_chat_never_crashes(loaded_models, prompt, system, max_new_tokens):
-    try:
-        result = llmscope.generate(prompt, model=loaded_models["llama"], chat=True, system=system,
-                                   max_new_tokens=max_new_tokens)
-    except LlmscopeError:
-        return
-    assert len(result.token_ids) <= max_new_tokens
+def test_generate_chat_follows_the_template(loaded_models, hf_tokenizers, prompt, system, max_new_tokens):
+    """Any user and system text: the prompt is the chat template's, and the reply is written."""
+    lm, tok = loaded_models["llama"], hf_tokenizers["llama"]
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    expected = list(tok.apply_chat_template(messages, add_generation_prompt=True)["input_ids"])
+    assume(len(expected) + max_new_tokens < lm.model.config.max_position_embeddings - 8)  # else refused, rightly
+    result = llmscope.generate(prompt, model=lm, chat=True, system=system, max_new_tokens=max_new_tokens)
+    assert result.prompt_tokens == len(expected)
+    assert 1 <= len(result.token_ids) <= max_new_tokens
+    assert len(result.token_ids) == max_new_tokens or result.stop_reason == "eos"
 
 
 # --------------------------------------------------------------------------------------------

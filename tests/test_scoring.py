@@ -17,17 +17,7 @@ LONG = " ".join([
     "Attention is all you need. Transformers process tokens in parallel.",
     "naïve café résumé — 東京は日本の首都です。 😀",
 ] * 2)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run ~50x faster on one thread than on two busy cores (no spinning workers)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +121,19 @@ def test_split_head_applies_the_final_softcap_as_the_model(tiny_models, tmp_path
 
 def _independent(lm, ids, window, stride):
     """The rule, one token at a time: token t is read with the context of the first window holding
-    it and a token before it; windows start every min(stride, window - 1) tokens."""
+    it and a token before it; windows start every min(stride, window - 1) tokens. Returns each
+    token's log-probability and the set of window starts the tokens were read from."""
     import torch
 
     step = min(stride, window - 1)
-    out = []
+    out, begins = [], set()
     for t in range(1, len(ids)):
         begin = max(0, math.ceil((t - window + 1) / step)) * step
+        begins.add(begin)
         with torch.inference_mode():
             logits = lm.model(torch.tensor([ids[begin : t + 1]])).logits[0, -2].float()
         out.append(float(torch.log_softmax(logits, dim=-1)[ids[t]]))
-    return out
+    return out, begins
 
 
 @pytest.mark.parametrize("window,stride", [(12, 5), (12, 12), (2, 1), (9, 8)])
@@ -150,12 +142,13 @@ def test_strided_equals_an_independent_implementation(tiny, window, stride):
     result = scoring.score_text(LONG, lm, window=window, stride=stride)
     ids = lm.tokenizer(LONG)["input_ids"]
     assert len(ids) > 8 * window  # much longer than the window
-    expected = _independent(lm, ids, window, stride)
+    expected, begins = _independent(lm, ids, window, stride)
     got = [t.logprob for t in result.tokens[1:]]
     assert got == pytest.approx(expected, abs=1e-4)
     assert result.scored == len(ids) - 1
     assert result.window == window and result.stride == min(stride, window - 1)
-    assert result.windows == len(scoring.plan_windows(len(ids), window, stride))
+    assert result.windows == len(begins)  # one forward pass per window the tokens are read from
+    assert begins == set(range(0, max(begins) + 1, result.stride))
     assert result.mean_nll == pytest.approx(-sum(expected) / len(expected), rel=1e-5)
 
 

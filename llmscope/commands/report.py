@@ -35,7 +35,7 @@ def command(
     """
     from llmscope import render
     from llmscope.render.report import render_report
-    from llmscope.prompt_report import prompt_report
+    from llmscope.views import prompt_report
 
     report = prompt_report(
         prompt, model=model, top_k=top_k, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,

@@ -352,9 +352,12 @@ def stop_token_ids(model: Any, tokenizer: Any, config: Any, *, chat: bool = Fals
     if chat or not ids:
         if tokenizer.eos_token_id is not None:
             ids.append(tokenizer.eos_token_id)
-    if chat:
+    if chat:  # an end-of-turn marker counts where it is a special token: Gemma's "</s>" is HTML's tag
         vocab = tokenizer.get_vocab()
-        ids.extend(vocab[t] for t in END_OF_TURN if t in vocab)
+        special = set(tokenizer.all_special_tokens) | {
+            str(token) for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values()
+            if getattr(token, "special", False)}
+        ids.extend(vocab[t] for t in END_OF_TURN if t in vocab and t in special)
     return sorted(set(int(i) for i in ids))
 
 

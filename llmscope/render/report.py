@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.rule import Rule
 
-from llmscope.prompt_report import PromptReport
+from llmscope.views import PromptReport
 
 
 def render_report(report: PromptReport) -> RenderableType:
