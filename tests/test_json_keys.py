@@ -69,7 +69,7 @@ SCORE = [
     "perplexity", "bits_per_byte", "bytes", "dtype",
 ]
 SCORE_COMPARE = ["model", "text", "bytes", "models", "disagreements"]
-EMBEDDINGS = ["model", "words", "similarity", "neighbors", "analogy", "context", "projection"]
+EMBEDDINGS = ["model", "words", "similarity", "neighbors", "analogy", "context", "projection", "warnings"]
 REPORT = ["model", "prompt", "inspect", "tokens", "next_token", "layers", "attention"]
 
 CASES = {

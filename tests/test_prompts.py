@@ -263,3 +263,13 @@ def test_attention_and_experts_keep_the_prompts_warnings(cli, tiny_models):
         warnings = r.json()["warnings"]
         assert len(warnings) == 1 and "<s>" in warnings[0], command
         assert f"Warning: {warnings[0]}" in " ".join(r.stderr.split())  # Rich wraps it at the console's width
+
+
+def test_embeddings_keeps_the_context_sentences_warnings(cli, tiny_models):
+    """A --context sentence that starts with <s> while the tokenizer adds another: said, with the sentence."""
+    r = cli("embeddings", "cat", "-m", tiny_models["llama"], "--word", "cat", "--context", "<s>The cat sat.",
+            "--context", "A cat.", "--json")
+    assert r.exit_code == 0, r.stderr
+    warnings = r.json()["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("'<s>The cat sat.': ") and "two <s>" in warnings[0]
+    assert f"Warning: {warnings[0]}" in " ".join(r.stderr.split())

@@ -83,4 +83,5 @@ def command(
         plot=plot, as_typed=as_typed, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
         trust_remote_code=trust_remote_code,
     )
+    render.warn(report.warnings)
     render.emit(report, render_embeddings, json_=json_, export_path=export)

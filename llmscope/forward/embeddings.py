@@ -115,6 +115,7 @@ class EmbeddingReport:
     num_layers: int = _view_only()
     explained: list[float] | None = _view_only()  # share of the variance along each plotted axis
     tied: bool = _view_only()  # the LM head is the same matrix
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the --context sentences, as read
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def word_ids(tokenizer: Any, word: str, *, as_typed: bool = False) -> list[int]:
 
 
 def _hidden_means(
-    lm: LoadedModel, text: str, span: tuple[int, int]
+    lm: LoadedModel, text: str, span: tuple[int, int], warnings: list[str] | None = None
 ) -> tuple[list[int], list[int], torch.Tensor, torch.Tensor | None]:
     """Run TEXT once; return its ids, the positions overlapping SPAN, their mean at every hidden state,
     and the mean unit vector of the other text tokens (special tokens left out; None if there are none).
@@ -207,6 +208,8 @@ def _hidden_means(
     import torch
 
     encoded = encode_for(lm, text)  # as the model reads it, within its context
+    if warnings is not None:
+        warnings.extend(f"{text!r}: {w}" for w in encoded.warnings)
     ids, offsets = encoded.ids, encoded.offsets
     if offsets is None:
         raise ModelFormatError(f"{lm.source.display_name}: its tokenizer gives no character offsets",
@@ -225,16 +228,17 @@ def _hidden_means(
     return ids, positions, means, other_means
 
 
-def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> ContextReport:
+def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> tuple[ContextReport, list[str]]:
+    """The word across SENTENCES, and the warnings about how the model reads them (two BOS tokens...)."""
     import torch
 
-    rows, vectors, others = [], [], []
+    rows, vectors, others, warnings = [], [], [], []
     with reporter().progress("Reading the sentences", total=len(sentences)) as bar:
         for sentence in sentences:
             span = find_word(sentence, word)
             if span is None:  # check_options has made sure, for the CLI
                 raise UsageError(f"--word {word!r} is not in {sentence!r}")
-            ids, positions, means, other = _hidden_means(lm, sentence, span)
+            ids, positions, means, other = _hidden_means(lm, sentence, span, warnings)
             rows.append(ContextSentence(sentence, positions, [token_text(lm.tokenizer, ids[p]) for p in positions]))
             vectors.append(means)
             others.append(other)
@@ -247,7 +251,7 @@ def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> ContextRep
         # the mean cosine between the other tokens of sentences 1 and 2: what "similar" means at this depth
         baseline = None if others[0] is None or others[1] is None else float(others[0][layer] @ others[1][layer])
         layers.append(ContextLayer(layer, matrix[0][1], matrix if len(sentences) > 2 else None, baseline))
-    return ContextReport(word=word, sentences=rows, layers=layers)
+    return ContextReport(word=word, sentences=rows, layers=layers), warnings
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,6 +371,7 @@ def embeddings(
         near = [WordNeighbors(w, top) for w, top in zip(words, found)]
     elif neighbors:
         near = _among_words(words, similarity, neighbors)
+    context, warnings = _context(lm, word.strip(), contexts) if contexts else (None, [])
     projection = explained = None
     if plot:
         coords, explained = pca_2d(vectors)
@@ -382,10 +387,11 @@ def embeddings(
         similarity=similarity,
         neighbors=near,
         analogy=_analogy(vocab, analogy, terms, neighbors or ANALOGY_TOP) if terms is not None else None,
-        context=_context(lm, word.strip(), contexts) if contexts else None,
+        context=context,
         projection=projection,
         explained=explained,
         tied=vocab.tied,
+        warnings=warnings,
     )
 
 
