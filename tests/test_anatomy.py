@@ -11,7 +11,8 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from test_architectures_sweep import BUILDS_SINCE, CANNOT_BUILD, MODEL_TYPES, RECURRENT, _build, _release  # noqa: E402
+from test_architectures_sweep import BUILDS_SINCE, CANNOT_BUILD, MODEL_TYPES, RECURRENT, _build  # noqa: E402
+from tiny_architectures import transformers_release  # noqa: E402
 from transformers import CONFIG_MAPPING  # noqa: E402
 
 import llmscope  # noqa: E402
@@ -90,7 +91,7 @@ def test_the_map_finds_every_part_of_every_architecture(model_type):
 
     from llmscope.config.parameters import mixture_of_experts
 
-    if model_type in BUILDS_SINCE and _release() < _release(BUILDS_SINCE[model_type]):
+    if model_type in BUILDS_SINCE and transformers_release() < transformers_release(BUILDS_SINCE[model_type]):
         pytest.skip(f"transformers builds {model_type} from its defaults from {BUILDS_SINCE[model_type]} on")
     config = CONFIG_MAPPING[model_type]()
     model = _build(config)

@@ -15,6 +15,7 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 
+from tiny_architectures import transformers_release  # noqa: E402
 from transformers import CONFIG_MAPPING  # noqa: E402
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # noqa: E402
 
@@ -42,11 +43,6 @@ RECURRENT = {"mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm"}
 MODEL_TYPES = sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 
 
-def _release(text: str | None = None) -> tuple[int, ...]:
-    """(major, minor) of TEXT, or of the installed transformers."""
-    return tuple(int(part) for part in (text or transformers.__version__).split(".")[:2])
-
-
 def _build(config):
     from llmscope import loading
 
@@ -61,7 +57,7 @@ def test_inspect_and_memory_count_what_transformers_counts(model_type):
     from llmscope.memory.report import report_from_meta
     from llmscope.memory.placement import DeviceBudget
 
-    if model_type in BUILDS_SINCE and _release() < _release(BUILDS_SINCE[model_type]):
+    if model_type in BUILDS_SINCE and transformers_release() < transformers_release(BUILDS_SINCE[model_type]):
         pytest.skip(f"transformers builds {model_type} from its defaults from {BUILDS_SINCE[model_type]} on")
     if model_type in CANNOT_BUILD:
         try:

@@ -5,7 +5,7 @@ on a tiny random-weight model of each, in float32 and bfloat16."""
 from __future__ import annotations
 
 import pytest
-from tiny_architectures import cache_after_forward, cache_kv_bytes
+from tiny_architectures import cache_after_forward, cache_kv_bytes, transformers_release
 
 BASE = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
             head_dim=16, pad_token_id=0)
@@ -78,12 +78,6 @@ FAMILY = {"qwen3_5_text": "Gated DeltaNet", "qwen3_next": "Gated DeltaNet", "qwe
 FORWARD_FAILS = {("inkling2_text", "bfloat16"): ("Inkling2 mixes float32 and bfloat16 in a matmul", "5.24")}
 
 
-def _release(text: str | None = None) -> tuple[int, ...]:
-    import transformers
-
-    return tuple(int(part) for part in (text or transformers.__version__).split(".")[:2])
-
-
 def _config(model_type):
     from transformers import CONFIG_MAPPING, AutoConfig
 
@@ -117,7 +111,7 @@ def test_state_equals_transformers_cache_after_a_forward_pass(model_type, dtype)
     from llmscope.config.state import recurrent_state_estimate
 
     reason, fixed_in = FORWARD_FAILS.get((model_type, dtype), (None, None))
-    if reason and _release() < _release(fixed_in):
+    if reason and transformers_release() < transformers_release(fixed_in):
         pytest.skip(f"transformers' own forward fails before {fixed_in}: {reason}")
     config = _config(model_type)
     found = _cache_states(config, dtype)

@@ -12,6 +12,14 @@ from pathlib import Path
 import pytest
 
 
+def transformers_release(text: str | None = None) -> tuple[int, ...]:
+    """(major, minor) of TEXT ("5.24"), or of the installed transformers: for tables that name the release
+    that changed a model type (CI runs them on the oldest transformers allowed too)."""
+    import transformers
+
+    return tuple(int(part) for part in (text or transformers.__version__).split(".")[:2])
+
+
 def mamba_config(vocab_size: int, **overrides):
     from transformers import MambaConfig
 
