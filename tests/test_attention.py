@@ -8,6 +8,7 @@ import torch
 from llmscope import loading
 from llmscope.forward.attention import attention, find_query
 from llmscope.errors import UsageError
+from llmscope.loading.model import LoadSpec
 
 PROMPT = "The cat sat on the mat because it was tired."
 
@@ -59,7 +60,7 @@ def test_bert_weights_equal_transformers_and_see_both_ways(tiny_models):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     prompt = "the cat sat on the mat"
-    result = attention(prompt, model=str(tiny_models["bert"]), device="cpu", head=0)
+    result = attention(prompt, model=LoadSpec(model=str(tiny_models["bert"]), device="cpu"), head=0)
     model = AutoModelForMaskedLM.from_pretrained(tiny_models["bert"], dtype=torch.float32,
                                                  attn_implementation="eager").eval()
     ids = AutoTokenizer.from_pretrained(tiny_models["bert"])(prompt, return_tensors="pt")["input_ids"]
@@ -118,7 +119,7 @@ def test_find_query_by_offsets_picks_last_token_of_the_word():
 @pytest.mark.parametrize("kwargs,needle", [({"layer": 2}, "-2"), ({"layer": -3}, "2 layers"), ({"head": 4}, "0 to 3")])
 def test_out_of_range_is_a_usage_error_with_the_range(tiny_models, kwargs, needle):
     with pytest.raises(UsageError) as info:
-        attention(PROMPT, model=str(tiny_models["llama"]), device="cpu", **kwargs)
+        attention(PROMPT, model=LoadSpec(model=str(tiny_models["llama"]), device="cpu"), **kwargs)
     assert needle in str(info.value)
 
 

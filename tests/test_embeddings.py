@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import llmscope
 from llmscope.forward.embeddings import embeddings, find_word, parse_analogy
 from llmscope.errors import UsageError
+from llmscope.loading.model import LoadSpec
 
 TOL = 1e-4
 
@@ -87,8 +88,8 @@ def test_words_similarity_and_neighbors_match_transformers(loaded, name):
 def test_a_gguf_file_gives_what_transformers_reads_from_it(tiny_gguf):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    report = embeddings(["cat", "sat", "mat"], model=str(tiny_gguf), device="cpu", dtype="float32", neighbors=3,
-                        contexts=["the cat sat", "a cat"], word="cat")
+    spec = LoadSpec(model=str(tiny_gguf), device="cpu", dtype="float32")
+    report = embeddings(["cat", "sat", "mat"], model=spec, neighbors=3, contexts=["the cat sat", "a cat"], word="cat")
     direct = AutoModelForCausalLM.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
     weight = direct.get_input_embeddings().weight.detach()
@@ -259,9 +260,9 @@ def test_bad_input_never_loads(monkeypatch):
     cases = [
         (dict(), "no words"),
         (dict(analogy=" - "), "no term"),
-        (dict(contexts=["a bank", "the river"], word="bank"), "not in --context 2"),
+        (dict(contexts=["a bank", "the river"], word="bank"), "not in sentence 2 of contexts"),
         (dict(contexts=["a bank"], word="bank"), "two or more"),
-        (dict(contexts=["a bank", "the bank"]), "needs --word"),
+        (dict(contexts=["a bank", "the bank"]), "contexts needs word"),
         (dict(words=["x"], plot=True), "at least two"),
     ]
     for kwargs, words in cases:

@@ -9,6 +9,7 @@ from llmscope import loading
 from llmscope.config.parameters import count_parameters, mixture_of_experts
 from llmscope.errors import LlmscopeError, UsageError
 from llmscope.forward.experts import experts
+from llmscope.loading.model import LoadSpec
 
 PROMPT = "The quick brown fox jumps over the lazy dog."
 
@@ -76,14 +77,14 @@ def test_parameters_match_architecture_counts(tiny_mixtral):
 
 
 def test_loads_from_a_folder(tiny_models):
-    result = experts("Hello", model=str(tiny_models["mixtral"]), device="cpu")
+    result = experts("Hello", model=LoadSpec(model=str(tiny_models["mixtral"]), device="cpu"))
     assert result.layers and result.tokens
 
 
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
 def test_dense_model_is_refused_before_loading(tiny_models, name):
     with pytest.raises(LlmscopeError) as info:
-        experts("Hello", model=str(tiny_models[name]), device="cpu")
+        experts("Hello", model=LoadSpec(model=str(tiny_models[name]), device="cpu"))
     assert "dense" in str(info.value)
     assert not isinstance(info.value, UsageError)  # exit 1: the model said no
 

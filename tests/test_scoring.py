@@ -9,6 +9,7 @@ import pytest
 from llmscope.forward import scoring
 from llmscope.forward import logprobs as logprobs_module
 from llmscope.errors import UsageError
+from llmscope.loading.model import LoadSpec
 
 TEXT = "The cat sat on the mat because it was tired. Paris is the capital of France."
 LONG = " ".join([
@@ -162,14 +163,14 @@ def test_plan_scores_every_token_once():
 
 def test_masked_models_are_refused(tiny_models):
     with pytest.raises(UsageError, match="masked language model") as caught:
-        scoring.score_text(TEXT, tiny_models["bert"], device="cpu")
+        scoring.score_text(TEXT, LoadSpec(model=str(tiny_models["bert"]), device="cpu"))
     assert caught.value.exit_code == 2
 
 
 @pytest.mark.parametrize(
     "text,window,stride,message",
     [("", None, None, "empty"), ("hi", 1, None, "at least 2"), ("hi", 8, 0, "at least 1"),
-     ("hi", 4, 5, "larger than --window"), ("bad \udcff", None, None, "surrogate")],
+     ("hi", 4, 5, "stride=5 is larger than window=4"), ("bad \udcff", None, None, "surrogate")],
 )
 def test_bad_values_fail_before_loading(monkeypatch, text, window, stride, message):
     from llmscope import loading

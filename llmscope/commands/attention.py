@@ -61,17 +61,12 @@ def command(
 
     result = attention(
         prompt,
-        model=model,
+        model=opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code),
         layer=layer,
         head=head,
         token=token,
         top=top,
         all_layers=all_layers or (export is not None and export.suffix.lower() == ".html"),
-        revision=revision,
-        gguf_file=gguf_file,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
     )
     render.warn(result.warnings)
     render.emit(result, render_attention, json_=json_, export_path=export)

@@ -33,7 +33,7 @@ def command(
         Optional[str],
         typer.Option(help="Terms joined by + and -, e.g. 'king - man + woman' (3CosAdd).", show_default=False),
     ] = None,
-    context: Annotated[
+    contexts: Annotated[  # the core's name, so its errors name --context
         Optional[list[str]],
         typer.Option("--context", help="A sentence holding --word; give two or more.", show_default=False),
     ] = None,
@@ -70,7 +70,7 @@ def command(
     from llmscope.forward.embeddings import check_options
 
     words = list(words or [])
-    contexts = list(context or [])
+    contexts = list(contexts or [])
     check_options(words, neighbors=neighbors, analogy=analogy, contexts=contexts, word=word, layer=layer,
                   plot=plot)  # before any load: one clear line, exit 2
 
@@ -79,9 +79,8 @@ def command(
     from llmscope.render.embeddings import render_embeddings
 
     report = embeddings(
-        words, model=model, neighbors=neighbors, analogy=analogy, contexts=contexts, word=word, layer=layer,
-        plot=plot, as_typed=as_typed, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-        trust_remote_code=trust_remote_code,
+        words, model=opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code),
+        neighbors=neighbors, analogy=analogy, contexts=contexts, word=word, layer=layer, plot=plot, as_typed=as_typed,
     )
     render.warn(report.warnings)
     render.emit(report, render_embeddings, json_=json_, export_path=export)

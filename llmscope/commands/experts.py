@@ -37,13 +37,7 @@ def command(
     from llmscope.render.experts import render_experts
 
     result = experts(
-        prompt,
-        model=model,
-        revision=revision,
-        gguf_file=gguf_file,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
+        prompt, model=opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
     )
     render.warn(result.warnings)
     render.emit(result, render_experts, json_=json_, export_path=export)

@@ -46,9 +46,7 @@ def command(
     from llmscope.render.layers import render_layers
 
     page = export is not None and export.suffix.lower() == ".html"  # the page draws the whole grid
-    report = layers(
-        prompt, model=model, all_tokens=all_tokens or page, chat=chat, system=system, top=top, revision=revision,
-        gguf_file=gguf_file, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-    )
+    spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
+    report = layers(prompt, model=spec, all_tokens=all_tokens or page, chat=chat, system=system, top=top)
     render.warn(report.warnings)
     render.emit(report, render_layers, json_=json_, export_path=export)

@@ -74,11 +74,12 @@ def command(
     from llmscope import render
     from llmscope.render import score as view
 
-    options = dict(window=window, stride=stride, revision=revision, gguf_file=gguf_file, device=device,
-                   dtype=dtype, trust_remote_code=trust_remote_code)
-    if compare_model:
-        comparison = scoring.compare_scores(content, [model, *compare_model], spans=max(top, 10), **options)
+    spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
+    if compare_model:  # --revision and --gguf-file name files of the first model's repository: not the others'
+        others = [opt.load_spec_from_options(m, None, None, device, dtype, trust_remote_code) for m in compare_model]
+        comparison = scoring.compare_scores(content, [spec, *others], window=window, stride=stride,
+                                            spans=max(top, 10))
         render.emit(comparison, lambda c: view.render_comparison(c, top), json_=json_, export_path=export)
         return
-    result = scoring.score_text(content, model, **options)
+    result = scoring.score_text(content, spec, window=window, stride=stride)
     render.emit(result, lambda r: view.render_score(r, top), json_=json_, export_path=export)

@@ -115,10 +115,10 @@ def find_query(token: str, pieces: list[str], offsets: list[tuple[int, int]] | N
         position = int(text)
         index = position + n if position < 0 else position
         if not 0 <= index < n:
-            raise UsageError(f"--token {token}: the prompt has {n} tokens", hint=f"use a position from 0 to {n - 1}")
+            raise UsageError(f"`token={token}`: the prompt has {n} tokens", hint=f"use a position from 0 to {n - 1}")
         return index
     if not text:
-        raise UsageError("--token needs a word of the prompt or a token position")
+        raise UsageError("`token` needs a word of the prompt or a token position")
     if offsets is not None:
         match = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", prompt, flags=re.IGNORECASE) or re.search(
             re.escape(text), prompt, flags=re.IGNORECASE
@@ -131,7 +131,7 @@ def find_query(token: str, pieces: list[str], offsets: list[tuple[int, int]] | N
         if piece.strip().lower() == text.lower():
             return i
     shown = " ".join(p.strip() or repr(p) for p in pieces[:20])
-    raise UsageError(f"--token {token!r} is not a word of the prompt", hint=f"the tokens are: {shown}")
+    raise UsageError(f"`token={token!r}` is not a word of the prompt", hint=f"the tokens are: {shown}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,11 +161,6 @@ def attention(
     token: str | None = None,
     top: int = 5,
     all_layers: bool = False,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> AttentionResult:
     """Attention weights of LAYER (negative: from the end) for HEAD, or the mean over heads.
 
@@ -175,14 +170,8 @@ def attention(
     """
     check_prompt_options(prompt, chat=False, system=None)
     if top < 1:
-        raise UsageError(f"--top {top}: must be at least 1")
-    if not isinstance(model, loading.LoadedModel):
-        spec = loading.load_spec(
-            model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-            trust_remote_code=trust_remote_code,
-        )
-        model = _load_eager(spec, layer, head)
-    lm = model
+        raise UsageError(f"`top={top}`: must be at least 1")
+    lm = model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), layer, head)
     config = lm.config
     num_layers, num_heads = check_indices(config, layer, head)
     index = resolve_layer(layer, num_layers)
@@ -229,7 +218,7 @@ def _check_work(lm: LoadedModel, tokens: int, *, kept: int, all_layers: bool) ->
                               all_logits=not supports(lm.model, "logits_to_keep"))
     hints = ["a shorter prompt: the weights grow with the square of its tokens"]
     if all_layers:
-        hints.insert(0, "without --export FILE.html (it keeps every head of every layer)")
+        hints.insert(0, "without `all_layers=True` (every head of every layer, as an HTML page keeps them)")
     check_fits(estimate, device=lm.device, hints=hints)
 
 

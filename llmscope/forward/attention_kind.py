@@ -63,7 +63,7 @@ def resolve_layer(layer: int, num_layers: int) -> int:
     index = layer + num_layers if layer < 0 else layer
     if not 0 <= index < num_layers:
         raise UsageError(
-            f"--layer {layer}: this model has {num_layers} layers",
+            f"`layer={layer}`: this model has {num_layers} layers",
             hint=f"use 0 to {num_layers - 1}, or -1 to -{num_layers} counting from the end",
         )
     return index
@@ -71,7 +71,7 @@ def resolve_layer(layer: int, num_layers: int) -> int:
 
 def check_head(head: int | None, num_heads: int) -> None:
     if head is not None and not 0 <= head < num_heads:
-        raise UsageError(f"--head {head}: this model has {num_heads} attention heads", hint=f"use 0 to {num_heads - 1}")
+        raise UsageError(f"`head={head}`: this model has {num_heads} attention heads", hint=f"use 0 to {num_heads - 1}")
 
 
 def check_indices(config: PretrainedConfig, layer: int, head: int | None) -> tuple[int, int]:

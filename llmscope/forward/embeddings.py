@@ -127,19 +127,19 @@ def parse_analogy(expression: str) -> list[tuple[int, str]]:
     example = "write it like 'king - man + woman'"
     parts = [p.strip() for p in re.split(r"([+-])", expression)]  # terms and signs, alternating
     if not any(p and p not in ("+", "-") for p in parts):
-        raise UsageError(f"--analogy {expression!r} has no term", hint=example)
+        raise UsageError(f"`analogy={expression!r}` has no term", hint=example)
     terms: list[tuple[int, str]] = []
     sign: int | None = None
     for part in parts:
         if part in ("+", "-"):
             if sign is not None:
-                raise UsageError(f"--analogy {expression!r}: two signs in a row", hint=example)
+                raise UsageError(f"`analogy={expression!r}`: two signs in a row", hint=example)
             sign = 1 if part == "+" else -1
         elif part:
             terms.append((sign or 1, part))
             sign = None
     if sign is not None:
-        raise UsageError(f"--analogy {expression!r} ends with a sign", hint=example)
+        raise UsageError(f"`analogy={expression!r}` ends with a sign", hint=example)
     return terms
 
 
@@ -165,25 +165,25 @@ def check_options(
         if not w.strip():
             raise UsageError("a WORD is empty", hint="give words like: llmscope embeddings king queen")
     if not words and analogy is None and not contexts and word is None:
-        raise UsageError("no words", hint="give words (llmscope embeddings king queen), --analogy or --context")
+        raise UsageError("no words", hint="give words (llmscope embeddings king queen), `analogy` or `contexts`")
     if neighbors < 0:
-        raise UsageError(f"--neighbors {neighbors}: must be 0 or more")
+        raise UsageError(f"`neighbors={neighbors}`: must be 0 or more")
     if layer is not None and layer < 0:
-        raise UsageError(f"--layer {layer}: must be 0 (the embedding output) or more")
+        raise UsageError(f"`layer={layer}`: must be 0 (the embedding output) or more")
     if plot and len(words) < 2:
-        raise UsageError("--plot needs at least two words")
+        raise UsageError("`plot=True` needs at least two words")
     terms = parse_analogy(analogy) if analogy is not None else None
     if contexts or word is not None:
         if len(contexts) < 2:
             raise UsageError(
-                f"{len(contexts)} --context given: the context view compares two or more sentences",
-                hint="--context 'I sat on the river bank.' --context 'I paid at the bank.' --word bank",
+                f"{len(contexts)} `contexts` given: the context view compares two or more sentences",
+                hint="e.g. `contexts` 'I sat on the river bank.' and 'I paid at the bank.' with `word='bank'`",
             )
         if word is None or not word.strip():
-            raise UsageError("--context needs --word: the word to follow through the sentences")
+            raise UsageError("`contexts` needs `word`: the word to follow through the sentences")
         for i, sentence in enumerate(contexts, 1):
             if find_word(sentence, word.strip()) is None:
-                raise UsageError(f"--word {word.strip()!r} is not in --context {i}: {sentence!r}")
+                raise UsageError(f"`word={word.strip()!r}` is not in sentence {i} of `contexts`: {sentence!r}")
     return terms
 
 
@@ -237,7 +237,7 @@ def _context(lm: LoadedModel, word: str, sentences: Sequence[str]) -> tuple[Cont
         for sentence in sentences:
             span = find_word(sentence, word)
             if span is None:  # check_options has made sure, for the CLI
-                raise UsageError(f"--word {word!r} is not in {sentence!r}")
+                raise UsageError(f"`word={word!r}` is not in {sentence!r}")
             ids, positions, means, other = _hidden_means(lm, sentence, span, warnings)
             rows.append(ContextSentence(sentence, positions, [token_text(lm.tokenizer, ids[p]) for p in positions]))
             vectors.append(means)
@@ -342,24 +342,18 @@ def embeddings(
     layer: int | None = None,
     plot: bool = False,
     as_typed: bool = False,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> EmbeddingReport:
     """Words as the model's vectors: their tokens, pairwise cosines, nearest vocabulary rows, an
     analogy, a PCA picture, and one word's hidden states compared across sentences at every layer."""
     words = [words] if isinstance(words, str) else list(words)  # embeddings("king") is one word
     terms = check_options(words, neighbors=neighbors, analogy=analogy, contexts=contexts, word=word,
                           layer=layer, plot=plot)
-    lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-                      trust_remote_code=trust_remote_code)
+    lm = loading.load(model)
     from llmscope.config.values import text_config
 
     num_layers = int(text_config(lm.config).num_hidden_layers)
     if layer is not None and layer > num_layers:
-        raise UsageError(f"--layer {layer}: {lm.source.display_name} has layers 0 to {num_layers}",
+        raise UsageError(f"`layer={layer}`: {lm.source.display_name} has layers 0 to {num_layers}",
                          hint="0 is the embedding output, N the output of layer N")
     vocab = _Vocabulary(lm, as_typed)
     ids = [vocab.ids(w) for w in words]

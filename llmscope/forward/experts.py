@@ -114,11 +114,6 @@ def experts(
     prompt: str,
     *,
     model: loading.ModelLike = None,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> ExpertRoutingResult:
     """Per MoE layer and token: the experts the router chose and their weights, plus expert load."""
     import torch
@@ -128,10 +123,7 @@ def experts(
 
     check_prompt_options(prompt, chat=False, system=None)
     if not isinstance(model, loading.LoadedModel):
-        spec = loading.load_spec(
-            model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-            trust_remote_code=trust_remote_code,
-        )
+        spec = loading.load_spec(model)
         _refuse_dense_config(spec)
         model = loading.load(spec)
     lm = model

@@ -116,11 +116,6 @@ def layers(
     chat: bool = False,
     system: str | None = None,
     top: int = 3,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> LayerReport:
     """Run PROMPT once with hidden states kept: per layer shape, norm, change and logit lens; the KV cache."""
     import torch
@@ -129,9 +124,8 @@ def layers(
 
     check_prompt_options(prompt, chat=chat, system=system)
     if top < 1:
-        raise UsageError(f"--top {top}: must be at least 1")
-    lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-                      trust_remote_code=trust_remote_code)
+        raise UsageError(f"`top={top}`: must be at least 1")
+    lm = loading.load(model)
     encoded = _encode_prompt(lm, prompt, chat=chat, system=system)
     ids = encoded.ids
     tokenizer = lm.tokenizer
@@ -180,7 +174,7 @@ def _check_work(lm: LoadedModel, tokens: int, *, all_tokens: bool, top: int, all
     eager = model_calls.attn_implementation(lm.model) == "eager"
     estimate = layers_work(lm.config, tokens, dtype=lm.dtype, all_tokens=all_tokens, top=top, eager=eager,
                            all_logits=all_logits)
-    hints = ["a shorter prompt"] + (["without --all-tokens (the lens at every position)"] if all_tokens else [])
+    hints = ["a shorter prompt"] + (["without `all_tokens=True` (the lens at every position)"] if all_tokens else [])
     check_fits(estimate, device=lm.device, hints=hints)
 
 
@@ -305,7 +299,7 @@ def _grid(tokenizer: Any, hidden: list[torch.Tensor], lens: Any, top: int) -> li
 def _encode_prompt(lm: LoadedModel, prompt: str, *, chat: bool, system: str | None) -> EncodedPrompt:
     """The prompt's ids as the model reads them (the chat template applied with ``chat``), checked."""
     if chat and lm.masked:
-        raise UsageError("--chat is for chat (causal) models; this is a masked LM")
+        raise UsageError("`chat=True` is for chat (causal) models; this is a masked LM")
     return encode_for(lm, prompt, chat=chat, system=system)
 
 

@@ -21,7 +21,7 @@ import dataclasses
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llmscope import loading
 from llmscope.forward import logprobs
@@ -126,11 +126,11 @@ def check_text(text: str) -> None:
 def check_window(window: int | None, stride: int | None) -> None:
     """Window and stride values that cannot work whatever the model (checked before loading)."""
     if window is not None and window < 2:
-        raise UsageError(f"--window {window}: must be at least 2", hint="a window of N tokens scores N-1 of them")
+        raise UsageError(f"`window={window}`: must be at least 2", hint="a window of N tokens scores N-1 of them")
     if stride is not None and stride < 1:
-        raise UsageError(f"--stride {stride}: must be at least 1")
+        raise UsageError(f"`stride={stride}`: must be at least 1")
     if window is not None and stride is not None and stride > window:
-        raise UsageError(f"--stride {stride} is larger than --window {window}",
+        raise UsageError(f"`stride={stride}` is larger than `window={window}`",
                          hint="tokens between windows would never be scored; use a stride up to the window")
 
 
@@ -160,13 +160,13 @@ def _settle_window(lm: LoadedModel, window: int | None, stride: int | None, num_
 
     limit = context_length(lm.config)
     if window is not None and limit is not None and window > limit:
-        raise UsageError(f"--window {window:,} is longer than the model's context of {limit:,} tokens",
-                         hint=f"use --window {limit} or less")
+        raise UsageError(f"`window={window:,}` is longer than the model's context of {limit:,} tokens",
+                         hint=f"use `window={limit}` or less")
     if window is None:
         window = limit or num_tokens
     window = max(2, window)
     if stride is not None and stride > window:
-        raise UsageError(f"--stride {stride:,} is larger than the window of {window:,} tokens",
+        raise UsageError(f"`stride={stride:,}` is larger than the window of {window:,} tokens",
                          hint="use a stride up to the window")
     return window, min(stride or window, window - 1)
 
@@ -220,15 +220,10 @@ def _exp(value: float) -> float:
 
 def score_text(
     text: str,
-    model: Any = None,
+    model: loading.ModelLike = None,
     *,
     window: int | None = None,
     stride: int | None = None,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> ScoreResult:
     """Score ``text`` under ``model``: every token's log-probability, rank and the model's top choice,
     then the mean NLL, perplexity and bits per byte.
@@ -238,8 +233,7 @@ def score_text(
     """
     check_text(text)
     check_window(window, stride)
-    lm = _causal(loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-                              trust_remote_code=trust_remote_code))
+    lm = _causal(loading.load(model))
     return _score_loaded(lm, text, window, stride)
 
 
@@ -288,29 +282,21 @@ def disagreements(results: Sequence[ScoreResult], n: int = 10) -> list[Disagreem
 
 def compare_scores(
     text: str,
-    models: Sequence[Any],
+    models: Sequence[loading.ModelLike],
     *,
     window: int | None = None,
     stride: int | None = None,
     spans: int = 10,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> ScoreComparison:
-    """Score ``text`` under each of ``models`` (loaded one after the other; ``revision`` and
-    ``gguf_file`` apply to the first) and find the ``spans`` words where they disagree most."""
+    """Score ``text`` under each of ``models`` (each a hub id, path, LoadSpec or LoadedModel, loaded one
+    after the other) and find the ``spans`` words where they disagree most."""
     check_text(text)
     check_window(window, stride)
     if len(models) < 2:
-        raise UsageError("comparing needs at least two models", hint="add --compare-model MODEL")
+        raise UsageError("comparing needs at least two `models`", hint="give a second model to compare with")
     results = []
-    for i, model in enumerate(models):
-        lm = _causal(loading.load(
-            model, revision=revision if i == 0 else None, gguf_file=gguf_file if i == 0 else None, device=device,
-            dtype=dtype, trust_remote_code=trust_remote_code,
-        ))
+    for model in models:
+        lm = _causal(loading.load(model))
         results.append(_score_loaded(lm, text, window, stride))
         del lm  # one model in memory at a time (unless the caller holds it)
     return ScoreComparison(
