@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -18,12 +19,33 @@ DECODING_PANEL = "Decoding"
 INPUT_PANEL = "Input"
 
 
+def flag_namer(command: object) -> Callable[[str, str | None], str | None]:
+    """How COMMAND's options write a core parameter: ``top=0`` as ``--top 0``, ``chat=True`` as ``--chat``,
+    ``model`` as ``MODEL``; a name the command has no option for stays in the API's words (None)."""
+    params = {p.name: p for p in getattr(command, "params", ())}
+
+    def name_of(name: str, value: str | None) -> str | None:
+        param = params.get(name)
+        if param is None:
+            return None
+        if param.param_type_name == "argument":  # Typer's own click: not a click.Argument
+            return (param.metavar or name.upper()) if value is None else value
+        flag = max((o for o in param.opts if o.startswith("--")), key=len, default=param.opts[0])
+        if getattr(param, "is_flag", False) and value in (None, "True", "False"):
+            if value == "False":
+                return param.secondary_opts[0] if param.secondary_opts else f"no {flag}"
+            return flag
+        return flag if value is None else f"{flag} {value}"
+
+    return name_of
+
+
 def checked(module: str, name: str, *, keep: bool = False):
     """An option callback that runs the core's check ``llmscope.<module>.<name>(value)`` (imported only
     when the option is given) and turns its UsageError into typer's BadParameter (one line, exit 2). It
     returns what the check returns, or the value itself with ``keep``; a None value (not given) passes."""
 
-    def callback(value: Any) -> Any:
+    def callback(ctx: typer.Context, value: Any) -> Any:
         if value is None:
             return None
         import importlib
@@ -31,7 +53,7 @@ def checked(module: str, name: str, *, keep: bool = False):
         try:
             result = getattr(importlib.import_module(f"llmscope.{module}"), name)(value)
         except UsageError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise typer.BadParameter(exc.render(flag_namer(ctx.command))) from None
         return value if keep else result
 
     return callback

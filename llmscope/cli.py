@@ -28,6 +28,7 @@ from llmscope.commands import pack as pack_cmd
 from llmscope.commands import report as report_cmd
 from llmscope.commands import score as score_cmd
 from llmscope.commands import tokenize as tokenize_cmd
+from llmscope._options import flag_namer
 from llmscope.errors import ExitCode, LlmscopeError
 from llmscope.progress import Reporter, reporter, set_reporter
 
@@ -100,6 +101,7 @@ def _version(value: bool) -> None:
 # bool flag with a bool default skips that, which keeps `llmscope COMMAND --help` instant.
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
@@ -135,6 +137,13 @@ def root(
     """
     if debug:
         os.environ["LLMSCOPE_DEBUG"] = "1"
+    _running["command"] = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+
+
+# The click command being run (set by root() before it runs): its options name the core's parameters.
+_running: dict[str, object] = {"command": None}
+
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +253,7 @@ def _run(args: list[str], debug: bool) -> None:
     except LlmscopeError as exc:
         if debug:
             raise
-        _fail(str(exc), int(exc.exit_code))
+        _fail(exc.render(flag_namer(_running["command"])), int(exc.exit_code))
     except typer.TyperException as exc:  # Typer's usage errors: bad option, missing argument
         if debug:
             raise

@@ -4,11 +4,21 @@ Every error a person can trigger is an ``LlmscopeError``: it carries one line of
 ``hint`` naming the next step. ``cli.main`` is the only place that turns one into stderr text and
 an exit code. The classes also subclass the stdlib type they are closest to, so Python API users
 can catch ``FileNotFoundError`` or ``ValueError`` as usual.
+
+A message speaks the API's language: it names a function's parameter, written in backticks where it is
+raised (```top=0`: must be at least 1``, ```system` needs `chat=True```). ``str(error)`` drops the
+backticks (``top=0: must be at least 1``); ``error.render(name_of)`` lets the CLI put its own flag in
+their place (``--top 0: must be at least 1``, ``--system needs --chat``).
 """
 
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Callable
+
+# A parameter named in a message: `name` or `name=value` (the value may not hold a backtick).
+PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
 
 
 class ExitCode(enum.IntEnum):
@@ -27,11 +37,42 @@ class LlmscopeError(Exception):
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
-        self.message = message
-        self.hint = hint
+        self.template = message  # as raised: parameters in backticks
+        self.hint_template = hint
+
+    @property
+    def message(self) -> str:
+        """The message in the API's words: each parameter as ``name`` or ``name=value``."""
+        return api_words(self.template)
+
+    @property
+    def hint(self) -> str | None:
+        return api_words(self.hint_template) if self.hint_template is not None else None
+
+    def render(self, name_of: Callable[[str, str | None], str | None]) -> str:
+        """The whole line with each parameter as ``name_of(name, value)`` says (None: the API's words)."""
+
+        def word(match: re.Match[str]) -> str:
+            written = name_of(match.group(1), match.group(2))
+            return written if written is not None else _api_word(match)
+
+        message = PARAMETER.sub(word, self.template)
+        if self.hint_template is None:
+            return message
+        return f"{message} ({PARAMETER.sub(word, self.hint_template)})"
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+def _api_word(match: re.Match[str]) -> str:
+    name, value = match.group(1), match.group(2)
+    return name if value is None else f"{name}={value}"
+
+
+def api_words(text: str) -> str:
+    """TEXT with every `name` / `name=value` parameter written plainly (the API's words)."""
+    return PARAMETER.sub(_api_word, text)
 
 
 class UsageError(LlmscopeError, ValueError):
