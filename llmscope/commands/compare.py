@@ -72,6 +72,6 @@ def command(
 
     spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
     with render.status(f"Generating with {len(specs)} strategies"):  # the load inside shows its own status
-        result = compare(prompt, model=spec, strategies=specs, chat=chat, system=system,
-                         max_new_tokens=max_new_tokens, seed=seed)
+        result = compare(prompt, model=spec, strategies=specs, chat=chat, system=system)
+    render.warn(result.warnings)
     render.emit(result, render_comparison, json_=json_, export_path=export)

@@ -81,8 +81,8 @@ def command(
     if not json_:
         announce_generation(settings, kv_cache=kv_cache)
     spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
-    result = generate(prompt, model=spec, strategy=settings.strategy, **knobs, chat=chat, system=system,
-                      kv_cache=kv_cache, on_token=stream)
+    result = generate(prompt, model=spec, settings=settings, chat=chat, system=system, kv_cache=kv_cache,
+                      on_token=stream)
     if stream is not None:
         stream.end()
     render.warn(result.warnings)

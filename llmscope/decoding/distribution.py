@@ -18,7 +18,10 @@ from llmscope.errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from llmscope.decoding.sampling import DecodingSettings
     from llmscope.loading.model import LoadedModel
+
+DEFAULT_ROWS = 10  # candidates a table shows
 
 # --------------------------------------------------------------------------------------------
 # Result types
@@ -34,10 +37,10 @@ class Candidate:
     logprob: float
     rank: int  # 1 = most likely, over the whole vocabulary
     cumulative_prob: float  # sum of prob over ranks 1..rank
-    prob_temperature: float | None = None  # after temperature scaling (only when temperature != 1)
-    kept_top_k: bool = True  # among the top-k shown (always: top-k only chooses the rows)
-    kept_top_p: bool | None = None  # top-p alone keeps it (None without top-p)
-    prob_sampling: float | None = None  # what sampling draws it with: temperature and top-p applied
+    prob_temperature: float | None = None  # after temperature scaling (only when sampling at T != 1)
+    kept_top_k: bool | None = None  # the top-k filter keeps it (None without top-k)
+    kept_top_p: bool | None = None  # top-p keeps it, after the temperature (None without top-p)
+    prob_sampling: float | None = None  # what sampling draws it with, every filter applied (None: not sampling)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +66,11 @@ class Distribution:
     entropy: float  # nats, temperature 1
     entropy_bits: float
     entropy_temperature: float | None  # nats, after temperature scaling
-    top_k_kept: int  # candidates shown (top-k is what the table shows; it does not filter sampling)
-    top_p_kept: int | None  # tokens top-p alone keeps (over the whole vocabulary)
-    sampling_kept: int  # tokens sampling can draw, every warper applied
+    top_k_kept: int | None  # tokens the top-k filter keeps (None without top-k)
+    top_p_kept: int | None  # tokens top-p keeps after the temperature (over the whole vocabulary)
+    sampling_kept: int  # tokens the pick chooses from: every filter applied (1 for greedy)
     shown: list[Shown]
+    rows: int = DEFAULT_ROWS  # candidates shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,17 +113,29 @@ class NextTokenResult:
     input_ids: list[int]
     input_tokens: list[str]
     dtype: str
-    temperature: float
-    top_k: int
-    top_p: float | None
-    strategy: str
-    seed: int
+    settings: DecodingSettings  # how a step picks, and what reshapes the distribution shown
+    rows: int  # candidates shown
     distribution: Distribution | None  # causal: the next token after the prompt
     masks: list[MaskPrediction]  # masked LMs
     steps: list[Step]
     generated_text: str  # the decoded continuation of the steps
     stop_reason: str | None  # "eos", "steps", "stopped", "context" (interactive), None without steps
     warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt (e.g. two BOS tokens)
+
+    @property
+    def strategy(self) -> str:
+        return self.settings.strategy
+
+    @property
+    def temperature(self) -> float:
+        return self.settings.temperature if self.settings.do_sample else 1.0
+
+    @property
+    def reshaped(self) -> bool:
+        """Whether the settings change the distribution (sampling with a temperature or a filter)."""
+        s = self.settings
+        return s.do_sample and (s.temperature != 1.0 or any(
+            v is not None for v in (s.top_k, s.top_p, s.min_p, s.typical_p)))
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -139,12 +155,17 @@ class NextTokenResult:
             "prompt": self.prompt,
             "input_ids": self.input_ids,
             "dtype": self.dtype,
+            "strategy": self.strategy,
             "temperature": self.temperature,
-            "top_k": self.top_k,
-            "top_p": self.top_p,
+            "top_k": self.settings.top_k,
+            "top_p": self.settings.top_p,
+            "min_p": self.settings.min_p,
+            "typical_p": self.settings.typical_p,
+            "seed": self.settings.seed,
+            "rows": self.rows,
             "warnings": self.warnings,
         }
-        if first is not None and (self.temperature != 1.0 or self.top_p is not None):
+        if first is not None and self.reshaped:
             out.update(
                 entropy_temperature=first.entropy_temperature,
                 top_k_kept=first.top_k_kept,
@@ -159,8 +180,6 @@ class NextTokenResult:
         if self.steps or self.stop_reason:
             out.update(
                 steps=self.steps,
-                strategy=self.strategy,
-                seed=self.seed,
                 generated_text=self.generated_text,
                 stop_reason=self.stop_reason,
             )
@@ -171,11 +190,9 @@ class NextTokenResult:
 # One distribution
 
 
-def sampled_scores(logits: torch.Tensor, input_ids: torch.Tensor, *, temperature: float = 1.0,
-                   top_p: float | None = None) -> torch.Tensor:
-    """(vocab,) float scores after the temperature and top-p, as ``--strategy sample`` draws from them
-    (filtered tokens are -inf). The processors are ``llmscope.decoding.sampling``'s."""
-    settings = sampling.DecodingSettings("sample", temperature=temperature, top_p=top_p)
+def processed_scores(logits: torch.Tensor, input_ids: torch.Tensor, settings: DecodingSettings) -> torch.Tensor:
+    """(vocab,) float scores after SETTINGS' processors, as the pick sees them (filtered tokens are -inf).
+    The processors are ``llmscope.decoding.sampling``'s, in ``model.generate``'s order."""
     return sampling.logits_processors(settings)(input_ids, logits.float()[None].clone())[0]
 
 
@@ -190,27 +207,35 @@ def distribution(
     input_ids: torch.Tensor,
     *,
     position: int,
-    top_k: int,
-    temperature: float = 1.0,
-    top_p: float | None = None,
+    rows: int = DEFAULT_ROWS,
+    settings: DecodingSettings | None = None,
     show: Sequence[str] = (),
     show_logprobs: dict[str, tuple[float | None, float | None]] | None = None,
 ) -> Distribution:
-    """The candidate table for one position: its ``top_k`` most likely tokens. ``logits``: (vocab,)
-    in the model's dtype; ``input_ids`` (1, tokens) the text before (repetition-aware processors)."""
+    """The candidate table for one position: its ``rows`` most likely tokens, and how SETTINGS reshape
+    the distribution (each filter's verdict, what sampling draws with). ``logits``: (vocab,) in the
+    model's dtype; ``input_ids`` (1, tokens) the text before (repetition-aware processors)."""
     import torch
 
+    settings = settings or sampling.settings_for("greedy")
     logits = logits.detach()
     logprobs = torch.log_softmax(logits, dim=-1)  # (vocab,) in the model's dtype
     probs = torch.softmax(logits, dim=-1)
-    k = min(top_k, probs.shape[-1])
+    k = min(rows, probs.shape[-1])
     top = torch.topk(probs, k)
     cumulative = torch.cumsum(top.values.double(), dim=0)
-    knobs = temperature != 1.0 or top_p is not None
-    tempered = torch.log_softmax(sampled_scores(logits, input_ids, temperature=temperature), dim=-1)  # (vocab,)
-    final = sampled_scores(logits, input_ids, temperature=temperature, top_p=top_p)  # (vocab,)
+    sampled = settings.do_sample
+    t = settings.temperature if sampled else 1.0
+    only_t = dataclasses.replace(settings, top_k=None, top_p=None, min_p=None, typical_p=None)
+    tempered = torch.log_softmax(processed_scores(logits, input_ids, only_t), dim=-1)  # (vocab,)
+    final = processed_scores(logits, input_ids, settings)  # (vocab,): what the pick sees
     sampling_probs = torch.softmax(final, dim=-1)
     kept = torch.isfinite(final)
+    by_k = by_p = None
+    if sampled and settings.top_k is not None:
+        by_k = torch.isfinite(processed_scores(logits, input_ids, dataclasses.replace(only_t, top_k=settings.top_k)))
+    if sampled and settings.top_p is not None:
+        by_p = torch.isfinite(processed_scores(logits, input_ids, dataclasses.replace(only_t, top_p=settings.top_p)))
     candidates = [
         Candidate(
             token=prompts.token_text(lm.tokenizer, tid),
@@ -219,10 +244,10 @@ def distribution(
             logprob=float(logprobs[tid]),
             rank=i + 1,
             cumulative_prob=float(cumulative[i]),
-            prob_temperature=float(tempered[tid].exp()) if temperature != 1.0 else None,
-            kept_top_k=True,
-            kept_top_p=bool(kept[tid]) if top_p is not None else None,
-            prob_sampling=float(sampling_probs[tid]) if knobs else None,
+            prob_temperature=float(tempered[tid].exp()) if t != 1.0 else None,
+            kept_top_k=bool(by_k[tid]) if by_k is not None else None,
+            kept_top_p=bool(by_p[tid]) if by_p is not None else None,
+            prob_sampling=float(sampling_probs[tid]) if sampled else None,
         )
         for i, (p, tid) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
     ]
@@ -232,11 +257,12 @@ def distribution(
         candidates=candidates,
         entropy=entropy,
         entropy_bits=entropy / math.log(2),
-        entropy_temperature=_entropy(tempered) if temperature != 1.0 else None,
-        top_k_kept=k,
-        top_p_kept=int(kept.sum()) if top_p is not None else None,
-        sampling_kept=int(kept.sum()),
+        entropy_temperature=_entropy(tempered) if t != 1.0 else None,
+        top_k_kept=int(by_k.sum()) if by_k is not None else None,
+        top_p_kept=int(by_p.sum()) if by_p is not None else None,
+        sampling_kept=int(kept.sum()) if sampled else 1,
         shown=[_shown(lm, text, probs, logprobs, (show_logprobs or {}).get(text, (None, None))) for text in show],
+        rows=k,
     )
 
 
@@ -245,7 +271,7 @@ def _shown(lm: LoadedModel, text: str, probs: torch.Tensor, logprobs: torch.Tens
     """What ``--show TEXT`` reports: its first token's probability and rank, and the whole text's."""
     ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
-        raise UsageError(f"--show {text!r}: the text has no tokens")
+        raise UsageError(f"`show={text!r}`: the text has no tokens")
     first = ids[0]
     return Shown(
         text=text,

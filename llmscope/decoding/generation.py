@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
+from llmscope.errors import UsageError
 from llmscope.text import prompts
 from llmscope.decoding.loop import (
     GeneratedToken, Row, Streamer, beam_search, check_decode_work, context_room, decode_rows, token_texts,
 )
 from llmscope.decoding.sampling import (
     DEFAULT_COMPARE,
-    DEFAULT_MAX_NEW_TOKENS,
     DecodingSettings,
     parse_strategy_list,
     settings_for,
@@ -49,6 +49,11 @@ class KVCacheComparison:
     cached_tokens_per_second: float
     speedup: float  # cached tokens/s / uncached tokens/s
     same_token_ids: bool
+    # The work each way, which no machine load changes (None for beam search, run by model.generate):
+    uncached_positions: int | None = None  # token positions computed: the whole sequence every step
+    cached_positions: int | None = None  # the prompt once, then one new token per step
+    uncached_attention_pairs: int | None = None  # query-key scores per head and layer, causal
+    cached_attention_pairs: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +74,8 @@ class GenerationResult:
     total_time: float  # seconds, prefill included
     kv_cache: bool
     kv_cache_comparison: KVCacheComparison | None = None
-    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt (e.g. two BOS tokens)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt and the settings
+    candidates_kept: list[int] = dataclasses.field(default_factory=list)  # per step: tokens the pick chose from
 
     @property
     def strategy(self) -> str:
@@ -121,7 +127,7 @@ class GenerationResult:
             "prompt_tokens": self.prompt_tokens,
             "chat": self.chat,
             "model": self.model,
-            "settings": dataclasses.asdict(s),
+            "settings": {f.name: getattr(s, f.name) for f in dataclasses.fields(s) if f.name != "notes"},
             "stop_reason": self.stop_reason,
             "time_to_first_token": self.time_to_first_token,
             "total_time": self.total_time,
@@ -133,6 +139,7 @@ class GenerationResult:
             "repetition": self.repetition,
             "kv_cache": self.kv_cache,
             "kv_cache_comparison": self.kv_cache_comparison,
+            "candidates_kept": self.candidates_kept,
             "warnings": self.warnings,
         }
 
@@ -148,6 +155,15 @@ class ComparisonResult:
     batched: list[str]  # labels of the rows that ran together, one forward pass per step
     batch_time: float  # seconds for the batched rows together
     total_time: float
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the prompt
+
+    @property
+    def coinciding(self) -> list[list[str]]:
+        """Groups of rows (their labels) that wrote the very same tokens, in row order."""
+        groups: dict[tuple[int, ...], list[str]] = {}
+        for r in self.results:
+            groups.setdefault(tuple(r.token_ids), []).append(r.settings.label)
+        return [labels for labels in groups.values() if len(labels) > 1]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +174,8 @@ class ComparisonResult:
             "batched": self.batched,
             "batch_time": self.batch_time,
             "total_time": self.total_time,
+            "coinciding": self.coinciding,
+            "warnings": self.warnings,
         }
 
 
@@ -197,7 +215,8 @@ def _result(
         total_time=float(row.finished_at or 0.0),
         kv_cache=kv_cache,
         kv_cache_comparison=comparison,
-        warnings=list(warnings),
+        warnings=list(warnings) + list(row.settings.notes),
+        candidates_kept=list(row.kept),
     )
 
 
@@ -215,14 +234,12 @@ class _Prepared:
     warnings: list[str]
 
 
-def _prepare(
-    prompt: str, model: loading.ModelLike, *, chat: bool, system: str | None, **load_options: Any
-) -> _Prepared:
+def _prepare(prompt: str, model: loading.ModelLike, *, chat: bool, system: str | None) -> _Prepared:
     """Check the prompt options (before any load), load the causal model, encode the prompt, find the stop ids."""
     import torch
 
     prompts.check_prompt_options(prompt, chat=chat, system=system, allow_empty=True)
-    lm = loading.load(model, **load_options)
+    lm = loading.load(model)
     lm.require_causal("write text left to right", hint="use a causal model such as gpt2 or the embedded default")
     encoded = prompts.encode_for(lm, prompt, chat=chat, system=system, empty="bos")  # plain "": from BOS
     prompt_ids, warnings = torch.tensor([encoded.ids], device=lm.device), list(encoded.warnings)
@@ -235,42 +252,23 @@ def generate(
     prompt: str,
     *,
     model: loading.ModelLike = None,
-    strategy: str | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    typical_p: float | None = None,
-    num_beams: int | None = None,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    repetition_penalty: float = 1.0,
-    seed: int = 0,
+    settings: DecodingSettings | str | None = None,
     chat: bool = False,
     system: str | None = None,
     kv_cache: bool = True,
     on_token: Callable[[GeneratedToken], None] | None = None,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> GenerationResult:
     """Generate text from PROMPT with one decoding strategy.
 
-    ``strategy`` is greedy, sample, top-k, top-p, min-p, typical or beam; left out, it follows
-    from the options (``top_p=0.9`` -> top-p; nothing -> greedy). The same seed always gives the
-    same text. ``on_token`` receives each token as it is chosen (not for beam search, whose best
-    sequence is known only at the end). ``kv_cache=False`` recomputes the whole sequence every step,
-    then runs again with the cache and reports the speed-up in ``kv_cache_comparison``.
+    ``settings`` is a ``DecodingSettings`` (build one with ``settings_for("top-p", top_p=0.9,
+    temperature=0.8)``, which checks the values), a strategy name with its defaults, or None for
+    greedy. The same seed always gives the same text. ``on_token`` receives each token as it is
+    chosen (not for beam search, whose best sequence is known only at the end). ``kv_cache=False``
+    recomputes the whole sequence every step, then runs again with the cache and reports both in
+    ``kv_cache_comparison``: the positions and attention scores each way computed, and the times.
     """
-    settings = settings_for(
-        strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
-        num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
-    )
-    ready = _prepare(
-        prompt, model, chat=chat, system=system, revision=revision, gguf_file=gguf_file, device=device,
-        dtype=dtype, trust_remote_code=trust_remote_code,
-    )
+    settings = _settings(settings)
+    ready = _prepare(prompt, model, chat=chat, system=system)
     lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
     check_decode_work(lm, prompt_ids.shape[-1], [settings])
 
@@ -289,6 +287,15 @@ def generate(
                    warnings=ready.warnings)
 
 
+def _settings(settings: DecodingSettings | str | None) -> DecodingSettings:
+    """generate's settings: as given, a strategy name with its defaults, or greedy."""
+    if isinstance(settings, DecodingSettings):
+        return settings
+    if settings is None or isinstance(settings, str):
+        return settings_for(settings)
+    raise UsageError(f"`settings` takes DecodingSettings or a strategy name, not {type(settings).__name__}")
+
+
 def _kv_comparison(uncached: Row, cached: Row) -> KVCacheComparison:
     """The same generation without and with the KV cache: times, speeds, and whether the tokens agree."""
     un_tps = len(uncached.ids) / uncached.finished_at if uncached.finished_at else float("nan")
@@ -300,6 +307,9 @@ def _kv_comparison(uncached: Row, cached: Row) -> KVCacheComparison:
         cached_tokens_per_second=c_tps,
         speedup=c_tps / un_tps if un_tps else float("nan"),
         same_token_ids=cached.ids == uncached.ids,
+        **({} if uncached.settings.strategy == "beam" else dict(
+            uncached_positions=uncached.positions, cached_positions=cached.positions,
+            uncached_attention_pairs=uncached.attention_pairs, cached_attention_pairs=cached.attention_pairs)),
     )
 
 
@@ -308,37 +318,18 @@ def compare(
     *,
     model: loading.ModelLike = None,
     strategies: str | Sequence[str | DecodingSettings] = DEFAULT_COMPARE,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    typical_p: float | None = None,
-    num_beams: int | None = None,
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    repetition_penalty: float = 1.0,
-    seed: int = 0,
     chat: bool = False,
     system: str | None = None,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> ComparisonResult:
     """Run several strategies on one prompt; greedy and sampling rows share one batch.
 
-    Each option sets its own strategy's value (``top_p`` for the top-p row, ``temperature`` for
-    every sampling row); ``"top-p=0.5"`` in ``strategies`` sets one row's value. Every row equals
-    what ``generate`` gives with the same settings and seed.
+    ``strategies`` is a list of ``DecodingSettings`` or names (``"top-p=0.5"`` sets that row's own
+    value; a string is split at commas); ``parse_strategy_list("greedy,top-p", temperature=0.7,
+    max_new_tokens=20)`` gives every row shared values. Every row equals what ``generate`` gives with
+    the same settings and seed.
     """
-    specs = parse_strategy_list(
-        strategies, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
-        num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
-    )
-    ready = _prepare(
-        prompt, model, chat=chat, system=system, revision=revision, gguf_file=gguf_file, device=device,
-        dtype=dtype, trust_remote_code=trust_remote_code,
-    )
+    specs = parse_strategy_list(strategies)
+    ready = _prepare(prompt, model, chat=chat, system=system)
     lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
     check_decode_work(lm, prompt_ids.shape[-1], specs)
     start = time.perf_counter()
@@ -362,4 +353,5 @@ def compare(
         batched=[s.label for s in batched],
         batch_time=batch_time,
         total_time=time.perf_counter() - start,
+        warnings=list(ready.warnings),
     )

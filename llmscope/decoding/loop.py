@@ -49,6 +49,9 @@ class Row:
     first_token_at: float | None = None
     finished_at: float | None = None
     stop_reason: str = "length"
+    kept: list[int] = dataclasses.field(default_factory=list)  # per step: the tokens the pick chose from
+    positions: int = 0  # token positions the forward passes computed for this row
+    attention_pairs: int = 0  # query-key scores those passes computed per head and layer (causal)
 
 
 def context_room(lm: LoadedModel, prompt_length: int) -> int | None:
@@ -87,6 +90,12 @@ class _Forward:
         self.model, self.kv_cache = model, model_calls.kv_cache_or_notice(model, kv_cache)
         self.keep = {"logits_to_keep": 1} if model_calls.supports(model, "logits_to_keep") else {}
         self.cache = model_calls.new_cache(model) if self.kv_cache else None
+        self.work = (0, 0)  # the last pass, per row: (positions computed, query-key pairs scored)
+
+    def _count(self, new: int, total: int) -> None:
+        """A pass that computed the last NEW of TOTAL positions: NEW queries, each against every key
+        up to itself (a causal mask), so sum(total - new + 1 .. total) pairs."""
+        self.work = (new, new * (2 * total - new + 1) // 2)
 
     def prefill(self, prompt_ids: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         """Logits (rows, vocab) after the prompt; with the cache the prompt runs once (batch 1)."""
@@ -95,6 +104,7 @@ class _Forward:
         rows = seqs.shape[0]
         if not self.kv_cache:
             return self.step(seqs, seqs)
+        self._count(prompt_ids.shape[-1], prompt_ids.shape[-1])
         out = self.model(input_ids=prompt_ids, attention_mask=torch.ones_like(prompt_ids),
                          **model_calls.cache_kwargs(self.model, self.cache), **self.keep)
         if rows > 1:
@@ -106,10 +116,12 @@ class _Forward:
         import torch
 
         if self.kv_cache:
+            self._count(next_ids.shape[-1], seqs.shape[-1])
             mask = torch.ones(seqs.shape, dtype=torch.long, device=seqs.device)  # (rows, tokens)
             out = self.model(input_ids=next_ids, attention_mask=mask, **model_calls.cache_kwargs(self.model, self.cache),
                              **self.keep)
         else:
+            self._count(seqs.shape[-1], seqs.shape[-1])
             out = self.model(input_ids=seqs, attention_mask=torch.ones_like(seqs), use_cache=False, **self.keep)
         return out.logits[:, -1].float()  # (rows, vocab)
 
@@ -150,7 +162,9 @@ def decode_rows(
             chosen = []
             for b, r in enumerate(active):
                 row = rows[r]
-                token = sampling.choose(row.processors, seqs[b : b + 1], logits[b : b + 1], row.generator)
+                row.positions, row.attention_pairs = row.positions + forward.work[0], row.attention_pairs + forward.work[1]
+                token, kept = sampling.choose(row.processors, seqs[b : b + 1], logits[b : b + 1], row.generator)
+                row.kept.append(kept)
                 chosen.append(token)
                 _record(row, token, float(logprobs[b, token].exp()), time.perf_counter() - start, stop, room)
                 if on_token is not None:

@@ -1,11 +1,11 @@
 """What the model would say next: the next-token distribution, the knobs that reshape it (or, for
 masked LMs, what each mask token should be); the result types live in ``llmscope.decoding.distribution``.
 
-Every probability is ``softmax(model(input_ids).logits[0, -1])`` in the model's dtype. Temperature
-and top-p are transformers' own logits warpers (``llmscope.decoding.sampling``), applied in the order
-``generate`` applies them, so the "sampled" column shows exactly what sampling draws from. ``top_k``
-is how many candidates are shown: it never filters what is sampled. ``steps`` decodes on the KV
-cache (``llmscope.decoding.stepping``) exactly as ``generate`` does.
+Every probability is ``softmax(model(input_ids).logits[0, -1])`` in the model's dtype. The temperature
+and the filters (top-k, top-p, min-p, typical) are transformers' own logits warpers
+(``llmscope.decoding.sampling``), applied in the order ``generate`` applies them, so the "sampled" column
+shows exactly what sampling draws from. ``rows`` is how many candidates are shown: it never filters.
+``steps`` decodes on the KV cache (``llmscope.decoding.stepping``) exactly as ``generate`` does.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from llmscope import loading
 from llmscope.text import prompts
-from llmscope.decoding.distribution import MaskPrediction, NextTokenResult, distribution, sequence_logprob
+from llmscope.decoding.distribution import DEFAULT_ROWS, MaskPrediction, NextTokenResult, distribution, sequence_logprob
 from llmscope.errors import UsageError
 from llmscope.loading.model import LoadedModel
 
 if TYPE_CHECKING:  # pragma: no cover
-    pass
+    from llmscope.decoding.sampling import DecodingSettings
 
 
 # --------------------------------------------------------------------------------------------
@@ -32,40 +32,33 @@ def next_token(
     prompt: str,
     *,
     model: loading.ModelLike = None,
-    top_k: int = 10,
-    temperature: float = 1.0,
-    top_p: float | None = None,
+    rows: int = DEFAULT_ROWS,
+    settings: DecodingSettings | str | None = None,
     show: Sequence[str] = (),
     steps: int = 0,
-    strategy: str = "greedy",
     chat: bool = False,
     system: str | None = None,
-    seed: int = 0,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> NextTokenResult:
     """The model's next-token distribution after PROMPT (or each mask's, for a masked LM).
 
-    ``top_k`` is how many candidates are shown. With ``steps`` > 0, decode that many tokens on the
-    KV cache exactly as ``generate`` would (``greedy``; or ``sample`` with the temperature, top-p and
-    seed), stopping early at a stop token as ``generate`` does (with ``chat``, end-of-turn tokens too).
+    ``rows`` is how many candidates are shown. ``settings`` (a ``DecodingSettings`` from
+    ``settings_for``, a strategy name, or None for greedy) reshape the distribution shown (the
+    temperature, each filter's verdict, what sampling draws with) and choose the tokens of ``steps``:
+    that many decoded on the KV cache exactly as ``generate`` would with the same settings, stopping
+    early at a stop token as ``generate`` does (with ``chat``, end-of-turn tokens too).
     """
     import torch
 
-    from llmscope.decoding.stepping import Stepper, check_knobs, result_from
+    from llmscope.decoding.stepping import Stepper, check_knobs, result_from, step_settings
 
-    check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=steps, strategy=strategy, seed=seed)
+    check_knobs(rows=rows, steps=steps)
+    settings = step_settings(settings)
     prompts.check_prompt_options(prompt, chat=chat, system=system)
-    lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-                      trust_remote_code=trust_remote_code)
+    lm = loading.load(model)
     if lm.masked:
         if steps:
-            raise UsageError("--steps needs a causal LM; a masked LM fills in its mask tokens instead")
-        return _masked(lm, prompt, top_k=top_k, temperature=temperature, top_p=top_p, show=show, seed=seed,
-                       strategy=strategy, chat=chat)
+            raise UsageError("`steps` needs a causal LM; a masked LM fills in its mask tokens instead")
+        return _masked(lm, prompt, rows=rows, settings=settings, show=show, chat=chat)
     encoded = prompts.encode_for(lm, prompt, chat=chat, system=system, extra=steps, extra_what="steps")
     ids = encoded.ids
     seq: dict[str, tuple[float | None, float | None]] = {}
@@ -74,25 +67,24 @@ def next_token(
         if len(sid) > 1:
             lp = sequence_logprob(lm, ids, list(sid))
             seq[s] = (math.exp(lp), lp)
-    run = Stepper(lm, ids, top_k=top_k, temperature=temperature, top_p=top_p, strategy=strategy, seed=seed,
-                  chat=chat)
+    run = Stepper(lm, ids, rows=rows, settings=settings, chat=chat)
     first = run.distribution
     if show:
         first = distribution(lm, run.logits, torch.tensor([ids], device=run.logits.device), position=len(ids) - 1,
-                             top_k=top_k, temperature=temperature, top_p=top_p, show=show, show_logprobs=seq)
+                             rows=rows, settings=settings, show=show, show_logprobs=seq)
     stop = run.run(steps) if steps else None
-    return result_from(run, prompt=prompt, text=encoded.text, initial=first, seed=seed, stop_reason=stop,
-                       warnings=encoded.warnings)
+    return result_from(run, prompt=prompt, text=encoded.text, initial=first, stop_reason=stop,
+                       warnings=list(encoded.warnings) + list(settings.notes))
 
 
-def _masked(lm: LoadedModel, prompt: str, *, top_k: int, temperature: float, top_p: float | None,
-            show: Sequence[str], seed: int, strategy: str, chat: bool) -> NextTokenResult:
+def _masked(lm: LoadedModel, prompt: str, *, rows: int, settings: DecodingSettings, show: Sequence[str],
+            chat: bool) -> NextTokenResult:
     import torch
 
     tokenizer = lm.tokenizer
     mask = tokenizer.mask_token
     if chat:
-        raise UsageError("--chat is for chat (causal) models; this is a masked LM")
+        raise UsageError("`chat=True` is for chat (causal) models; this is a masked LM")
     if mask is None or tokenizer.mask_token_id is None:
         raise UsageError(f"{lm.source.display_name}: a masked LM whose tokenizer has no mask token")
     encoded = prompts.encode_for(lm, prompt)
@@ -109,8 +101,7 @@ def _masked(lm: LoadedModel, prompt: str, *, top_k: int, temperature: float, top
     masks = [
         MaskPrediction(
             position=p,
-            distribution=distribution(lm, logits[p], input_ids, position=p, top_k=top_k, temperature=temperature,
-                                      top_p=top_p, show=show),
+            distribution=distribution(lm, logits[p], input_ids, position=p, rows=rows, settings=settings, show=show),
         )
         for p in positions
     ]
@@ -122,17 +113,14 @@ def _masked(lm: LoadedModel, prompt: str, *, top_k: int, temperature: float, top
         input_ids=ids,
         input_tokens=[prompts.token_text(tokenizer, t) for t in ids],
         dtype=lm.dtype,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        strategy=strategy,
-        seed=seed,
+        settings=settings,
+        rows=rows,
         distribution=None,
         masks=masks,
         steps=[],
         generated_text="",
         stop_reason=None,
-        warnings=list(encoded.warnings),
+        warnings=list(encoded.warnings) + list(settings.notes),
     )
 
 

@@ -53,16 +53,8 @@ DEFAULT_NUM_BEAMS = 4
 MAX_NUM_BEAMS = 256
 DEFAULT_MAX_NEW_TOKENS = 40
 
-# The strategy whose own parameter each option is, and the names used in messages.
+# The strategy whose own parameter each option is.
 _OWN_PARAMETER = {"top-k": "top_k", "top-p": "top_p", "min-p": "min_p", "typical": "typical_p", "beam": "num_beams"}
-_OPTION = {
-    "temperature": "--temperature",
-    "top_k": "--top-k",
-    "top_p": "--top-p",
-    "min_p": "--min-p",
-    "typical_p": "--typical-p",
-    "num_beams": "--num-beams",
-}
 # Well-known end-of-turn tokens: in chat mode generation also stops at these.
 END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>")
 
@@ -85,6 +77,8 @@ class DecodingSettings:
     repetition_penalty: float = 1.0
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     seed: int = 0
+    # What the values given turned into, said to the user (e.g. temperature=0 made the pick greedy).
+    notes: tuple[str, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def do_sample(self) -> bool:
@@ -104,6 +98,11 @@ class DecodingSettings:
             parts.append(f"{self.typical_p:g}")
         elif self.strategy == "beam":
             parts.append(str(self.num_beams))
+        own = _OWN_PARAMETER.get(self.strategy)
+        for name, value in (("top-k", self.top_k), ("top-p", self.top_p), ("min-p", self.min_p),
+                            ("typical", self.typical_p)):
+            if value is not None and _OWN_PARAMETER.get(name) != own:  # a filter combined with the strategy's own
+                parts.append(f"{name} {value:g}")
         if self.strategy in SAMPLING and (self.strategy == "sample" or self.temperature != 1.0):
             parts.append(f"T={self.temperature:g}")
         if self.repetition_penalty != 1.0:
@@ -132,40 +131,40 @@ def validate_values(
     repetition_penalty: float | None = None,
     seed: int | None = None,
 ) -> None:
-    """Refuse out-of-range values with a UsageError naming the option."""
+    """Refuse out-of-range values with a UsageError naming the parameter."""
 
-    def bad(option: str, value: Any, rule: str) -> UsageError:
-        return UsageError(f"{option} {value}: {rule}")
+    def bad(name: str, value: Any, rule: str) -> UsageError:
+        return UsageError(f"`{name}={value}`: {rule}")
 
     if temperature is not None and not math.isfinite(temperature):
-        raise bad("--temperature", temperature, "must be a finite number (0 always picks the most likely token; "
+        raise bad("temperature", temperature, "must be a finite number (0 always picks the most likely token; "
                   "1 keeps the model's own distribution)")
     if temperature is not None and temperature < 0:
-        raise bad("--temperature", temperature, "must be 0 or more (0 always picks the most likely token)")
+        raise bad("temperature", temperature, "must be 0 or more (0 always picks the most likely token)")
     if temperature is not None and 0 < temperature < MIN_TEMPERATURE:
-        raise bad("--temperature", temperature, f"must be 0 or at least {MIN_TEMPERATURE:g} (smaller values "
+        raise bad("temperature", temperature, f"must be 0 or at least {MIN_TEMPERATURE:g} (smaller values "
                   "overflow; 0 always picks the most likely token)")
     if top_k is not None and top_k < 1:
-        raise bad("--top-k", top_k, "must be 1 or more")
+        raise bad("top_k", top_k, "must be 1 or more")
     if top_p is not None and not (0 < top_p <= 1):
-        raise bad("--top-p", top_p, "must be in (0, 1]: more than 0, at most 1")
+        raise bad("top_p", top_p, "must be in (0, 1]: more than 0, at most 1")
     if min_p is not None and not (0 <= min_p <= 1):
-        raise bad("--min-p", min_p, "must be in [0, 1]")
+        raise bad("min_p", min_p, "must be in [0, 1]")
     if typical_p is not None and not (0 < typical_p <= 1):
-        raise bad("--typical-p", typical_p, "must be in (0, 1]")
+        raise bad("typical_p", typical_p, "must be in (0, 1]")
     if num_beams is not None and num_beams < 1:
-        raise bad("--num-beams", num_beams, "must be 1 or more")
+        raise bad("num_beams", num_beams, "must be 1 or more")
     if num_beams is not None and num_beams > MAX_NUM_BEAMS:
-        raise bad("--num-beams", num_beams, f"must be at most {MAX_NUM_BEAMS} (each beam keeps its own scores "
+        raise bad("num_beams", num_beams, f"must be at most {MAX_NUM_BEAMS} (each beam keeps its own scores "
                   "over the whole vocabulary and its own KV cache; a few beams already find most of what many do)")
     if max_new_tokens is not None and max_new_tokens < 1:
-        raise bad("--max-new-tokens", max_new_tokens, "must be 1 or more")
+        raise bad("max_new_tokens", max_new_tokens, "must be 1 or more")
     if repetition_penalty is not None and not (MIN_TEMPERATURE <= repetition_penalty <= 1 / MIN_TEMPERATURE):
         # beyond these the penalised logits overflow to inf and sampling gets NaN probabilities
-        raise bad("--repetition-penalty", repetition_penalty,
+        raise bad("repetition_penalty", repetition_penalty,
                   f"must be from {MIN_TEMPERATURE:g} to {1 / MIN_TEMPERATURE:g} (1 means no penalty)")
     if seed is not None and not 0 <= seed <= 2**64 - 1:
-        raise bad("--seed", seed, "must be 0 or more, and below 2**64")
+        raise bad("seed", seed, "must be 0 or more, and below 2**64")
 
 
 def infer_strategy(
@@ -207,11 +206,20 @@ def settings_for(
         temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
         num_beams=num_beams, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed,
     )
+    inferred = strategy is None
     if strategy is None:
         strategy = infer_strategy(
             temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p, num_beams=num_beams
         )
     strategy = parse_strategy(strategy)
+    notes: tuple[str, ...] = ()
+    if temperature == 0 and (strategy in SAMPLING or inferred):  # the course's rule: temperature 0 is greedy
+        moot = [k for k, v in {"top_k": top_k, "top_p": top_p, "min_p": min_p, "typical_p": typical_p}.items()
+                if v is not None]
+        notes = ("temperature=0 always picks the most likely token: "
+                 + ("greedy" if strategy == "greedy" else f"{strategy} runs as greedy")
+                 + (f" ({', '.join(moot)} left nothing to filter)" if moot else ""),)
+        strategy, temperature, top_k, top_p, min_p, typical_p = "greedy", None, None, None, None, None
     given = {"top_k": top_k, "top_p": top_p, "min_p": min_p, "typical_p": typical_p}
     defaults = {"top_k": DEFAULT_TOP_K, "top_p": DEFAULT_TOP_P, "min_p": DEFAULT_MIN_P, "typical_p": DEFAULT_TYPICAL_P}
     values: dict[str, Any] = {k: None for k in given}
@@ -222,17 +230,17 @@ def settings_for(
         if own is not None:
             values[own] = given[own] if given[own] is not None else defaults[own]
     elif combine:
-        extra = [k for k, v in {**given, "temperature": temperature}.items() if v is not None and v != 0]
+        extra = [(k, v) for k, v in {**given, "temperature": temperature}.items() if v is not None and v != 0]
         if extra:
             raise UsageError(
-                f"{_OPTION[extra[0]]} has no effect with --strategy {strategy}",
+                f"`{extra[0][0]}={extra[0][1]}` has no effect with `strategy={strategy}`",
                 hint="pick a sampling strategy: " + ", ".join(SAMPLING),
             )
     beams = 1
     if strategy == "beam":
         beams = num_beams if num_beams is not None else DEFAULT_NUM_BEAMS
     elif combine and num_beams is not None and num_beams > 1:
-        raise UsageError(f"--num-beams {num_beams} needs --strategy beam")
+        raise UsageError(f"`num_beams={num_beams}` needs `strategy=beam`")
     return DecodingSettings(
         strategy=strategy,
         temperature=DEFAULT_TEMPERATURE if temperature is None or strategy not in SAMPLING else float(temperature),
@@ -240,6 +248,7 @@ def settings_for(
         repetition_penalty=1.0 if repetition_penalty is None else float(repetition_penalty),
         max_new_tokens=DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else int(max_new_tokens),
         seed=0 if seed is None else int(seed),
+        notes=notes,
         **values,
     )
 
@@ -273,7 +282,7 @@ def parse_strategy_list(text: str | Sequence[str | DecodingSettings], **options:
             own[key] = number
         result.append(settings_for(strategy, combine=False, **own))
     if not result:
-        raise UsageError("no strategies given", hint=f"e.g. --strategies {','.join(DEFAULT_COMPARE)}")
+        raise UsageError("no strategies given", hint=f"e.g. `strategies={','.join(DEFAULT_COMPARE)}`")
     return result
 
 
@@ -334,10 +343,14 @@ def pick(scores: torch.Tensor, generator: torch.Generator | None) -> int:
 
 def choose(
     processors: LogitsProcessorList, input_ids: torch.Tensor, logits: torch.Tensor, generator: torch.Generator | None
-) -> int:
-    """One decoding step: ``logits`` (1, vocab) of the text ``input_ids`` (1, tokens) -> the chosen id."""
+) -> tuple[int, int]:
+    """One decoding step: ``logits`` (1, vocab) of the text ``input_ids`` (1, tokens) -> the chosen id,
+    and how many tokens the pick chose from (1 for the argmax; those the filters kept when sampling)."""
+    import torch
+
     scores = processors(input_ids, logits.float().clone())  # (1, vocab)
-    return pick(scores, generator)
+    kept = 1 if generator is None else int(torch.isfinite(scores[0]).sum())
+    return pick(scores, generator), kept
 
 
 def stop_token_ids(model: Any, tokenizer: Any, config: Any, *, chat: bool = False) -> list[int]:

@@ -2,9 +2,9 @@
 
 The prompt is computed once into a ``DynamicCache``; each step feeds the chosen token(s) and shows the
 next distribution. Tokens are chosen by ``llmscope.decoding.sampling`` exactly as ``generate`` chooses them
-(the same processors, the same seeded draw, the same stop ids), so ``--steps N --strategy sample
---seed S`` writes what ``generate --strategy sample --seed S -n N`` writes. The number of candidates
-shown (``top_k``) never filters what is sampled.
+(the same settings, processors, seeded draw and stop ids), so ``--steps N --strategy top-p --seed S``
+writes what ``generate --strategy top-p --seed S -n N`` writes. The number of candidates shown
+(``rows``) never filters what is sampled; ``top_k`` is the filter, as everywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from llmscope.decoding import sampling
 from llmscope.config.values import context_length
 from llmscope.errors import UsageError
 from llmscope.decoding.distribution import (
+    DEFAULT_ROWS,
     Candidate,
     Choice,
     Distribution,
@@ -33,32 +34,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmscope.decoding.sampling import DecodingSettings
 
 
-STRATEGIES = ("greedy", "sample")  # next-token's own: the argmax, or generate's "sample"
-
-
-def check_knobs(
-    *, top_k: int, temperature: float, top_p: float | None, steps: int, strategy: str, seed: int = 0
-) -> None:
-    """Raise UsageError for values out of range (called before any model loads)."""
-    if top_k < 1:
-        raise UsageError(f"--top-k {top_k}: must be at least 1 (the number of candidates shown)")
-    if temperature == 0:
-        raise UsageError("--temperature 0: must be above 0", hint="for always the top token use --strategy greedy")
-    sampling.validate_values(temperature=temperature, top_p=top_p, seed=seed)
+def check_knobs(*, rows: int = DEFAULT_ROWS, steps: int = 0) -> None:
+    """Refuse the display's values out of range (called before any model loads)."""
+    if rows < 1:
+        raise UsageError(f"`rows={rows}`: must be at least 1 (the number of candidates shown)")
     if steps < 0:
-        raise UsageError(f"--steps {steps}: must be 0 or more")
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown strategy {strategy!r}", hint=f"use one of: {', '.join(STRATEGIES)}")
+        raise UsageError(f"`steps={steps}`: must be 0 or more")
 
 
-def step_settings(strategy: str, *, temperature: float = 1.0, top_p: float | None = None, seed: int = 0,
-                  repetition_penalty: float = 1.0) -> DecodingSettings:
-    """next-token's options as generate's settings: ``greedy`` is the argmax; ``sample`` draws after
-    the temperature and top-p, as ``generate --strategy sample --temperature T --top-p P`` does."""
-    if strategy == "greedy":
-        return sampling.settings_for("greedy", seed=seed, repetition_penalty=repetition_penalty)
-    return sampling.settings_for("sample", temperature=temperature, top_p=top_p, seed=seed,
-                                 repetition_penalty=repetition_penalty)
+def step_settings(settings: DecodingSettings | str | None) -> DecodingSettings:
+    """How a step picks: any of generate's strategies but beam (None: greedy, the argmax)."""
+    if settings is None or isinstance(settings, str):
+        settings = sampling.settings_for(settings)
+    if settings.strategy == "beam":
+        raise UsageError("`strategy=beam`: stepping picks one token at a time, so beam search cannot step",
+                         hint="use generate or compare for beam search")
+    return settings
 
 
 class Stepper:
@@ -74,23 +65,17 @@ class Stepper:
         lm: LoadedModel,
         prompt_ids: list[int],
         *,
-        top_k: int = 10,
-        temperature: float = 1.0,
-        top_p: float | None = None,
-        strategy: str = "greedy",
-        seed: int = 0,
+        rows: int = DEFAULT_ROWS,
+        settings: DecodingSettings | str | None = None,
         chat: bool = False,
-        settings: DecodingSettings | None = None,
     ) -> None:
-        """``settings`` (any of generate's strategies but beam) overrides strategy/temperature/top_p/seed
-        for the pick; the table still shows the distribution at ``temperature`` and ``top_p``."""
+        """``settings`` (any of generate's strategies but beam; None: greedy) choose each step's token,
+        and the table shows the distribution as they reshape it; ``rows`` is how many candidates."""
         from llmscope.loading import model_calls
 
         self.lm = lm
-        self.top_k, self.temperature, self.top_p, self.strategy = top_k, temperature, top_p, strategy
-        if settings is not None and settings.strategy == "beam":
-            raise UsageError("stepping picks one token at a time: beam search cannot step")
-        self.settings = settings or step_settings(strategy, temperature=temperature, top_p=top_p, seed=seed)
+        self.rows = rows
+        self.settings = step_settings(settings)
         self.processors = sampling.logits_processors(self.settings)
         self.generator = sampling.random_generator(self.settings, lm.device)
         self.stop_ids = sampling.stop_token_ids(lm.model, lm.tokenizer, lm.config, chat=chat)
@@ -143,8 +128,7 @@ class Stepper:
 
         ids = torch.tensor([self.ids], device=self.logits.device)
         return distribution(
-            self.lm, self.logits, ids, position=len(self.ids) - 1, top_k=self.top_k,
-            temperature=self.temperature, top_p=self.top_p,
+            self.lm, self.logits, ids, position=len(self.ids) - 1, rows=self.rows, settings=self.settings,
         )
 
     @property
@@ -160,7 +144,7 @@ class Stepper:
         import torch
 
         ids = torch.tensor([self.ids], device=self.logits.device)  # (1, tokens)
-        return sampling.choose(self.processors, ids, self.logits[None], self.generator)
+        return sampling.choose(self.processors, ids, self.logits[None], self.generator)[0]
 
     def is_eos(self, token_id: int) -> bool:
         """Whether generation stops at this token (EOS; with chat also end-of-turn tokens)."""
@@ -219,36 +203,27 @@ def stepper(
     prompt: str,
     *,
     model: loading.ModelLike = None,
-    top_k: int = 10,
-    temperature: float = 1.0,
-    top_p: float | None = None,
-    strategy: str = "greedy",
+    rows: int = DEFAULT_ROWS,
+    settings: DecodingSettings | str | None = None,
     chat: bool = False,
     system: str | None = None,
-    seed: int = 0,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
 ) -> Stepper:
     """A Stepper on the prompt, ready for ``step()`` / ``advance(ids)`` (the interactive mode)."""
-    check_knobs(top_k=top_k, temperature=temperature, top_p=top_p, steps=0, strategy=strategy, seed=seed)
+    check_knobs(rows=rows)
+    settings = step_settings(settings)
     prompts.check_prompt_options(prompt, chat=chat, system=system)
-    lm = loading.load(model, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-                      trust_remote_code=trust_remote_code)
+    lm = loading.load(model)
     if lm.masked:
         raise UsageError("stepping needs a causal LM; this is a masked LM (it fills in mask tokens instead)")
     encoded = prompts.encode_for(lm, prompt, chat=chat, system=system)
-    run = Stepper(lm, encoded.ids, top_k=top_k, temperature=temperature, top_p=top_p, strategy=strategy, seed=seed,
-                  chat=chat)
+    run = Stepper(lm, encoded.ids, rows=rows, settings=settings, chat=chat)
     run.text = encoded.text
-    run.warnings = list(encoded.warnings)
+    run.warnings = list(encoded.warnings) + list(settings.notes)
     return run
 
 
 def result_from(
-    stepper_: Stepper, *, prompt: str, text: str, initial: Distribution, seed: int, stop_reason: str | None,
+    stepper_: Stepper, *, prompt: str, text: str, initial: Distribution, stop_reason: str | None,
     warnings: list[str] | None = None,
 ) -> NextTokenResult:
     """The NextTokenResult of a Stepper's run: the first distribution, every step, the continuation."""
@@ -262,11 +237,8 @@ def result_from(
         input_ids=ids,
         input_tokens=[prompts.token_text(lm.tokenizer, t) for t in ids],
         dtype=lm.dtype,
-        temperature=stepper_.temperature,
-        top_k=stepper_.top_k,
-        top_p=stepper_.top_p,
-        strategy=stepper_.strategy,
-        seed=seed,
+        settings=stepper_.settings,
+        rows=stepper_.rows,
         distribution=initial,
         masks=[],
         steps=list(stepper_.steps),

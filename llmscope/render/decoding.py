@@ -10,7 +10,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.decoding.generation import ComparisonResult, GenerationResult
+from llmscope.decoding.sampling import SAMPLING
+from llmscope.decoding.generation import ComparisonResult, GenerationResult, KVCacheComparison
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.decoding.loop import GeneratedToken
@@ -115,14 +116,35 @@ def render_stats(result: GenerationResult) -> Table:
                             f"perplexity {_num(result.perplexity, ',.2f')}")
     c = result.kv_cache_comparison
     if c is not None:
-        same = "same tokens" if c.same_token_ids else "tokens differ (rounding)"
-        t.add_row(
-            "KV cache",
-            f"without: {_num(c.uncached_tokens_per_second, ',.1f')} tokens/s ({_seconds(c.uncached_seconds)}); "
-            f"with: {_num(c.cached_tokens_per_second, ',.1f')} tokens/s ({_seconds(c.cached_seconds)}); "
-            f"[bold]{_num(c.speedup, '.1f')}x faster with the cache[/bold], {same}",
-        )
+        for label, value in kv_cache_lines(c):
+            t.add_row(label, value)
     return t
+
+
+def kv_cache_lines(c: KVCacheComparison) -> list[tuple[str, str]]:
+    """The KV-cache lesson: the work each way (exact, whatever the load), then the wall times."""
+    same = "same tokens" if c.same_token_ids else "tokens differ (rounding)"
+    lines = []
+    if c.uncached_positions is not None and c.cached_positions:
+        lines.append((
+            "KV cache work",
+            f"without: {c.uncached_positions:,} token positions computed (the whole text every step); "
+            f"with: {c.cached_positions:,} (the prompt once, then one per step): "
+            f"[bold]{c.uncached_positions / c.cached_positions:.1f}x fewer[/bold]; attention scores per head and "
+            f"layer {c.uncached_attention_pairs:,} vs {c.cached_attention_pairs:,}",
+        ))
+    if not math.isfinite(c.speedup):
+        verdict = "no timing"
+    elif c.speedup >= 1:
+        verdict = f"[bold]{c.speedup:.1f}x faster with the cache[/bold]"
+    else:
+        verdict = f"{1 / c.speedup:.1f}x slower with the cache (timing noise: the machine is busy)"
+    lines.append((
+        "KV cache time",
+        f"without: {_num(c.uncached_tokens_per_second, ',.1f')} tokens/s ({_seconds(c.uncached_seconds)}); "
+        f"with: {_num(c.cached_tokens_per_second, ',.1f')} tokens/s ({_seconds(c.cached_seconds)}); {verdict}, {same}",
+    ))
+    return lines
 
 
 def render_generation(
@@ -152,16 +174,20 @@ def render_comparison(result: ComparisonResult) -> RenderableType:
     t.add_column("dist-\n1/2", justify="right", no_wrap=True)
     t.add_column("rep", justify="right", no_wrap=True)
     t.add_column("len", justify="right", no_wrap=True)
+    t.add_column("kept", justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
+    same = {label for labels in result.coinciding for label in labels}
     for r in result.results:
         length = f"{r.num_tokens}" + ("" if r.stop_reason in ("length", "context") else "·")
         t.add_row(
-            r.settings.label.replace(" ", "\n", 1) if len(r.settings.label) > 10 else r.settings.label,
+            (r.settings.label.replace(" ", "\n", 1) if len(r.settings.label) > 10 else r.settings.label)
+            + (" =" if r.settings.label in same else ""),
             Text(_one_line(r.text)),
             _num(r.mean_logprob, ".2f"),
             f"{_num(r.distinct_1, '.2f')}\n{_num(r.distinct_2, '.2f')}",
             _num(r.repetition, ".2f"),
             length,
+            kept_range(r.candidates_kept),
             _seconds(r.total_time),
         )
     prompt = Text("prompt: ", style="dim") + Text(_one_line(result.prompt))
@@ -172,7 +198,30 @@ def render_comparison(result: ComparisonResult) -> RenderableType:
         f"Total {_seconds(result.total_time)}.\n"
         "mean log-p: the model's own log-probability per token (higher = more expected); dist-1/2: distinct "
         "unigrams/bigrams (diversity); rep: share of 4-grams repeated; len: tokens (· = stopped at EOS); "
+        "kept: tokens each step's pick chose from, min-median-max (1: the argmax); "
         "time: when the row finished.",
         style="dim",
     )
-    return Group(prompt, t, notes)
+    parts: list[RenderableType] = [prompt, t, notes]
+    for labels in result.coinciding:
+        parts.append(Text(
+            f"= {' and '.join(labels)} wrote the same tokens: "
+            + ("each sampling row draws with the same seed, and here the filters kept every token drawn"
+               if sum(label.split()[0] in SAMPLING for label in labels) > 1 else
+               "the most likely token was also the one drawn at every step"),
+            style="yellow",
+        ))
+    return Group(*parts)
+
+
+def kept_range(kept: list[int]) -> str:
+    """min-median-max of the tokens each step chose from ("1" for greedy, "-" for beam search)."""
+    if not kept:
+        return "-"
+    ordered = sorted(kept)
+    low, mid, high = ordered[0], ordered[len(ordered) // 2], ordered[-1]
+    return f"{low:,}" if low == high else f"{_short(low)}-{_short(mid)}-{_short(high)}"
+
+
+def _short(n: int) -> str:
+    return f"{n / 1000:.0f}k" if n >= 10_000 else str(n)

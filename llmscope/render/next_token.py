@@ -14,6 +14,7 @@ from llmscope.render import visible
 from llmscope.units import fmt_prob
 
 if TYPE_CHECKING:  # pragma: no cover
+    from llmscope.decoding.sampling import DecodingSettings
     from llmscope.decoding.stepping import Stepper
 
 BAR_WIDTH = 10
@@ -45,31 +46,56 @@ def token_cell(token: str) -> Text:
     return Text(visible(token) or "∅", style="bold")
 
 
-def candidate_table(d: Distribution, *, temperature: float, top_p: float | None, title: str | None = None) -> Table:
-    knobs = temperature != 1.0 or top_p is not None
+def _filters(settings: DecodingSettings) -> list[str]:
+    """What reshapes the distribution under SETTINGS, in the order transformers applies it."""
+    if not settings.do_sample:
+        return []
+    named = [f"T={settings.temperature:g}"] if settings.temperature != 1.0 else []
+    for label, value in (("top-k", settings.top_k), ("top-p", settings.top_p), ("min-p", settings.min_p),
+                         ("typical", settings.typical_p)):
+        if value is not None:
+            named.append(f"{label} {value:g}")
+    return named
+
+
+def candidate_table(d: Distribution, settings: DecodingSettings, *, title: str | None = None) -> Table:
+    """The candidates; when sampling reshapes them: the tempered probability, each filter's verdict
+    and what sampling draws with (greedy shows the running total instead)."""
+    sampled = settings.do_sample
     t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", title_style="bold", pad_edge=False)
     t.add_column("#", justify="right", style="dim")
     t.add_column("token", no_wrap=True, max_width=18, overflow="ellipsis")
     t.add_column("id", justify="right", style="dim")
     t.add_column("prob", justify="right")
     t.add_column("", no_wrap=True, style="cyan")
-    t.add_column("logprob", justify="right")
-    if knobs:
-        if temperature != 1.0:
-            t.add_column(f"T={temperature:g}", justify="right")
-        if top_p is not None:
-            t.add_column(f"top-p {top_p:g}", justify="center")
+    if not sampled:  # the sampling columns take its place (the JSON keeps every logprob)
+        t.add_column("logprob", justify="right")
+    tempered = sampled and settings.temperature != 1.0
+    if sampled:
+        if tempered:
+            t.add_column(f"T={settings.temperature:g}", justify="right")
+        if settings.top_k is not None:
+            t.add_column(f"top-k {settings.top_k}", justify="center")
+        if settings.top_p is not None:
+            t.add_column(f"top-p {settings.top_p:g}", justify="center")
         t.add_column("sampled", justify="right")
     else:
         t.add_column("cumul.", justify="right", style="dim")
+
+    def verdict(kept: bool | None) -> Text:
+        return Text("kept", style="green") if kept else Text("cut", style="red")
+
     for c in d.candidates:
-        row: list[RenderableType] = [str(c.rank), token_cell(c.token), str(c.id), pct(c.prob), bar(c.prob),
-                                     f"{c.logprob:.2f}"]
-        if knobs:
-            if temperature != 1.0:
+        row: list[RenderableType] = [str(c.rank), token_cell(c.token), str(c.id), pct(c.prob), bar(c.prob)]
+        if not sampled:
+            row.append(f"{c.logprob:.2f}")
+        if sampled:
+            if tempered:
                 row.append(pct(c.prob_temperature))
-            if top_p is not None:
-                row.append(Text("kept", style="green") if c.kept_top_p else Text("cut", style="red"))
+            if settings.top_k is not None:
+                row.append(verdict(c.kept_top_k))
+            if settings.top_p is not None:
+                row.append(verdict(c.kept_top_p))
             row.append(pct(c.prob_sampling) if c.prob_sampling else Text("0", style="dim"))
         else:
             row.append(pct(c.cumulative_prob))
@@ -77,16 +103,21 @@ def candidate_table(d: Distribution, *, temperature: float, top_p: float | None,
     return t
 
 
-def summary(d: Distribution, *, temperature: float, top_p: float | None) -> Text:
+def summary(d: Distribution, settings: DecodingSettings) -> Text:
     text = Text()
     text.append("entropy ", style="dim")
     text.append(f"{d.entropy:.3f} nats ({d.entropy_bits:.2f} bits)")
     if d.entropy_temperature is not None:
-        text.append(f", at T={temperature:g}: {d.entropy_temperature:.3f} nats")
-    if temperature != 1.0 or top_p is not None:
+        text.append(f", at T={settings.temperature:g}: {d.entropy_temperature:.3f} nats")
+    applied = _filters(settings)
+    if applied:
         text.append("\nsampling draws from ", style="dim")
         text.append(f"{d.sampling_kept:,} token{'s' if d.sampling_kept != 1 else ''}")
-        text.append(" (temperature and top-p applied)", style="dim")
+        text.append(f" ({', '.join(applied)} applied)", style="dim")
+        if d.top_k_kept is not None and settings.top_p is not None:
+            text.append(f"; top-k alone keeps {d.top_k_kept:,}, top-p alone {d.top_p_kept:,}", style="dim")
+    elif settings.do_sample:
+        text.append("\nsampling draws from the whole distribution (no temperature, no filter)", style="dim")
     return text
 
 
@@ -112,8 +143,8 @@ def shown_table(d: Distribution) -> Table | None:
     return t
 
 
-def steps_table(steps: list[Step], runners_up: int = 3) -> Table:
-    t = Table(box=box.SIMPLE_HEAD, title="Steps", title_justify="left", title_style="bold", pad_edge=False)
+def steps_table(steps: list[Step], runners_up: int = 3, *, title: str = "Steps") -> Table:
+    t = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", title_style="bold", pad_edge=False)
     t.add_column("step", justify="right", style="dim")
     t.add_column("chosen", no_wrap=True, max_width=16, overflow="ellipsis")
     t.add_column("prob", justify="right")
@@ -147,19 +178,20 @@ def render_next_token(r: NextTokenResult) -> RenderableType:
     if r.kind == "masked":
         for m in r.masks:
             title = f"Mask at position {m.position}"
-            parts.append(candidate_table(m.distribution, temperature=r.temperature, top_p=r.top_p, title=title))
-            parts.append(summary(m.distribution, temperature=r.temperature, top_p=r.top_p))
+            parts.append(candidate_table(m.distribution, r.settings, title=title))
+            parts.append(summary(m.distribution, r.settings))
         shown = shown_table(r.masks[0].distribution) if r.masks else None
     else:
         d = r.distribution
         assert d is not None
-        parts.append(candidate_table(d, temperature=r.temperature, top_p=r.top_p, title="Next token"))
-        parts.append(summary(d, temperature=r.temperature, top_p=r.top_p))
+        parts.append(candidate_table(d, r.settings, title="Next token"))
+        parts.append(summary(d, r.settings))
         shown = shown_table(d)
     if shown is not None:
         parts.append(shown)
     if r.steps:
-        parts.append(steps_table(r.steps))
+        parts.append(steps_table(r.steps, title=f"Steps ({r.settings.label}, seed {r.settings.seed})"
+                                 if r.settings.do_sample else f"Steps ({r.settings.label})"))
         text = Text("continuation: ", style="dim")
         text.append(visible(r.generated_text), style="bold")
         if r.stop_reason:
@@ -175,8 +207,7 @@ def render_step_choices(run: Stepper) -> RenderableType:
     text.append(visible(run.generated_text), style="bold cyan")
     d = run.distribution
     title = f"Step {len(run.steps) + 1}: next token"
-    return Group(text, candidate_table(d, temperature=run.temperature, top_p=run.top_p, title=title),
-                 summary(d, temperature=run.temperature, top_p=run.top_p))
+    return Group(text, candidate_table(d, run.settings, title=title), summary(d, run.settings))
 
 
 __all__ = ["bar", "candidate_table", "render_next_token", "render_step_choices", "Candidate"]

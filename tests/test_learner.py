@@ -1,0 +1,165 @@
+"""What the course teaches, taught right (issue 28): the KV-cache work counted on the model itself,
+temperature 0 as greedy everywhere, next-token's knobs meaning what generate's mean, and compare's
+rows saying how many tokens each filter kept and which rows coincide."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+import torch
+
+import llmscope
+from llmscope.decoding.sampling import parse_strategy_list, settings_for
+
+
+@contextlib.contextmanager
+def attention_rows(model):
+    """Per forward pass of MODEL: the attention weights of its first layer, head 0 (queries, keys)."""
+    seen: list[torch.Tensor] = []
+    attn = model.transformer.h[0].attn
+
+    def keep(_module, _args, output):
+        seen.append(output[1][0, 0].detach().clone())
+
+    handle = attn.register_forward_hook(keep)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@pytest.fixture(scope="module")
+def gpt2_eager(tiny_models):
+    return llmscope.load(tiny_models["gpt2"], device="cpu", attn_implementation="eager")
+
+
+def test_kv_cache_work_is_what_the_attention_really_computed(gpt2_eager):
+    """Positions = query rows the layers computed; attention pairs = the nonzero weights of a head
+    (a causal mask leaves exact zeros), both read off the model's own attention in each run."""
+    lm = gpt2_eager
+    n = 12
+    with attention_rows(lm.model) as seen:
+        result = llmscope.generate("Once upon a time", model=lm, settings=settings_for(max_new_tokens=n),
+                                   kv_cache=False)
+    c = result.kv_cache_comparison
+    assert result.num_tokens == n and c.same_token_ids
+    uncached, cached = seen[:n], seen[n:]
+    assert len(cached) == n
+    p = result.prompt_tokens
+    assert [w.shape[0] for w in uncached] == [p + i for i in range(n)]  # the whole text every step
+    assert [w.shape[0] for w in cached] == [p] + [1] * (n - 1)  # the prompt once, then one token
+    assert c.uncached_positions == sum(w.shape[0] for w in uncached) == n * p + n * (n - 1) // 2
+    assert c.cached_positions == sum(w.shape[0] for w in cached) == p + n - 1
+    assert c.uncached_attention_pairs == sum(int((w > 0).sum()) for w in uncached)
+    assert c.cached_attention_pairs == sum(int((w > 0).sum()) for w in cached)
+
+
+def test_the_course_example_counts_688_and_37_positions(cli, tiny_models):
+    """The lesson's numbers: 6 prompt tokens, 32 new: 6 + 7 + ... + 37 = 688 without the cache, 6 + 31 = 37 with."""
+    prompt = "The capital of France"  # 6 tokens for the tiny tokenizer, as the lesson's prompt has for Gemma
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(tiny_models["gpt2"])(prompt)["input_ids"]) == 6
+    result = cli("generate", prompt, "-m", str(tiny_models["gpt2"]), "--no-kv-cache", "-n", "32", "--device", "cpu",
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["num_tokens"] == 32  # the tiny model never stops early here; the numbers need all 32
+    c = data["kv_cache_comparison"]
+    assert (c["uncached_positions"], c["cached_positions"]) == (688, 37)
+    text = cli("generate", prompt, "-m", str(tiny_models["gpt2"]), "--no-kv-cache", "-n", "32", "--device", "cpu")
+    words = " ".join(text.stdout.split())
+    assert "688 token positions" in words and "with: 37" in words and "18.6x fewer" in words
+
+
+def test_temperature_zero_is_greedy_in_generate_and_next_token_and_says_so(cli, tiny_models):
+    model = str(tiny_models["gpt2"])
+    greedy = json.loads(cli("generate", "Once upon", "-m", model, "-n", "6", "--json").stdout)
+    zero = cli("generate", "Once upon", "-m", model, "-n", "6", "--strategy", "sample", "--temperature", "0", "--json")
+    assert zero.exit_code == 0, zero.stderr
+    assert json.loads(zero.stdout)["token_ids"] == greedy["token_ids"]
+    assert json.loads(zero.stdout)["strategy"] == "greedy"
+    assert "temperature=0 always picks the most likely token" in zero.stderr
+    stepped = cli("next-token", "Once upon", "-m", model, "--steps", "6", "--temperature", "0", "--json")
+    assert stepped.exit_code == 0, stepped.stderr
+    data = json.loads(stepped.stdout)
+    assert [s["chosen"]["id"] for s in data["steps"]] == greedy["token_ids"]
+    assert data["strategy"] == "greedy" and "temperature=0" in stepped.stderr
+
+
+def test_next_token_steps_with_temperature_and_top_p_sample_as_generate_does(cli, tiny_models):
+    """`--steps 6 --temperature 0.7 --top-p 0.9` no longer steps greedily: it is generate's top-p at T=0.7."""
+    model = str(tiny_models["gpt2"])
+    knobs = ["--temperature", "0.7", "--top-p", "0.9", "--seed", "3"]
+    stepped = json.loads(cli("next-token", "Once upon", "-m", model, "--steps", "6", *knobs, "--json").stdout)
+    generated = json.loads(cli("generate", "Once upon", "-m", model, "-n", "6", *knobs, "--json").stdout)
+    assert generated["strategy"] == stepped["strategy"] == "top-p"
+    ids = [s["chosen"]["id"] for s in stepped["steps"]]
+    assert ids == generated["token_ids"][: len(ids)]
+    greedy = json.loads(cli("generate", "Once upon", "-m", model, "-n", "6", "--json").stdout)["token_ids"]
+    assert ids != greedy  # with this seed sampling leaves the argmax path: the knobs did something
+
+
+def test_next_token_top_k_is_the_filter_and_rows_the_display(cli, tiny_models, loaded_models):
+    model = str(tiny_models["gpt2"])
+    data = json.loads(cli("next-token", "Once upon", "-m", model, "--top-k", "3", "--rows", "7", "--json").stdout)
+    assert data["rows"] == 7 and len(data["candidates"]) == 7 and data["top_k"] == 3
+    assert [c["kept_top_k"] for c in data["candidates"]] == [True] * 3 + [False] * 4
+    assert data["sampling_kept"] == 3
+    sampled = [c["prob_sampling"] for c in data["candidates"]]
+    assert sampled[3:] == [0.0] * 4
+    # an independent recomputation: the top 3 of the raw logits, renormalised
+    lm = loaded_models["gpt2"]
+    ids = torch.tensor([data["input_ids"]])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids).logits[0, -1].float()
+    top = torch.topk(logits, 3)
+    expected = torch.softmax(top.values, dim=-1).tolist()
+    assert [c["id"] for c in data["candidates"][:3]] == top.indices.tolist()
+    assert sampled[:3] == pytest.approx(expected, rel=1e-5)
+
+
+def test_compare_rows_say_what_each_filter_kept_and_which_coincide(tiny_models, loaded_models):
+    lm = loaded_models["gpt2"]
+    rows = parse_strategy_list("greedy,sample,top-k=5,top-p=0.9", temperature=0.7, max_new_tokens=8, seed=0)
+    result = llmscope.compare("Once upon a time", model=lm, strategies=rows)
+    by = {r.settings.strategy: r for r in result.results}
+    assert by["greedy"].candidates_kept == [1] * by["greedy"].num_tokens
+    assert by["top-k"].candidates_kept == [5] * by["top-k"].num_tokens
+    vocab = lm.model.config.vocab_size
+    assert by["sample"].candidates_kept == [vocab] * by["sample"].num_tokens
+    # top-p's counts, recomputed step by step from the model's logits over the text it wrote
+    top_p = by["top-p"]
+    prompt = lm.tokenizer("Once upon a time")["input_ids"]
+    full = torch.tensor([prompt + top_p.token_ids])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=full).logits[0].float()
+    expected = []
+    for i in range(top_p.num_tokens):
+        probs = torch.softmax(logits[len(prompt) - 1 + i] / 0.7, dim=-1).double()
+        ordered = probs.sort(descending=True).values
+        before = ordered.cumsum(0) - ordered  # mass of the tokens ranked above each one
+        expected.append(int((before < 0.9).sum()))
+    assert top_p.candidates_kept == expected
+    groups = {tuple(g) for g in result.coinciding}
+    texts: dict[tuple[int, ...], list[str]] = {}
+    for r in result.results:
+        texts.setdefault(tuple(r.token_ids), []).append(r.settings.label)
+    assert groups == {tuple(v) for v in texts.values() if len(v) > 1}
+
+
+def test_compare_marks_coinciding_rows_in_the_terminal(cli, tiny_models):
+    """Two rows that must coincide: top-k with k = the whole vocabulary is plain sampling, same seed."""
+    model = str(tiny_models["gpt2"])
+    from transformers import AutoConfig
+
+    vocab = AutoConfig.from_pretrained(tiny_models["gpt2"]).vocab_size
+    result = cli("compare", "Once upon", "-m", model, "--strategies", f"sample,top-k={vocab},greedy", "-n", "6")
+    assert result.exit_code == 0, result.stderr
+    assert f"sample T=1 and top-k {vocab} wrote the same tokens" in " ".join(result.stdout.split())
+    data = json.loads(cli("compare", "Once upon", "-m", model, "--strategies", f"sample,top-k={vocab}", "-n", "6",
+                          "--json").stdout)
+    assert data["coinciding"] == [["sample T=1", f"top-k {vocab}"]]
+    assert data["results"][0]["token_ids"] == data["results"][1]["token_ids"]
