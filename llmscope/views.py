@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmscope.config.architecture import ArchitectureReport
@@ -31,7 +31,7 @@ class PromptReport:
         return list(getattr(self.tokens, "warnings", None) or [])
 
 
-def prompt_report(prompt: str, *, model: ModelLike = None, top_k: int = 10, **load_options: Any) -> PromptReport:
+def prompt_report(prompt: str, *, model: ModelLike = None, rows: int = 10) -> PromptReport:
     """Every view of PROMPT from one model load: the weights load once, with eager attention (the
     attention section needs its weights) and serve all five views."""
     from llmscope.text import prompts
@@ -43,13 +43,13 @@ def prompt_report(prompt: str, *, model: ModelLike = None, top_k: int = 10, **lo
     from llmscope.text.tokens import tokenize
 
     prompts.check_prompt_options(prompt, chat=False, system=None)
-    lm = load(model, attn_implementation="eager", **load_options)  # load() shows its own status
+    lm = load(model, attn_implementation="eager")  # load() shows its own status
     return PromptReport(
         model=lm.source.display_name,
         prompt=prompt,
         inspect=inspect_model(lm),
         tokens=tokenize(prompt, model=lm),
-        next_token=next_token(prompt, model=lm, top_k=top_k),
+        next_token=next_token(prompt, model=lm, rows=rows),
         layers=layers(prompt, model=lm, all_tokens=True),
         attention=attention(prompt, model=lm, all_layers=True),
     )

@@ -18,7 +18,7 @@ EPILOG = """[bold]Examples[/bold]
 def command(
     prompt: Annotated[str, typer.Argument(help="The text the model reads.", show_default=False)],
     model: opt.Model = None,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Next-token candidates shown.", min=1)] = 10,
+    rows: Annotated[int, typer.Option("--rows", "-r", help="Next-token candidates shown.", min=1)] = 10,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     device: opt.Device = "auto",
@@ -37,9 +37,7 @@ def command(
     from llmscope.render.report import render_report
     from llmscope.views import prompt_report
 
-    report = prompt_report(
-        prompt, model=model, top_k=top_k, revision=revision, gguf_file=gguf_file, device=device, dtype=dtype,
-        trust_remote_code=trust_remote_code,
-    )
+    spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
+    report = prompt_report(prompt, model=spec, rows=rows)
     render.warn(report.warnings)
     render.emit(report, render_report, json_=json_, export_path=export)
