@@ -43,9 +43,10 @@ def command(
                      show_default=False),
     ] = None,
     layer: Annotated[
-        Optional[int],
-        typer.Option(help="Use hidden state N (0: embedding output) of each word run alone, not the "
-                     "input embeddings.", min=0, show_default=False),
+        Optional[str],
+        typer.Option(help="Use the output of layer N (from 0, as layers and attention number them; embed: the "
+                     "embedding output) of each word run alone, not the input embeddings.", show_default=False,
+                     metavar="embed|N"),
     ] = None,
     plot: Annotated[bool, typer.Option("--plot", help="Draw the words in two dimensions (PCA).")] = False,
     as_typed: Annotated[

@@ -75,13 +75,18 @@ class ContextSentence:
 
 @dataclasses.dataclass(frozen=True)
 class ContextLayer:
-    layer: int  # index into hidden_states: 0 is the embedding output, i the output of layer i
+    hidden_state: int  # index into hidden_states: 0 the embedding output, i + 1 the output of layer i
     cosine: float  # sentence 1 vs sentence 2
     similarity: list[list[float]] | None  # every pair, with more than two sentences
     baseline: float | None = _view_only()  # mean cosine of the other tokens of sentences 1 and 2
 
+    @property
+    def layer(self) -> int | None:
+        """The layer whose output this is, numbered from 0 as in every view; None: the embedding output."""
+        return None if self.hidden_state == 0 else self.hidden_state - 1
+
     def to_json(self) -> dict[str, Any]:
-        keys = ("layer", "cosine") if self.similarity is None else ("layer", "cosine", "similarity")
+        keys = ("hidden_state", "layer", "cosine") + (() if self.similarity is None else ("similarity",))
         return {k: getattr(self, k) for k in keys}
 
 
@@ -108,7 +113,8 @@ class EmbeddingReport:
     analogy: Analogy | None
     context: ContextReport | None
     projection: list[Point] | None
-    layer: int | None = _view_only()  # None: rows of the input embeddings; N: hidden_states[N]
+    layer: int | str | None = _view_only()  # None: rows of the input embeddings; "embed": the embedding
+    # output; N: the output of layer N (numbered from 0, as in every view)
     dtype: str = _view_only()
     vocab_size: int = _view_only()  # rows of the input-embedding matrix
     hidden_size: int = _view_only()
@@ -157,7 +163,7 @@ def check_options(
     analogy: str | None = None,
     contexts: Sequence[str] = (),
     word: str | None = None,
-    layer: int | None = None,
+    layer: int | str | None = None,
     plot: bool = False,
 ) -> list[tuple[int, str]] | None:
     """Every check that needs no model (one clear line each); returns the parsed analogy."""
@@ -168,8 +174,7 @@ def check_options(
         raise UsageError("no words", hint="give words (llmscope embeddings king queen), `analogy` or `contexts`")
     if neighbors < 0:
         raise UsageError(f"`neighbors={neighbors}`: must be 0 or more")
-    if layer is not None and layer < 0:
-        raise UsageError(f"`layer={layer}`: must be 0 (the embedding output) or more")
+    hidden_index(layer)  # "embed" or a layer number
     if plot and len(words) < 2:
         raise UsageError("`plot=True` needs at least two words")
     terms = parse_analogy(analogy) if analogy is not None else None
@@ -185,6 +190,27 @@ def check_options(
             if find_word(sentence, word.strip()) is None:
                 raise UsageError(f"`word={word.strip()!r}` is not in sentence {i} of `contexts`: {sentence!r}")
     return terms
+
+
+def hidden_index(layer: int | str | None, num_layers: int | None = None) -> int | None:
+    """Which hidden state LAYER names: "embed" -> 0 (the embedding output), N -> N + 1 (layer N's output,
+    numbered from 0 as ``layers`` and ``attention`` number them); None stays None (the input embeddings)."""
+    if layer is None:
+        return None
+    if isinstance(layer, str):
+        text = layer.strip().lower()
+        if text in ("embed", "embeddings", "embedding"):
+            return 0
+        try:
+            layer = int(text)
+        except ValueError:
+            raise UsageError(f"`layer={layer!r}`: give embed (the embedding output) or a layer number") from None
+    hint = "embed is the embedding output, N the output of layer N (from 0, as in layers and attention)"
+    if layer < 0:
+        raise UsageError(f"`layer={layer}`: must be embed or 0 or more", hint=hint)
+    if num_layers is not None and layer >= num_layers:
+        raise UsageError(f"`layer={layer}`: this model has layers 0 to {num_layers - 1}", hint=hint)
+    return layer + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,13 +244,16 @@ def _hidden_means(
     positions = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
     if not positions:
         raise ModelFormatError(f"{lm.source.display_name}: no token covers {text[start:end]!r} in {text!r}")
-    with torch.inference_mode():
-        out = lm.model(input_ids=torch.tensor([ids], device=lm.device), output_hidden_states=True)
-    means = torch.stack([h[0, positions].double().mean(dim=0).cpu() for h in out.hidden_states])  # (layers+1, hidden)
+    from llmscope.forward.anatomy import anatomy
+    from llmscope.forward.layers import final_norm, hidden_states
+
+    # the numbering of every view: the last row is the last layer's own output, before the final norm
+    _, hidden = hidden_states(lm, torch.tensor([ids], device=lm.device), final_norm(lm, anatomy(lm.model)))
+    means = torch.stack([h[0, positions].double().mean(dim=0).cpu() for h in hidden])  # (layers+1, hidden)
     others = [i for i, (a, b) in enumerate(offsets) if b > a and i not in positions]
     other_means = None
     if others:
-        other_means = torch.stack([unit(h[0, others].double()).mean(dim=0).cpu() for h in out.hidden_states])
+        other_means = torch.stack([unit(h[0, others].double()).mean(dim=0).cpu() for h in hidden])
     return ids, positions, means, other_means
 
 
@@ -296,7 +325,7 @@ class _Vocabulary:
 
 
 def _word_vectors(vocab: _Vocabulary, words: list[str], ids: list[list[int]], layer: int | None) -> torch.Tensor:
-    """(words, hidden): rows of the input embeddings, or hidden_states[layer] with each word run alone."""
+    """(words, hidden): rows of the input embeddings (LAYER None), or hidden_states[LAYER] of each word run alone."""
     import torch
 
     if not words:
@@ -339,7 +368,7 @@ def embeddings(
     analogy: str | None = None,
     contexts: Sequence[str] = (),
     word: str | None = None,
-    layer: int | None = None,
+    layer: int | str | None = None,
     plot: bool = False,
     as_typed: bool = False,
 ) -> EmbeddingReport:
@@ -352,12 +381,10 @@ def embeddings(
     from llmscope.config.values import text_config
 
     num_layers = int(text_config(lm.config).num_hidden_layers)
-    if layer is not None and layer > num_layers:
-        raise UsageError(f"`layer={layer}`: {lm.source.display_name} has layers 0 to {num_layers}",
-                         hint="0 is the embedding output, N the output of layer N")
+    index = hidden_index(layer, num_layers)
     vocab = _Vocabulary(lm, as_typed)
     ids = [vocab.ids(w) for w in words]
-    vectors = _word_vectors(vocab, words, ids, layer)  # (words, hidden)
+    vectors = _word_vectors(vocab, words, ids, index)  # (words, hidden)
     similarity = cosine_matrix(vectors)
     near: list[WordNeighbors] = []
     if neighbors and layer is None:
@@ -376,7 +403,7 @@ def embeddings(
         vocab_size=int(vocab.weight.shape[0]),
         hidden_size=int(vocab.weight.shape[1]),
         num_layers=num_layers,
-        layer=layer,
+        layer=None if index is None else ("embed" if index == 0 else index - 1),
         words=[WordTokens(w, i, [vocab.text(t) for t in i]) for w, i in zip(words, ids)],
         similarity=similarity,
         neighbors=near,

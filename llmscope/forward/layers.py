@@ -63,6 +63,19 @@ class LayerRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class HeadOutput:
+    """The last step of the pipeline: the LM head's logits, the row of the focus token, its argmax."""
+
+    shape: list[int]  # (batch, tokens, vocab): what the head gives for the whole prompt
+    computed: list[int]  # what this run asked for: (batch, 1, vocab) when only the last row is needed
+    position: int  # the row taken
+    prediction: LensPrediction  # argmax of that row, softmax probability: the model's next token
+
+
+KV_AXES = ("batch", "kv_heads", "tokens", "head_dim")  # the axes of a cached key or value
+
+
+@dataclasses.dataclass(frozen=True)
 class CacheLayer:
     layer: int
     key_shape: list[int]  # (batch, key/value heads, tokens kept, head dim)
@@ -77,6 +90,7 @@ class KVCache:
     dtype: str
     layers: list[CacheLayer]
     bytes: int  # keys and values of every layer, for this prompt
+    axes: tuple[str, ...] = KV_AXES  # of every key_shape and value_shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +109,7 @@ class LayerReport:
     final_check: float  # max |lens probs - model probs| at the last layer (0 up to rounding)
     grid: list[list[LensCell]] | None  # --all-tokens: [hidden_states index][position]
     kv_cache: KVCache | None
+    head_output: HeadOutput | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. two BOS tokens at the start
 
     def to_json(self) -> dict[str, Any]:
@@ -136,15 +151,20 @@ def layers(
         position = len(ids) - 1
 
     parts = anatomy(lm.model)  # where the final norm, the blocks and the head are
-    norm = None if masked else parts.final_norm
-    norm_found = (norm, parts.module(lm.model, norm)) if norm is not None else None
+    norm_found = final_norm(lm, parts)
     last_only = not masked and model_calls.supports(lm.model, "logits_to_keep")  # the focus is the last token
     _check_work(lm, len(ids), all_tokens=all_tokens, top=top, all_logits=not last_only)
     kv = not masked and model_calls.takes_kv_cache(lm.model)  # a recurrent model's state is no KV cache
     out, hidden = _forward(lm, ids, norm_found, last_only=last_only, kv=kv)
     head_name, cap, lens = _lens(lm, parts, norm_found)
     rows, last_probs = _rows(lm, parts, hidden, position, lens, top)
-    model_probs = torch.softmax(out.logits[0, -1 if last_only else position], dim=-1)  # (vocab,)
+    row = -1 if last_only else position
+    model_probs = torch.softmax(out.logits[0, row], dim=-1)  # (vocab,)
+    best = int(torch.argmax(model_probs))
+    head_output = HeadOutput(
+        shape=[1, len(ids), int(out.logits.shape[-1])], computed=list(out.logits.shape), position=position,
+        prediction=LensPrediction(token=token_text(tokenizer, best), id=best, prob=float(model_probs[best])),
+    )
     final_check = float((last_probs.to(model_probs.device) - model_probs).abs().max())
     grid = _grid(tokenizer, hidden, lens, top) if all_tokens else None
 
@@ -163,6 +183,7 @@ def layers(
         final_check=final_check if math.isfinite(final_check) else float("nan"),
         grid=grid,
         kv_cache=_cache_report(model_calls.returned_cache(lm.model, out), lm.config) if kv else None,
+        head_output=head_output,
         warnings=list(encoded.warnings),
     )
 
@@ -178,35 +199,50 @@ def _check_work(lm: LoadedModel, tokens: int, *, all_tokens: bool, top: int, all
     check_fits(estimate, device=lm.device, hints=hints)
 
 
-def _forward(
-    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None, *, last_only: bool = False,
-    kv: bool = False,
+def final_norm(lm: LoadedModel, parts: Anatomy) -> tuple[str, nn.Module] | None:
+    """The decoder's final norm (its name and module), whose input is the last block's output; None for
+    an encoder (BERT's layers end in their own norms) or a model without one."""
+    if lm.masked or parts.final_norm is None:
+        return None
+    return parts.final_norm, parts.module(lm.model, parts.final_norm)
+
+
+def hidden_states(
+    lm: LoadedModel, input_ids: torch.Tensor, norm_found: tuple[str, nn.Module] | None, **model_kwargs: Any
 ) -> tuple[Any, list[torch.Tensor]]:
-    """One forward pass keeping every hidden state (and the KV cache for a decoder). The last
-    hidden state is the final norm's input, so every layer meets the same lens. ``last_only``:
-    logits for the last position only (the lens computes the others itself)."""
+    """One forward pass keeping every hidden state: [0] the embedding output, [i + 1] block i's output
+    (the numbering of every view: "embed", then layer 0, 1, ...). transformers hands back the last one
+    after the final norm; it is replaced by the norm's input, the last block's own output."""
     import torch
 
     from llmscope.forward.hooks import capture
 
-    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
     with contextlib.ExitStack() as hooks, torch.inference_mode():
         if norm_found is not None:
             into = hooks.enter_context(capture(norm_found[1], "input", clone=False))
             out_of = hooks.enter_context(capture(norm_found[1], "output", clone=False))
-        if lm.masked:
-            out = lm.model(input_ids=input_ids, output_hidden_states=True)
-        else:
-            keep = {"logits_to_keep": 1} if last_only else {}
-            cache = model_calls.cache_kwargs(lm.model, model_calls.new_cache(lm.model)) if kv else {}
-            out = lm.model(input_ids=input_ids, output_hidden_states=True, **cache, **keep)
+        out = lm.model(input_ids=input_ids, output_hidden_states=True, **model_kwargs)
     hidden = list(out.hidden_states)  # num_layers + 1 of (batch, tokens, hidden)
     if norm_found is not None and into.hidden[0] and out_of.hidden[0]:
-        # transformers hands back the last hidden state after the final norm; put the layer's own
-        # output (the norm's input) in its place.
         if out_of.value.shape == hidden[-1].shape and torch.equal(out_of.value, hidden[-1]):
             hidden[-1] = into.value
     return out, hidden
+
+
+def _forward(
+    lm: LoadedModel, ids: list[int], norm_found: tuple[str, nn.Module] | None, *, last_only: bool = False,
+    kv: bool = False,
+) -> tuple[Any, list[torch.Tensor]]:
+    """``hidden_states`` of the prompt (and the KV cache for a decoder). ``last_only``: logits for the
+    last position only (the lens computes the others itself)."""
+    import torch
+
+    input_ids = torch.tensor([ids], device=lm.device)  # (1, tokens)
+    if lm.masked:
+        return hidden_states(lm, input_ids, norm_found)
+    keep = {"logits_to_keep": 1} if last_only else {}
+    cache = model_calls.cache_kwargs(lm.model, model_calls.new_cache(lm.model)) if kv else {}
+    return hidden_states(lm, input_ids, norm_found, **cache, **keep)
 
 
 def _lens(lm: LoadedModel, parts: Anatomy, norm_found: tuple[str, nn.Module] | None

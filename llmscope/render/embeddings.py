@@ -111,8 +111,9 @@ def analogy_note(a: Analogy, layer: int | None) -> Text:
     return text
 
 
-def _layer_name(layer: int) -> str:
-    return "embed" if layer == 0 else str(layer)
+def _layer_name(layer: int | str | None) -> str:
+    """The row name every view uses: "embed" for the embedding output, else the layer's number from 0."""
+    return "embed" if layer is None or layer == "embed" else str(layer)
 
 
 def context_view(c: ContextReport, num_layers: int) -> Group:
@@ -122,8 +123,8 @@ def context_view(c: ContextReport, num_layers: int) -> Group:
         head.append(s.text)
         head.append(f"   {c.word!r} = " + " ".join(visible(t) or "∅" for t in s.tokens), style="dim")
         head.append(f" (position {', '.join(map(str, s.positions))})\n", style="dim")
-    head.append(f"embed: the embedding output; N: the output of layer N of {num_layers}; "
-                "each sentence read with its special tokens", style="dim")
+    head.append(f"embed: the embedding output; N: the output of layer N (0 to {num_layers - 1}, before the final "
+                "norm, as in layers and attention); each sentence read with its special tokens", style="dim")
     t = Table(**_title(f"{c.word!r} across the sentences: cosine at every depth"))
     t.add_column("layer", justify="right", no_wrap=True)
     pairs = [(a, b) for a in range(len(c.sentences)) for b in range(a + 1, len(c.sentences))]
@@ -202,9 +203,8 @@ def render_embeddings(r: EmbeddingReport) -> RenderableType:
                 f"{r.num_layers} layers", style="dim")
     if r.words:
         vectors = ("the mean of each word's rows of the input embeddings" if r.layer is None else
-                   f"hidden state {_layer_name(r.layer)}"
-                   f"{' (the embedding output)' if r.layer == 0 else f' (the output of layer {r.layer})'}"
-                   ", each word run alone, mean over its tokens")
+                   ("the embedding output" if r.layer == "embed" else f"the output of layer {r.layer}")
+                   + ", each word run alone, mean over its tokens")
         head.append(f"\nword vectors: {vectors}", style="dim")
     parts: list[RenderableType] = [head]
     if r.words:

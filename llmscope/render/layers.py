@@ -89,7 +89,8 @@ def cache_table(kv: KVCache) -> Table:
               title_justify="left", title_style="bold")
     t.add_column("layers", no_wrap=True)
     t.add_column("type", style="dim")
-    t.add_column("key", no_wrap=True)
+    axes = "×".join(a.replace("kv_heads", "KV heads") for a in kv.axes)
+    t.add_column(f"key ({axes})", no_wrap=True)
     t.add_column("value", no_wrap=True)
     t.add_column("bytes each", justify="right")
     groups: list[list] = []
@@ -112,6 +113,25 @@ def cache_table(kv: KVCache) -> Table:
     return t
 
 
+def head_line(r: LayerReport) -> Text | None:
+    """The pipeline's last step: the head's logits, the row taken, its argmax (the model's next token)."""
+    h = r.head_output
+    if h is None:
+        return None
+    shape = "×".join(f"{n:,}" for n in h.shape)
+    text = Text()
+    text.append("LM head", style="bold")
+    text.append(f": logits {shape} (batch, tokens, vocab)")
+    if h.computed != h.shape:
+        text.append(f"; this run computed only the row it needs, {'×'.join(f'{n:,}' for n in h.computed)}, "
+                    "as generate does", style="dim")
+    where = "the last token" if h.position == len(r.input_ids) - 1 else "the mask"
+    text.append(f"\nrow {h.position} ({where}) → argmax ", style="dim")
+    text.append(f"{visible(h.prediction.token)}", style="bold cyan")
+    text.append(f" (id {h.prediction.id}, {pct(h.prediction.prob)})", style="dim")
+    return text
+
+
 def render_layers(r: LayerReport) -> RenderableType:
     head = Text()
     head.append(r.model, style="bold")
@@ -123,6 +143,9 @@ def render_layers(r: LayerReport) -> RenderableType:
         lens += f" + softcapping {r.softcapping:g}"
     head.append(f"\n{lens}; shape is (batch, tokens, hidden), norm and Δ at the focus token", style="dim")
     parts: list[RenderableType] = [head, layer_table(r)]
+    line = head_line(r)
+    if line is not None:
+        parts.append(line)
     grid = grid_table(r)
     if grid is not None:
         parts += [grid, legend()]
