@@ -96,7 +96,7 @@ def test_invalid_utf8_names_where(monkeypatch, tmp_path):
     with pytest.raises(UsageError) as caught:
         inputs.read_text(None, path)
     message = str(caught.value)
-    assert f"--file {path} is not valid UTF-8: byte 0xe9 at offset 14 (line 2, byte 4 of that line)" in message
+    assert f"file={path} is not valid UTF-8: byte 0xe9 at offset 14 (line 2, byte 4 of that line)" in message
     assert "iconv" in message
     _stdin(monkeypatch, b"ok\xff")
     with pytest.raises(UsageError, match="standard input is not valid UTF-8: byte 0xff at offset 2"):

@@ -140,6 +140,8 @@ def test_device_and_dtype_names():
 def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(DeviceError, match="no CUDA GPU"):
         devices.resolve_device("cuda")
+    with pytest.raises(DeviceError, match=r"^device=cuda:1: no CUDA GPU .*\(use device=cpu \(or auto\)\)$"):
+        devices.resolve_device("cuda:1")
 
 
 @pytest.mark.cuda
@@ -177,7 +179,7 @@ def test_repository_code_is_never_run_without_the_flag(tmp_path: Path):
     (tmp_path / "configuration_evil.py").write_text(code)
     with pytest.raises(RemoteCodeError) as info:
         llmscope.inspect_model(str(tmp_path))
-    assert "--trust-remote-code" in str(info.value)
+    assert "trust_remote_code=True" in str(info.value)
     assert not marker.exists()
 
 
@@ -325,7 +327,7 @@ def test_weights_that_cannot_fit_are_refused_before_loading(tiny_models, monkeyp
     monkeypatch.setattr(ram_guard, "available_ram", lambda: int(weight_bytes * 0.8))
     with pytest.raises(ResourceError) as info:
         llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="float32")
-    assert "--dtype bfloat16" in str(info.value)
+    assert "dtype=bfloat16" in str(info.value)
     assert llmscope.load(str(tiny_models["llama"]), device="cpu", dtype="bfloat16").dtype == "bfloat16"
 
 

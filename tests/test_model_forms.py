@@ -15,25 +15,31 @@ from llmscope.loading.model import LoadSpec
 
 CPU = {"device": "cpu", "dtype": "float32"}
 
-# name -> (tiny model, runs the model (takes device=/dtype=)?, call(model, **options) -> result)
+def _settings(strategy: str, max_new_tokens: int):
+    from llmscope.decoding.sampling import settings_for
+
+    return settings_for(strategy, max_new_tokens=max_new_tokens)
+
+
+# name -> (tiny model, runs the model (a spec's device and dtype matter)?, call(model) -> result)
 CASES: dict[str, tuple[str, bool, Callable[..., Any]]] = {
-    "tokenize": ("llama", False, lambda m, **o: llmscope.tokenize("The cat sat", model=m, **o)),
-    "compare_tokenizers": ("llama", False, lambda m, **o: llmscope.compare_tokenizers("The cat sat", [m], **o)),
-    "vocab_info": ("gpt2", False, lambda m, **o: llmscope.vocab_info(m, **o)),
-    "decode_ids": ("gpt2", False, lambda m, **o: llmscope.decode_ids([5, 6, 7], model=m, **o)),
-    "pack": ("gpt2", False, lambda m, **o: llmscope.pack(["The cat sat.", "On the mat."], model=m, seq_len=8, **o)),
-    "inspect_model": ("llama", False, lambda m, **o: llmscope.inspect_model(m, **o)),
-    "memory_report": ("llama", False, lambda m, **o: llmscope.memory_report(m, context=64, memory="1GiB", **o)),
-    "predict_next_token": ("gpt2", True, lambda m, **o: llmscope.predict_next_token("The cat", model=m, steps=2, **o)),
-    "layer_report": ("llama", True, lambda m, **o: llmscope.layer_report("The cat", model=m, **o)),
-    "generate": ("gpt2", True, lambda m, **o: llmscope.generate("The cat", model=m, max_new_tokens=4, **o)),
+    "tokenize": ("llama", False, lambda m: llmscope.tokenize("The cat sat", model=m)),
+    "compare_tokenizers": ("llama", False, lambda m: llmscope.compare_tokenizers("The cat sat", [m])),
+    "vocab_info": ("gpt2", False, lambda m: llmscope.vocab_info(m)),
+    "decode_ids": ("gpt2", False, lambda m: llmscope.decode_ids([5, 6, 7], model=m)),
+    "pack": ("gpt2", False, lambda m: llmscope.pack(["The cat sat.", "On the mat."], model=m, seq_len=8)),
+    "inspect_model": ("llama", False, lambda m: llmscope.inspect_model(m)),
+    "memory_report": ("llama", False, lambda m: llmscope.memory_report(m, context=64, memory="1GiB")),
+    "predict_next_token": ("gpt2", True, lambda m: llmscope.predict_next_token("The cat", model=m, steps=2)),
+    "layer_report": ("llama", True, lambda m: llmscope.layer_report("The cat", model=m)),
+    "generate": ("gpt2", True, lambda m: llmscope.generate("The cat", model=m, settings=_settings("greedy", 4))),
     "compare": (
         "gpt2", True,
-        lambda m, **o: llmscope.compare("The cat", model=m, strategies=("greedy", "beam"), max_new_tokens=3, **o),
+        lambda m: llmscope.compare("The cat", model=m, strategies=(_settings("greedy", 3), _settings("beam", 3))),
     ),
-    "attention_weights": ("llama", True, lambda m, **o: llmscope.attention_weights("The cat sat", model=m, **o)),
-    "expert_routing": ("mixtral", True, lambda m, **o: llmscope.expert_routing("The cat sat", model=m, **o)),
-    "embedding_report": ("gpt2", True, lambda m, **o: llmscope.embedding_report(["cat", "dog"], model=m, **o)),
+    "attention_weights": ("llama", True, lambda m: llmscope.attention_weights("The cat sat", model=m)),
+    "expert_routing": ("mixtral", True, lambda m: llmscope.expert_routing("The cat sat", model=m)),
+    "embedding_report": ("gpt2", True, lambda m: llmscope.embedding_report(["cat", "dog"], model=m)),
 }
 
 VOLATILE = ("seconds", "time", "elapsed", "per_second")  # wall-clock measurements differ run to run
@@ -81,18 +87,23 @@ def test_every_model_form_gives_the_same_result_and_a_loaded_model_is_not_loaded
     lm = llmscope.load(str(folder), **CPU, attn_implementation="eager" if name == "attention_weights" else None)
     loads.update(model=0, tokenizer=0)
 
-    want = _plain(call(str(folder), **options))
+    spec = LoadSpec(model=str(folder), **options)  # the model options travel in the spec alone
+    want = _plain(call(spec))
     assert loads["model"] == (1 if runs else 0)
     loads.update(model=0, tokenizer=0)
 
     assert _plain(call(lm)) == want
     assert loads == {"model": 0, "tokenizer": 0}  # reused as it is
 
-    spec = LoadSpec(model=str(folder), **options)
-    assert _plain(call(spec)) == want  # the spec's device and dtype, with no options beside it
-    assert loads["model"] == (1 if runs else 0)
+    if not runs or not _accelerator():  # device="auto" is then the CPU, and dtype="auto" float32 there
+        assert _plain(call(str(folder))) == want
+        assert _plain(call(Path(folder))) == want
 
-    assert _plain(call(Path(folder), **options)) == want
+
+def _accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
 def test_inspect_model_of_a_loaded_model(loaded_models, tiny_models):
@@ -142,3 +153,36 @@ def test_options_from_the_command_line_make_the_spec():
 
     spec = load_spec_from_options("gpt2", "main", None, "cpu", "bfloat16", True)
     assert spec == LoadSpec(model="gpt2", revision="main", device="cpu", dtype="bfloat16", trust_remote_code=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The model options travel in model= (issue 27)
+
+LOOSE = {"revision", "gguf_file", "device", "dtype", "trust_remote_code"}
+
+
+def test_the_model_options_are_no_keywords_beside_model():
+    """Only load() and load_spec() build a spec from keywords; the others take it as model=."""
+    import inspect as pyinspect
+
+    for fn in (llmscope.tokenize, llmscope.decode_ids, llmscope.compare_tokenizers, llmscope.vocab_info,
+               llmscope.pack, llmscope.inspect_model):
+        assert not LOOSE & set(pyinspect.signature(fn).parameters), fn.__name__
+    # memory_report's dtype= is memory --dtype: the dtype to size, not how to load
+    assert not (LOOSE - {"dtype"}) & set(pyinspect.signature(llmscope.memory_report).parameters)
+    assert LOOSE <= set(pyinspect.signature(llmscope.load).parameters)
+    with pytest.raises(TypeError):
+        llmscope.tokenize("hi", model="gpt2", revision="main")
+
+
+def test_a_spec_carries_the_gguf_file(tiny_gguf):
+    spec = LoadSpec(model=str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    assert llmscope.inspect_model(spec) == llmscope.inspect_model(str(tiny_gguf))
+
+
+def test_memory_sizes_its_own_dtype_not_the_spec_s(tiny_models):
+    folder = str(tiny_models["llama"])
+    spec = LoadSpec(model=folder, device="cpu", dtype="float16")  # how one would load it: no part here
+    assert llmscope.memory_report(spec, context=64, memory="1GiB").weights.dtype == "bfloat16"
+    assert llmscope.memory_report(spec, context=64, memory="1GiB", dtype="float32") == llmscope.memory_report(
+        folder, context=64, memory="1GiB", dtype="float32")

@@ -52,7 +52,7 @@ def test_check_prompt_options():
         prompts.check_prompt_options("", chat=False, system=None)
     with pytest.raises(UsageError, match="surrogate at character 1"):
         prompts.check_prompt_options("a\udcff", chat=False, system=None)
-    with pytest.raises(UsageError, match="--system needs --chat"):
+    with pytest.raises(UsageError, match="^system needs chat=True"):
         prompts.check_prompt_options("hi", chat=False, system="")
 
 

@@ -125,7 +125,7 @@ def test_chat_without_template_names_the_model(tiny_models):
     with pytest.raises(UsageError, match="no chat template") as info:
         tokenize("hi", model=str(tiny_models["gpt2"]), chat=True)
     assert str(tiny_models["gpt2"]) in str(info.value)
-    with pytest.raises(UsageError, match="--chat"):
+    with pytest.raises(UsageError, match="system needs chat=True"):
         tokenize("hi", model=str(tiny_models["gpt2"]), system="x")
 
 

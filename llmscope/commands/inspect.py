@@ -35,7 +35,6 @@ def command(
     from llmscope.config.architecture import inspect_model
     from llmscope.render.architecture import render_architecture
 
-    report = inspect_model(
-        model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code, modules=modules
-    )
+    spec = opt.load_spec_from_options(model, revision, gguf_file, trust_remote_code=trust_remote_code)
+    report = inspect_model(spec, modules=modules)
     render.emit(report, render_architecture, json_=json_, export_path=export)

@@ -108,7 +108,7 @@ def command(
     allow_longer: Annotated[
         bool, typer.Option("--allow-longer", help="Allow a --context beyond the model's maximum.")
     ] = False,
-    for_: For = "generate",
+    mode: For = "generate",  # the core's name: its errors say `mode`, shown as --for
     attn_implementation: AttnImplementation = None,
     measure: Measure = False,
     runs: Runs = 1,
@@ -131,14 +131,15 @@ def command(
     over the RSS before the weights load (coarser).
     """
     if memory is not None and gpus is not None:
-        raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
+        raise UsageError("`memory` and `gpus` both given", hint="use `memory` for one device, `gpus` for several")
     from llmscope import render
     from llmscope.memory.report import memory_report
     from llmscope.render.memory import render_memory
 
+    # --dtype is the weights' dtype to size (memory loads nothing): memory_report's own dtype, not the spec's
+    spec = opt.load_spec_from_options(model, revision, gguf_file, trust_remote_code=trust_remote_code)
     report = memory_report(
-        model, context=context, batch=batch, dtype=dtype, kv_dtype=kv_dtype, memory=memory, gpus=gpus, cpu=cpu,
-        allow_longer=allow_longer, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
-        mode=for_, attn_implementation=attn_implementation, measure=measure, runs=runs,
+        spec, context=context, batch=batch, dtype=dtype, kv_dtype=kv_dtype, memory=memory, gpus=gpus, cpu=cpu,
+        allow_longer=allow_longer, mode=mode, attn_implementation=attn_implementation, measure=measure, runs=runs,
     )
     render.emit(report, render_memory, json_=json_, export_path=export)

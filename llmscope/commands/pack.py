@@ -60,12 +60,9 @@ def command(
 
     result = pack(
         [name if name == "-" else Path(name) for name in files],
-        model=model,
+        model=opt.load_spec_from_options(model, revision, gguf_file, trust_remote_code=trust_remote_code),
         seq_len=seq_len,
         separator=separator,
         by_line=by_line,
-        revision=revision,
-        gguf_file=gguf_file,
-        trust_remote_code=trust_remote_code,
     )
     render.emit(result, render_packing, json_=json_, export_path=export)

@@ -116,27 +116,30 @@ def command(
     compare_models = _compare_models(compare)
     _check_view(vocab=vocab, ids=ids, text_given=text is not None or file is not None,
                 chat_options=chat or system is not None, compare_models=compare_models)  # before anything loads
-    where = dict(revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    spec = opt.load_spec_from_options(model, revision, gguf_file, trust_remote_code=trust_remote_code)
     how = dict(chat=chat, system=system, add_special_tokens=add_special_tokens)
     if vocab:
         from llmscope.text.vocab import vocab_info
 
-        result, renderer = vocab_info(model, **where), views.render_vocab
+        result, renderer = vocab_info(spec), views.render_vocab
     elif ids is not None:
         from llmscope.text.tokens import decode_ids, parse_ids
 
-        result, renderer = decode_ids(parse_ids(ids), model=model, **where), views.render_decode
+        result, renderer = decode_ids(parse_ids(ids), model=spec), views.render_decode
     elif compare_models:
+        from llmscope.loading.model import LoadSpec
         from llmscope.text.tokens import compare_tokenizers
 
-        result = compare_tokenizers(read_text(text, file), [model, *compare_models], **where, **how)
+        # --revision and --gguf-file are the first model's; --trust-remote-code is every model's
+        others = [LoadSpec(model=m, trust_remote_code=trust_remote_code) for m in compare_models]
+        result = compare_tokenizers(read_text(text, file), [spec, *others], **how)
         renderer = views.render_comparison
         for one in result.results:
             render.warn([f"{one.model}: {w}" for w in one.warnings])
     else:
         from llmscope.text.tokens import tokenize
 
-        result = tokenize(read_text(text, file), model=model, **where, **how)
+        result = tokenize(read_text(text, file), model=spec, **how)
         renderer = views.render_tokenization
         render.warn(result.warnings)
     render.emit(result, renderer, json_=json_, export_path=export)

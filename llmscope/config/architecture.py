@@ -99,16 +99,12 @@ class ArchitectureReport:
 # The public function
 
 
-def inspect_model(
-    model: loading.ModelLike = None,
-    *,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
-    modules: bool = False,
-) -> ArchitectureReport:
-    """Describe MODEL (hub id, folder, .gguf, or None for the embedded default) from its config."""
-    spec = loading.load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+def inspect_model(model: loading.ModelLike = None, *, modules: bool = False) -> ArchitectureReport:
+    """Describe MODEL (hub id, folder, .gguf, or None for the embedded default) from its config.
+
+    A ``LoadSpec`` carries the revision, the GGUF file and ``trust_remote_code``; a ``LoadedModel`` is
+    described from its own config (nothing is loaded again)."""
+    spec = loading.load_spec(model)
     source, trust_remote_code = loading.source_of(spec), spec.trust_remote_code
     cached = report_cache.load(source, ArchitectureReport, modules=modules, trust_remote_code=trust_remote_code)
     if cached is not None:  # the same config seen before: no torch, no transformers

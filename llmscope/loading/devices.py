@@ -51,19 +51,19 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceError(
-                "--device cuda: no CUDA GPU is available on this machine",
-                hint="use --device cpu (or auto)",
+                f"`device={device}`: no CUDA GPU is available on this machine",
+                hint="use `device=cpu` (or auto)",
             )
         index = int(device[5:]) if ":" in device else 0
         count = torch.cuda.device_count()
         if index >= count:
             raise DeviceError(
-                f"--device {device}: this machine has {count} CUDA device(s)",
+                f"`device={device}`: this machine has {count} CUDA device(s)",
                 hint=f"use cuda:0 to cuda:{count - 1}",
             )
         return f"cuda:{index}"
     if device == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError("--device mps: Apple's MPS backend is not available here", hint="use --device cpu")
+        raise DeviceError("`device=mps`: Apple's MPS backend is not available here", hint="use `device=cpu`")
     return device
 
 

@@ -94,7 +94,7 @@ def _access_error(exc: Exception, source: ModelSource, names: set[str], text: st
     if "trust_remote_code" in text:
         return RemoteCodeError(
             f"{name} needs to run custom code from its repository to load",
-            hint="read that code, then re-run with --trust-remote-code if you trust it",
+            hint="read that code, then re-run with `trust_remote_code=True` if you trust it",
         )
     if "GatedRepoError" in names:
         return ModelNotFoundError(
@@ -102,7 +102,7 @@ def _access_error(exc: Exception, source: ModelSource, names: set[str], text: st
             hint="accept its terms on the Hub and log in with `hf auth login`",
         )
     if "RevisionNotFoundError" in names:
-        return ModelNotFoundError(f"{name}: no revision {source.revision!r} on the Hub", hint="check --revision")
+        return ModelNotFoundError(f"{name}: no revision {source.revision!r} on the Hub", hint="check `revision`")
     if "RepositoryNotFoundError" in names:
         return ModelNotFoundError(
             f"no model {name!r} on the Hugging Face Hub",

@@ -47,10 +47,10 @@ def check_weights_fit(weight_bytes: int, target: str, dtype: str, name: str) -> 
     hints = []
     for smaller, size in (("bfloat16", 2), ("float16", 2)):
         if dtype == "float32" and weight_bytes * size / 4 <= 0.95 * available:
-            hints.append(f"--dtype {smaller}")
+            hints.append(f"`dtype={smaller}`")
             break
     if target != "auto" and torch.cuda.is_available():
-        hints.append("--device auto (spreads it over the GPUs and the CPU)")
+        hints.append("`device=auto` (spreads it over the GPUs and the CPU)")
     hint = "try " + " or ".join(hints) if hints else "use a smaller model or a machine with more memory"
     raise ResourceError(
         f"{name} needs {fmt_bytes(weight_bytes)} for its weights in {dtype}, but only "

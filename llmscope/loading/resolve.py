@@ -89,7 +89,7 @@ def resolve(
         model = os.fspath(model)
     if model is None or model.strip() == "":
         if gguf_file:
-            raise UsageError("--gguf-file needs a MODEL folder to look in")
+            raise UsageError("`gguf_file` needs a `model` folder to look in")
         if importlib.util.find_spec(EMBEDDED_PACKAGE) is None:
             raise MissingDependencyError(
                 "no model given and the embedded default model is not installed",
@@ -105,7 +105,7 @@ def resolve(
         if path.is_file():
             if path.suffix.lower() == ".gguf" or gguf_file:
                 if gguf_file:
-                    raise UsageError("--gguf-file is for a folder; MODEL is already a file")
+                    raise UsageError("`gguf_file` is for a folder; `model` is already a file")
                 return ModelSource(kind="gguf", location=str(path.parent), gguf_file=path.name)
             raise ModelNotFoundError(
                 f"{model} is a file but not a .gguf file",
@@ -123,7 +123,7 @@ def resolve(
         if len(ggufs) > 1:
             raise UsageError(
                 f"{model} holds several .gguf files",
-                hint=f"choose one with --gguf-file (one of: {', '.join(ggufs[:5])})",
+                hint=f"choose one with `gguf_file` (one of: {', '.join(ggufs[:5])})",
             )
         raise ModelNotFoundError(
             f"{model} is a folder without config.json or a .gguf file",

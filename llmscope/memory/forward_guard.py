@@ -191,7 +191,7 @@ def budget(device: str | None = "cpu") -> tuple[int, str]:
         try:
             cap = int(value) if value.isdigit() else parse_size(value)
         except UsageError as exc:
-            raise UsageError(f"{BUDGET_ENV}={value!r}: {exc.message}", hint=exc.hint) from None
+            raise UsageError(f"{BUDGET_ENV}={value!r}: {exc.template}", hint=exc.hint_template) from None
         if cap < available:
             available, where = cap, f"is allowed by {BUDGET_ENV}"
     return available, where

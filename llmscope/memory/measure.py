@@ -70,14 +70,14 @@ def check_measurable(report: MemoryReport, *, device: str, kv_dtype: str, severa
     from llmscope.loading.ram_guard import available_ram
 
     if several_devices:
-        raise UsageError("--measure runs on one device", hint="leave out --gpus and --cpu")
+        raise UsageError("`measure=True` runs on one device", hint="leave out `gpus` and `cpu`")
     if kv_dtype != report.weights.dtype:
         raise UsageError(
-            f"--measure with --kv-dtype {kv_dtype}: transformers' cache holds keys and values in --dtype "
-            f"{report.weights.dtype}", hint="leave out --kv-dtype",
+            f"`measure=True` with `kv_dtype={kv_dtype}`: transformers' cache holds keys and values in "
+            f"`dtype={report.weights.dtype}`", hint="leave out `kv_dtype`",
         )
     if device == "cpu" and (report.attn_implementation or "").startswith("flash_attention"):
-        raise UsageError(f"--attn-implementation {report.attn_implementation} needs a CUDA GPU",
+        raise UsageError(f"`attn_implementation={report.attn_implementation}` needs a CUDA GPU",
                          hint="use sdpa or eager on the CPU")
     if device.startswith("cuda"):
         import torch
@@ -87,9 +87,9 @@ def check_measurable(report: MemoryReport, *, device: str, kv_dtype: str, severa
         free, where = available_ram(), "of RAM available"
     if report.needed_bytes > free:
         raise UsageError(
-            f"--measure: the prediction ({fmt_bytes(report.needed_bytes)}) does not fit this machine: "
+            f"`measure=True`: the prediction ({fmt_bytes(report.needed_bytes)}) does not fit this machine: "
             f"{fmt_bytes(free)} {where}",
-            hint="measure a shorter --context or a smaller --batch",
+            hint="measure a shorter `context` or a smaller `batch`",
         )
 
 
@@ -106,7 +106,7 @@ def measure_peak(
 ) -> Measurement:
     """Run the prediction ``runs`` times in one fresh process (one load); the median peak."""
     if runs < 1:
-        raise UsageError(f"--runs {runs}: must be at least 1")
+        raise UsageError(f"`runs={runs}`: must be at least 1")
     job = {
         "spec": dataclasses.asdict(spec), "mode": mode, "context": context, "batch": batch, "dtype": dtype,
         "device": device, "attn_implementation": attn_implementation, "runs": runs,
@@ -144,8 +144,8 @@ def _run_child(job: dict[str, Any]) -> dict[str, Any]:
                 result = json.load(handle)
     if result is None or "error" in result:
         message = (result or {}).get("error") or _last_line(done.stderr) or f"exit status {done.returncode}"
-        raise LlmscopeError(f"--measure: the measuring process failed: {message}",
-                            hint="run the same model with --context 16 to check that it loads")
+        raise LlmscopeError(f"`measure=True`: the measuring process failed: {message}",
+                            hint="run the same model with `context=16` to check that it loads")
     return result
 
 
@@ -161,14 +161,16 @@ def measure_report(
     kv_dtype: str,
     several_devices: bool,
     runs: int = 1,
-    **spec_overrides: Any,
 ) -> MemoryReport:
-    """The report with the measured peak of what it predicts (refused, exit 2, when it cannot run)."""
+    """The report with the measured peak of what it predicts (refused, exit 2, when it cannot run).
+
+    MODEL (any form ``load`` takes) says where the weights come from; they load at the report's
+    weights dtype on ``measure_device()``, whatever a LoadSpec's own dtype and device say."""
     if runs < 1:
-        raise UsageError(f"--runs {runs}: must be at least 1")
+        raise UsageError(f"`runs={runs}`: must be at least 1")
     device = measure_device()
     check_measurable(report, device=device, kv_dtype=kv_dtype, several_devices=several_devices)
-    spec = loading.load_spec(model, **spec_overrides)
+    spec = loading.load_spec(model)
     context = report.kv_cache.context if report.kv_cache else report.context
     measurement = measure_peak(
         spec, mode=report.mode, context=context, batch=report.batch, dtype=report.weights.dtype, device=device,

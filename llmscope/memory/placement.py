@@ -43,14 +43,14 @@ def parse_gpus(text: str | list[int | str]) -> list[int]:
         if match:
             count = int(match.group(1))
             if not 0 < count <= MAX_GPUS:
-                raise UsageError(f"--gpus {text}: the number of GPUs must be 1 to {MAX_GPUS}")
+                raise UsageError(f"`gpus={text}`: the number of GPUs must be 1 to {MAX_GPUS}")
             sizes = [parse_size(match.group(2))] * count
         else:
             sizes = [parse_size(s) for s in text.split(",") if s.strip()]
     if not sizes:
-        raise UsageError(f"cannot read --gpus {text!r}", hint="write it like 2x80GiB or 24GiB,48GiB")
+        raise UsageError(f"cannot read `gpus={text!r}`", hint="write it like 2x80GiB or 24GiB,48GiB")
     if len(sizes) > MAX_GPUS:
-        raise UsageError(f"--gpus: {len(sizes)} GPUs, more than {MAX_GPUS}")
+        raise UsageError(f"`gpus`: {len(sizes)} GPUs, more than {MAX_GPUS}")
     return sizes
 
 

@@ -163,9 +163,6 @@ def memory_report(
     gpus: str | list[int | str] | None = None,
     cpu: str | int | None = None,
     allow_longer: bool = False,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
     mode: str = "generate",
     attn_implementation: str | None = None,
     measure: bool = False,
@@ -177,6 +174,11 @@ def memory_report(
     spill into. Without either, the budget is this machine's GPUs, else its available RAM.
     ``mode``: 'generate' (prefill, then one token: last-position logits) or 'forward' (every
     position's logits). ``measure``: run it, ``runs`` times (:mod:`llmscope.memory.measure`).
+
+    MODEL is any form ``load`` takes: a ``LoadSpec`` carries the revision, the GGUF file and
+    ``trust_remote_code``. ``dtype`` (and ``kv_dtype``) are what to size, not how to load: nothing is
+    loaded, so a LoadSpec's own ``dtype`` and ``device`` play no part (``measure`` loads at ``dtype``
+    on this machine's first GPU, else the CPU).
     """
     # Values first: nothing is read before they are known to be good.
     dtype, kv_dtype, mode, attn_implementation = _checked_values(
@@ -184,12 +186,12 @@ def memory_report(
         attn_implementation=attn_implementation, runs=runs,
     )
     budget = _given_budget(memory, gpus, cpu)
+    trust_remote_code = loading.load_spec(model).trust_remote_code  # a LoadedModel: as it was loaded
     if isinstance(model, loading.LoadedModel):
         source = model.source
         config = model.config
     else:
-        spec = loading.load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
-        source, trust_remote_code = loading.source_of(spec), spec.trust_remote_code
+        source = loading.source_of(model)
         config = loading.load_config(source, trust_remote_code=trust_remote_code)
     if dtype == "auto":
         dtype = _auto_dtype(config)
@@ -208,8 +210,7 @@ def memory_report(
     from llmscope.memory.measure import measure_report
 
     return measure_report(
-        report, model, kv_dtype=kv_dtype, several_devices=gpus is not None or cpu is not None, runs=runs,
-        revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code,
+        report, model, kv_dtype=kv_dtype, several_devices=gpus is not None or cpu is not None, runs=runs
     )
 
 
@@ -219,16 +220,16 @@ def _checked_values(
 ) -> tuple[str, str | None, str, str | None]:
     """Refuse a bad value before anything is read; the dtypes, mode and attention by their canonical names."""
     if context is not None and context <= 0:
-        raise UsageError(f"--context {context}: must be at least 1 token")
+        raise UsageError(f"`context={context}`: must be at least 1 token")
     if batch <= 0:
-        raise UsageError(f"--batch {batch}: must be at least 1 sequence")
+        raise UsageError(f"`batch={batch}`: must be at least 1 sequence")
     if memory is not None and gpus is not None:
-        raise UsageError("--memory and --gpus both given", hint="use --memory for one device, --gpus for several")
-    dtype = _memory_dtype(dtype, "--dtype")
-    kv_dtype = _memory_dtype(kv_dtype, "--kv-dtype") if kv_dtype is not None else None
+        raise UsageError("`memory` and `gpus` both given", hint="use `memory` for one device, `gpus` for several")
+    dtype = _memory_dtype(dtype, "dtype")
+    kv_dtype = _memory_dtype(kv_dtype, "kv_dtype") if kv_dtype is not None else None
     mode, attn_implementation = check_mode(mode), check_attn_implementation(attn_implementation)
     if runs < 1:
-        raise UsageError(f"--runs {runs}: must be at least 1")
+        raise UsageError(f"`runs={runs}`: must be at least 1")
     return dtype, kv_dtype, mode, attn_implementation
 
 
@@ -259,8 +260,8 @@ def _sized_context(config: PretrainedConfig, context: int | None, *, allow_longe
         return limit or DEFAULT_CONTEXT
     if limit and context > limit and not allow_longer:
         raise UsageError(
-            f"--context {context:,} is beyond this model's maximum of {limit:,} tokens",
-            hint="pass --allow-longer to size it anyway",
+            f"`context={context:,}` is beyond this model's maximum of {limit:,} tokens",
+            hint="pass `allow_longer=True` to size it anyway",
         )
     return context
 
@@ -268,7 +269,7 @@ def _sized_context(config: PretrainedConfig, context: int | None, *, allow_longe
 def _memory_dtype(value: str, option: str) -> str:
     name = devices.validate_dtype(value)  # aliases: bf16, fp16, fp32
     if name != "auto" and name not in MEMORY_DTYPES:  # pragma: no cover - validate_dtype knows the same
-        raise UsageError(f"{option} {value}: unknown dtype", hint="use float32, bfloat16 or float16")
+        raise UsageError(f"`{option}={value}`: unknown dtype", hint="use float32, bfloat16 or float16")
     return name
 
 

@@ -120,13 +120,15 @@ class TransientEstimate:
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise UsageError(f"--for {mode}: unknown mode", hint="use generate (prefill, then decode) or forward (all logits)")
+        raise UsageError(f"`mode={mode}`: unknown mode",
+                         hint="use generate (prefill, then decode) or forward (all logits)")
     return mode
 
 
 def check_attn_implementation(name: str | None) -> str | None:
     if name is not None and name not in ATTENTION_IMPLEMENTATIONS:
-        raise UsageError(f"--attn-implementation {name}: unknown", hint=f"use one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+        raise UsageError(f"`attn_implementation={name}`: unknown",
+                         hint=f"use one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
     return name
 
 

@@ -35,7 +35,22 @@ def max_input_bytes() -> int:
     try:
         return parse_size(value)
     except UsageError as exc:
-        raise UsageError(f"{LIMIT_ENV}={value!r}: {exc.message}", hint=exc.hint) from None
+        raise UsageError(f"{LIMIT_ENV}={value!r}: {exc.template}", hint=exc.hint_template) from None
+
+
+def _flag(option: str) -> str:
+    """``option`` (a function's parameter name, ``file``) as a message names it: ```file```, which the
+    CLI writes as its own flag (``--file``). An old-style flag (``--export``) is written as it is."""
+    return option if option.startswith("-") else f"`{option}`"
+
+
+def _named(option: str, path: str | os.PathLike[str]) -> str:
+    """``option`` given PATH, as a message names it: ```file=notes.txt``` (the CLI: ``--file notes.txt``).
+    An old-style flag, or a path holding a backtick (it would end the name), is written out plainly."""
+    text = str(os.fspath(path))
+    if option.startswith("-"):
+        return f"{option} {text}"
+    return f"{option}={text}" if "`" in text else f"`{option}={text}`"
 
 
 def _too_large(where: str, limit: int) -> UsageError:
@@ -122,10 +137,13 @@ def check_regular_file(path: str | os.PathLike[str], where: str, limit: int) -> 
     return target
 
 
-def read_file(path: str | os.PathLike[str], limit: int | None = None, *, option: str = "--file") -> str:
-    """A regular UTF-8 file as text, bounded by ``limit`` (default: ``max_input_bytes()``)."""
+def read_file(path: str | os.PathLike[str], limit: int | None = None, *, option: str = "file",
+              where: str | None = None) -> str:
+    """A regular UTF-8 file as text, bounded by ``limit`` (default: ``max_input_bytes()``).
+
+    An error names it as the parameter ``option`` given PATH (``file=notes.txt``), or as ``where``."""
     limit = max_input_bytes() if limit is None else limit
-    where = f"{option} {path}"
+    where = _named(option, path) if where is None else where
     target = check_regular_file(path, where, limit)
     try:
         with open(target, "rb") as handle:
@@ -144,10 +162,10 @@ def read_text(text: str | None, file: str | os.PathLike[str] | None, *, missing:
     """
     if file is not None:
         if text is not None:
-            raise UsageError("give TEXT or --file, not both")
+            raise UsageError("give `text` or `file`, not both")
         return read_file(file, limit)
     if text is None:
-        raise UsageError(missing, hint="give TEXT, - for standard input, or --file PATH")
+        raise UsageError(missing, hint="give `text`, - for standard input, or `file=PATH`")
     if text == "-":
         return read_stdin(limit)
     return text
@@ -205,8 +223,9 @@ def check_writable_file(path: str | os.PathLike[str], *, option: str) -> None:
 
     It is tried, not guessed from permission bits (root passes every ``os.access``): an existing
     file is opened for writing without truncating it; a new one is created and removed again.
+    ``option`` is the parameter that names the file (``export``).
     """
-    where = f"{option} {path}"
+    where = _named(option, path)
     target = Path(path).expanduser()
     try:
         info = target.stat()
@@ -232,8 +251,9 @@ def check_writable_file(path: str | os.PathLike[str], *, option: str) -> None:
 
 
 def check_not_input(output: str | os.PathLike[str] | None, inputs: Iterable[str | os.PathLike[str] | None], *,
-                    option: str = "--export") -> None:
-    """Refuse an output that is one of the command's input files: saving would overwrite what was read."""
+                    option: str = "export") -> None:
+    """Refuse an output that is one of the command's input files: saving would overwrite what was read.
+    ``option`` is the parameter that names the output."""
     if output is None:
         return
     out = Path(output).expanduser()
@@ -246,5 +266,5 @@ def check_not_input(output: str | os.PathLike[str] | None, inputs: Iterable[str 
         except OSError:
             same = out.resolve() == source.resolve()
         if same:
-            raise UsageError(f"{option} {output} is the input file of this command: saving would overwrite it",
-                             hint="give --export another file name")
+            raise UsageError(f"{_named(option, output)} is the input file of this command: saving would "
+                             f"overwrite it", hint=f"give {_flag(option)} another file name")

@@ -86,7 +86,7 @@ def _documents(
             if by_line:
                 yield from reader.iter_lines(path, where=where)
             else:
-                text = reader.read_stdin() if path is None else reader.read_file(path, option="file")
+                text = reader.read_stdin() if path is None else reader.read_file(path, where=where)
                 yield text, len(text.encode("utf-8", errors="replace"))
         elif by_line:
             for line in str(item).splitlines():
@@ -191,18 +191,17 @@ def pack(
     seq_len: int,
     separator: str | None = None,
     by_line: bool = False,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
 ) -> PackingResult:
     """Tokenize documents and compare padding each to ``seq_len`` with packing them.
 
     ``files_or_texts``: ``Path``s are text files (one document each, or one per line with
     ``by_line``), ``"-"`` is standard input, any other string is a document's text. ``separator``
     is the text of the token(s) put between packed documents; default: the tokenizer's EOS.
+    ``model``: any form ``load`` takes (a ``LoadSpec`` carries the revision, the GGUF file and
+    ``trust_remote_code``); only its tokenizer is loaded.
     """
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise UsageError(f"--seq-len {seq_len}: must be a whole number of at least 1")
+        raise UsageError(f"`seq_len={seq_len}`: must be a whole number of at least 1")
     inputs = list(files_or_texts)
     if not inputs:
         raise UsageError("no documents given", hint="name text files, or - for standard input")
@@ -215,21 +214,21 @@ def pack(
     if isinstance(model, loading.LoadedModel):
         tokenizer, source_name = model.tokenizer, model.source.display_name
     else:
-        spec = loading.load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+        spec = loading.load_spec(model)
         source = loading.source_of(spec)
         tokenizer = loading.load_tokenizer(source, trust_remote_code=spec.trust_remote_code)
         source_name = source.display_name
 
     if separator is None:
         if tokenizer.eos_token_id is None:
-            raise UsageError("this tokenizer has no EOS token to separate documents", hint="give one with --separator")
+            raise UsageError("this tokenizer has no EOS token to separate documents", hint="give one with `separator`")
         separator_ids = [int(tokenizer.eos_token_id)]
         separator_text = str(tokenizer.eos_token)
     else:
         separator_ids = list(tokenizer(separator, add_special_tokens=False)["input_ids"])
         separator_text = separator
         if not separator_ids:
-            raise UsageError(f"--separator {separator!r} is no token at all for this tokenizer")
+            raise UsageError(f"`separator={separator!r}` is no token at all for this tokenizer")
 
     lengths, empty = _token_lengths(tokenizer, inputs, by_line)
     if not lengths:

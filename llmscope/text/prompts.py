@@ -56,7 +56,7 @@ def check_prompt_options(
                 f"the text is not valid Unicode: a lone surrogate at character {exc.start}"
             ) from None
     if system is not None and not chat:
-        raise UsageError("--system needs --chat", hint="add --chat, or drop --system")
+        raise UsageError("`system` needs `chat=True`", hint="add `chat=True`, or drop `system`")
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +78,8 @@ def render_chat(tokenizer: PreTrainedTokenizerBase, name: str, text: str, system
     if not getattr(tokenizer, "chat_template", None):
         raise UsageError(
             f"{name} has no chat template",
-            hint="--chat needs an instruction-tuned model whose tokenizer carries one; drop --chat for plain text",
+            hint="`chat=True` needs an instruction-tuned model whose tokenizer carries one; drop `chat=True` for "
+            "plain text",
         )
     messages = chat_messages(text, system)
     try:
@@ -95,7 +96,7 @@ def render_chat(tokenizer: PreTrainedTokenizerBase, name: str, text: str, system
                 f"{name}: its chat template tried something jinja's sandbox forbids, and was stopped ({first})",
                 hint="the template may be malicious; nothing was run",
             ) from exc
-        hint = "try without --system" if system is not None else "check the messages the template expects"
+        hint = "try without `system`" if system is not None else "check the messages the template expects"
         raise UsageError(f"{name}: its chat template refused these messages ({first})", hint=hint) from exc
 
 

@@ -193,9 +193,6 @@ def tokenize(
     text: str,
     *,
     model: ModelLike | PreTrainedTokenizerBase = None,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
     chat: bool = False,
     system: str | None = None,
     add_special_tokens: bool = True,
@@ -206,11 +203,12 @@ def tokenize(
     user message (after ``system``, if given) through the model's chat template, and the templated
     string is tokenized as ``apply_chat_template(..., tokenize=True)`` does it: without adding
     special tokens, since the template writes them itself.
+
+    MODEL is any form ``load`` takes (a ``LoadSpec`` carries the revision, the GGUF file and
+    ``trust_remote_code``), or a tokenizer object.
     """
     prompts.check_prompt_options(text, chat=chat, system=system, allow_empty=True)
-    tokenizer, name = get_tokenizer(
-        model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code, fast=not chat
-    )
+    tokenizer, name = get_tokenizer(model, fast=not chat)
     encoded = prompts.encode(
         tokenizer, text, name=name, chat=chat, system=system, add_special_tokens=add_special_tokens and not chat
     )
@@ -267,11 +265,11 @@ def parse_ids(value: str) -> list[int]:
     cleaned = value.strip().strip("[]()")
     parts = [p for p in re.split(r"[,\s]+", cleaned) if p]
     if not parts:
-        raise UsageError("--ids: no token ids given", hint="e.g. --ids 504,3575,12")
+        raise UsageError("`ids`: no token ids given", hint="e.g. `ids=504,3575,12`")
     ids = []
     for part in parts:
         if not re.fullmatch(r"\d+", part):
-            raise UsageError(f"--ids: {part!r} is not a token id", hint="token ids are whole numbers >= 0")
+            raise UsageError(f"`ids`: {part!r} is not a token id", hint="token ids are whole numbers >= 0")
         ids.append(int(part))
     return ids
 
@@ -280,24 +278,19 @@ def decode_ids(
     ids: list[int] | str,
     *,
     model: ModelLike | PreTrainedTokenizerBase = None,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
 ) -> DecodeResult:
     """The reverse of tokenize: ids to vocabulary strings, pieces, and ``tokenizer.decode(ids)``."""
     if isinstance(ids, str):
         ids = parse_ids(ids)
     ids = [int(i) for i in ids]
     if any(i < 0 for i in ids):
-        raise UsageError("--ids: token ids are >= 0")
-    tokenizer, name = get_tokenizer(
-        model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code, fast=True
-    )
+        raise UsageError("`ids`: token ids are >= 0")
+    tokenizer, name = get_tokenizer(model, fast=True)
     size = len(tokenizer)
     bad = [i for i in ids if i >= size]
     if bad:
         raise UsageError(
-            f"--ids: {bad[0]} is not in the vocabulary of {name}", hint=f"ids run from 0 to {size - 1:,}"
+            f"`ids`: {bad[0]} is not in the vocabulary of {name}", hint=f"ids run from 0 to {size - 1:,}"
         )
     doc = backend_json(tokenizer)
     special = prompts.special_ids(tokenizer)
@@ -355,31 +348,18 @@ def compare_tokenizers(
     text: str,
     models: list[ModelLike | PreTrainedTokenizerBase],
     *,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
     chat: bool = False,
     system: str | None = None,
     add_special_tokens: bool = True,
 ) -> TokenizerComparison:
-    """TEXT through each tokenizer of MODELS (the first is the baseline); ``revision`` and
-    ``gguf_file`` apply to the first model only."""
+    """TEXT through each tokenizer of MODELS (the first is the baseline). Each model is any form
+    ``tokenize`` takes: a ``LoadSpec`` carries its own revision, GGUF file and ``trust_remote_code``."""
     if not models:
         raise UsageError("compare needs at least one model")
-    results = []
-    for index, model in enumerate(models):
-        results.append(
-            tokenize(
-                text,
-                model=model,
-                revision=revision if index == 0 else None,
-                gguf_file=gguf_file if index == 0 else None,
-                trust_remote_code=trust_remote_code,
-                chat=chat,
-                system=system,
-                add_special_tokens=add_special_tokens,
-            )
-        )
+    results = [
+        tokenize(text, model=model, chat=chat, system=system, add_special_tokens=add_special_tokens)
+        for model in models
+    ]
     by_category = [_tokens_by_category(r) for r in results]
     present = {k for counts in by_category for k in counts}
     order = (*CATEGORIES, "special")

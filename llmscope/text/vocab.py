@@ -59,14 +59,11 @@ class VocabInfo:
 
 
 def get_tokenizer(
-    model: ModelLike | PreTrainedTokenizerBase,
-    *,
-    revision: str | None,
-    gguf_file: str | None,
-    trust_remote_code: bool,
-    fast: bool = False,
+    model: ModelLike | PreTrainedTokenizerBase, *, fast: bool = False, **overrides: Any
 ) -> tuple[PreTrainedTokenizerBase, str]:
-    """The tokenizer of MODEL (never its weights) and the name to show for it.
+    """The tokenizer of MODEL (never its weights) and the name to show for it; MODEL is any form
+    ``load`` takes (a ``LoadSpec`` carries the revision, the GGUF file and ``trust_remote_code``), or a
+    tokenizer object. ``overrides`` are ``load_spec``'s (the public functions pass none).
 
     ``fast=True``: where it is provably the same tokenizer, one read by the ``tokenizers`` library
     alone (``fast_tokens.py``: no torch, no transformers; no chat template either)."""
@@ -76,7 +73,7 @@ def get_tokenizer(
         return model.tokenizer, model.source.display_name
     if hasattr(model, "convert_ids_to_tokens"):  # a tokenizer object passed in directly
         return model, getattr(model, "name_or_path", "") or type(model).__name__
-    spec = load_spec(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+    spec = load_spec(model, **overrides)
     source = source_of(spec)
     if fast and not spec.trust_remote_code:
         from llmscope.loading.fast_tokenizer import tokenizer_for
@@ -254,15 +251,12 @@ def vocab_pieces(
 # The vocabulary view
 
 
-def vocab_info(
-    model: ModelLike | PreTrainedTokenizerBase = None,
-    *,
-    revision: str | None = None,
-    gguf_file: str | None = None,
-    trust_remote_code: bool = False,
-) -> VocabInfo:
-    """Vocabulary size, special tokens with ids, tokenizer type and pipeline of MODEL's tokenizer."""
-    tokenizer, name = get_tokenizer(model, revision=revision, gguf_file=gguf_file, trust_remote_code=trust_remote_code)
+def vocab_info(model: ModelLike | PreTrainedTokenizerBase = None) -> VocabInfo:
+    """Vocabulary size, special tokens with ids, tokenizer type and pipeline of MODEL's tokenizer.
+
+    MODEL is any form ``load`` takes (``LoadSpec(model=..., revision=..., gguf_file=...,
+    trust_remote_code=...)`` for the options), or a tokenizer object."""
+    tokenizer, name = get_tokenizer(model)
     doc = backend_json(tokenizer)
     roles = special_roles(tokenizer)
     specials = []
