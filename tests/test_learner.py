@@ -163,3 +163,58 @@ def test_compare_marks_coinciding_rows_in_the_terminal(cli, tiny_models):
                           "--json").stdout)
     assert data["coinciding"] == [["sample T=1", f"top-k {vocab}"]]
     assert data["results"][0]["token_ids"] == data["results"][1]["token_ids"]
+
+
+def test_layers_shows_the_heads_logits_the_row_taken_and_its_argmax(loaded_models):
+    lm = loaded_models["llama"]
+    report = llmscope.layer_report("Once upon a time", model=lm)
+    ids = torch.tensor([report.input_ids])
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids).logits  # the raw API: every row
+    h = report.head_output
+    assert h.shape == list(logits.shape) == [1, len(report.input_ids), lm.model.config.vocab_size]
+    assert h.position == len(report.input_ids) - 1
+    assert h.prediction.id == int(torch.argmax(logits[0, -1]))
+    assert h.prediction.prob == pytest.approx(float(torch.softmax(logits[0, -1].float(), -1).max()), rel=1e-5)
+    assert report.kv_cache.axes == ("batch", "kv_heads", "tokens", "head_dim")
+    layer0 = report.kv_cache.layers[0]
+    config = lm.model.config
+    assert layer0.key_shape == [1, config.num_key_value_heads, len(report.input_ids),
+                                config.hidden_size // config.num_attention_heads]
+
+
+def test_embeddings_context_numbers_layers_as_layers_does(cli, tiny_models, loaded_models):
+    """Rows: embed, then layers 0..N-1; the last row is the last layer's own output (not after the final
+    norm), checked against a hook on that layer of the same model."""
+    model = str(tiny_models["llama"])
+    sentences = ["I sat on the river bank.", "I paid at the bank."]
+    data = cli("embeddings", "-m", model, "--context", sentences[0], "--context", sentences[1], "--word", "bank",
+               "--json").json()
+    rows = data["context"]["layers"]
+    lm = loaded_models["llama"]
+    n = lm.model.config.num_hidden_layers
+    assert [r["layer"] for r in rows] == [None] + list(range(n))
+    assert [r["hidden_state"] for r in rows] == list(range(n + 1))
+    outputs = []
+    handle = lm.model.model.layers[-1].register_forward_hook(lambda m, a, out: outputs.append(
+        (out[0] if isinstance(out, tuple) else out)[0].double()))
+    try:
+        vectors = []
+        for sentence, info in zip(sentences, data["context"]["sentences"]):
+            ids = lm.tokenizer(sentence, return_tensors="pt")["input_ids"]
+            with torch.inference_mode():
+                lm.model(input_ids=ids)
+            vectors.append(outputs[-1][info["positions"]].mean(dim=0))
+    finally:
+        handle.remove()
+    expected = float(torch.nn.functional.cosine_similarity(vectors[0], vectors[1], dim=0))
+    assert rows[-1]["cosine"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_embeddings_layer_takes_embed_or_a_layer_number(cli, tiny_models, loaded_models):
+    model = str(tiny_models["llama"])
+    n = loaded_models["llama"].model.config.num_hidden_layers
+    assert cli("embeddings", "king", "queen", "-m", model, "--layer", "embed").exit_code == 0
+    assert cli("embeddings", "king", "queen", "-m", model, "--layer", str(n - 1)).exit_code == 0
+    too_deep = cli("embeddings", "king", "queen", "-m", model, "--layer", str(n))
+    assert too_deep.exit_code == 2 and f"--layer {n}: this model has layers 0 to {n - 1}" in too_deep.stderr
