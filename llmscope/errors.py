@@ -17,8 +17,17 @@ import enum
 import re
 from collections.abc import Callable
 
-# A parameter named in a message: `name` or `name=value` (the value may not hold a backtick).
+# A parameter named in a message: `name` or `name=value`; a doubled backtick is a backtick of the text
+# itself (``literal()`` writes any quoted text that way).
 PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+_ESCAPED = "``"
+_HELD = "\x00"
+
+
+def literal(text: str) -> str:
+    """TEXT (a path, a prompt, another library's message) to put in a message as it is: its backticks
+    are not read as parameter names."""
+    return str(text).replace("`", _ESCAPED)
 
 
 class ExitCode(enum.IntEnum):
@@ -56,10 +65,10 @@ class LlmscopeError(Exception):
             written = name_of(match.group(1), match.group(2))
             return written if written is not None else _api_word(match)
 
-        message = PARAMETER.sub(word, self.template)
+        message = _substitute(word, self.template)
         if self.hint_template is None:
             return message
-        return f"{message} ({PARAMETER.sub(word, self.hint_template)})"
+        return f"{message} ({_substitute(word, self.hint_template)})"
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -70,9 +79,14 @@ def _api_word(match: re.Match[str]) -> str:
     return name if value is None else f"{name}={value}"
 
 
+def _substitute(word: Callable[[re.Match[str]], str], text: str) -> str:
+    held = text.replace(_ESCAPED, _HELD)
+    return PARAMETER.sub(lambda m: word(m).replace(_HELD, "`"), held).replace(_HELD, "`")
+
+
 def api_words(text: str) -> str:
     """TEXT with every `name` / `name=value` parameter written plainly (the API's words)."""
-    return PARAMETER.sub(_api_word, text)
+    return _substitute(_api_word, text)
 
 
 class UsageError(LlmscopeError, ValueError):

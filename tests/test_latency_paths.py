@@ -28,8 +28,8 @@ def _fast(folder: Path):
     """The tokenizer tokenize() uses for FOLDER, after a first load has filled the cache."""
     from llmscope.text.vocab import get_tokenizer
 
-    get_tokenizer(str(folder), revision=None, gguf_file=None, trust_remote_code=False, fast=True)
-    tokenizer, _ = get_tokenizer(str(folder), revision=None, gguf_file=None, trust_remote_code=False, fast=True)
+    get_tokenizer(str(folder), fast=True)
+    tokenizer, _ = get_tokenizer(str(folder), fast=True)
     return tokenizer
 
 

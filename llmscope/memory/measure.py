@@ -28,7 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
-from llmscope.errors import LlmscopeError, UsageError
+from llmscope.errors import LlmscopeError, UsageError, literal
 from llmscope.progress import reporter
 from llmscope.units import fmt_bytes
 
@@ -144,7 +144,7 @@ def _run_child(job: dict[str, Any]) -> dict[str, Any]:
                 result = json.load(handle)
     if result is None or "error" in result:
         message = (result or {}).get("error") or _last_line(done.stderr) or f"exit status {done.returncode}"
-        raise LlmscopeError(f"`measure=True`: the measuring process failed: {message}",
+        raise LlmscopeError(f"`measure=True`: the measuring process failed: {literal(message)}",
                             hint="run the same model with `context=16` to check that it loads")
     return result
 

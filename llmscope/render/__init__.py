@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 
-from llmscope.errors import LlmscopeError, UsageError
+from llmscope.errors import LlmscopeError, UsageError, literal
 from llmscope.units import fmt_bytes, fmt_count, fmt_int, fmt_prob  # noqa: F401 - re-exported for the views
 
 EXPORT_SUFFIXES = (".svg", ".html", ".txt")
@@ -96,10 +96,10 @@ def check_export_path(path: Path | None) -> Path | None:
     if path is None:
         return None
     if path.suffix.lower() not in EXPORT_SUFFIXES:
-        raise UsageError(f"--export {path}: unknown format", hint="use a .svg, .html or .txt file name")
+        raise UsageError(f"`export={literal(str(path))}`: unknown format", hint="use a .svg, .html or .txt file name")
     from llmscope.text.inputs import check_writable_file
 
-    check_writable_file(path, option="--export")
+    check_writable_file(path, option="export")
     return path
 
 

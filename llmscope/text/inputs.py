@@ -16,7 +16,7 @@ from pathlib import Path
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from llmscope.errors import UsageError
+from llmscope.errors import UsageError, literal
 
 DEFAULT_MAX_INPUT_BYTES = 64 * 2**20
 LIMIT_ENV = "LLMSCOPE_MAX_INPUT_BYTES"
@@ -40,17 +40,13 @@ def max_input_bytes() -> int:
 
 def _flag(option: str) -> str:
     """``option`` (a function's parameter name, ``file``) as a message names it: ```file```, which the
-    CLI writes as its own flag (``--file``). An old-style flag (``--export``) is written as it is."""
-    return option if option.startswith("-") else f"`{option}`"
+    CLI writes as its own flag (``--file``)."""
+    return f"`{option}`"
 
 
 def _named(option: str, path: str | os.PathLike[str]) -> str:
-    """``option`` given PATH, as a message names it: ```file=notes.txt``` (the CLI: ``--file notes.txt``).
-    An old-style flag, or a path holding a backtick (it would end the name), is written out plainly."""
-    text = str(os.fspath(path))
-    if option.startswith("-"):
-        return f"{option} {text}"
-    return f"{option}={text}" if "`" in text else f"`{option}={text}`"
+    """``option`` given PATH, as a message names it: ```file=notes.txt``` (the CLI: ``--file notes.txt``)."""
+    return f"`{option}={literal(str(os.fspath(path)))}`"
 
 
 def _too_large(where: str, limit: int) -> UsageError:

@@ -59,11 +59,11 @@ class VocabInfo:
 
 
 def get_tokenizer(
-    model: ModelLike | PreTrainedTokenizerBase, *, fast: bool = False, **overrides: Any
+    model: ModelLike | PreTrainedTokenizerBase, *, fast: bool = False
 ) -> tuple[PreTrainedTokenizerBase, str]:
     """The tokenizer of MODEL (never its weights) and the name to show for it; MODEL is any form
     ``load`` takes (a ``LoadSpec`` carries the revision, the GGUF file and ``trust_remote_code``), or a
-    tokenizer object. ``overrides`` are ``load_spec``'s (the public functions pass none).
+    tokenizer object.
 
     ``fast=True``: where it is provably the same tokenizer, one read by the ``tokenizers`` library
     alone (``fast_tokens.py``: no torch, no transformers; no chat template either)."""
@@ -73,7 +73,7 @@ def get_tokenizer(
         return model.tokenizer, model.source.display_name
     if hasattr(model, "convert_ids_to_tokens"):  # a tokenizer object passed in directly
         return model, getattr(model, "name_or_path", "") or type(model).__name__
-    spec = load_spec(model, **overrides)
+    spec = load_spec(model)
     source = source_of(spec)
     if fast and not spec.trust_remote_code:
         from llmscope.loading.fast_tokenizer import tokenizer_for
