@@ -32,6 +32,8 @@ _API = {
     "GenerationResult": "llmscope.decoding.generation",
     "ComparisonResult": "llmscope.decoding.generation",
     "DecodingSettings": "llmscope.decoding.sampling",
+    "settings_for": "llmscope.decoding.sampling",
+    "parse_strategy_list": "llmscope.decoding.sampling",
     "memory_report": "llmscope.memory.report",
     "MemoryReport": "llmscope.memory.report",
     "parse_size": "llmscope.units",

@@ -45,18 +45,22 @@ ENVIRONMENT = {
 UNSET = ("FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "TERMINAL_WIDTH", "TTY_COMPATIBLE", "LLMSCOPE_DEBUG")
 
 # Timings are the only part of an output allowed to change. A duration (a number and `s` or `ms`)
-# becomes `<time>`, and the number before `tokens/s` or `x faster` becomes `#`. A timing's width moves
+# becomes `<time>`, the number before `tokens/s` or `x faster` becomes `#`, and the KV cache's verdict
+# on two wall times (`1.7x faster with the cache`, or slower on a busy machine) becomes `<verdict>`. A timing's width moves
 # table columns and line breaks, so an output holding one is compared word by word (whitespace and
 # runs of the rule character `─` collapsed); an output without one is compared line by line, exactly
 # but for trailing space.
 DURATION = re.compile(r"\b\d[\d,]*(?:\.\d+)?\s?m?s\b")
 RATE = re.compile(r"\b\d[\d,]*(?:\.\d+)?(?=\s?tokens/s\b|x faster\b)")
+# generate --no-kv-cache's verdict on the wall times: faster, or slower as timing noise on a busy machine.
+VERDICT = re.compile(r"\b\d[\d,]*(?:\.\d+)?x (?:faster with the cache|slower with the cache \(timing\s+noise:"
+                     r"\s+the\s+machine\s+is\s+busy\))")
 
 
 def normalise(text: str) -> str:
     """What two outputs must share to match: everything but their timings (see DURATION and RATE)."""
-    if DURATION.search(text) or RATE.search(text):
-        text = RATE.sub("#", DURATION.sub("<time>", text))
+    if DURATION.search(text) or RATE.search(text) or VERDICT.search(text):
+        text = RATE.sub("#", DURATION.sub("<time>", VERDICT.sub("<verdict>", text)))
         return " ".join(re.sub(r"─+", "─", text).split())
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
 
@@ -216,7 +220,8 @@ def _tidy(text: str) -> str:
 def _run(command: str, timeout: float) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in UNSET}
     env.update(ENVIRONMENT, LLMSCOPE_PYTHON=sys.executable)
-    prelude = 'llmscope() { "$LLMSCOPE_PYTHON" -m llmscope "$@"; }\n'
+    # `llmscope` and `python` are the interpreter llmscope runs under (a transcript may run a docs script)
+    prelude = 'llmscope() { "$LLMSCOPE_PYTHON" -m llmscope "$@"; }\npython() { "$LLMSCOPE_PYTHON" "$@"; }\n'
     return subprocess.run(["bash", "-c", prelude + command], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=timeout, check=False)
 

@@ -33,6 +33,8 @@ API = {
     "GenerationResult": ("llmscope.decoding.generation", "class"),
     "ComparisonResult": ("llmscope.decoding.generation", "class"),
     "DecodingSettings": ("llmscope.decoding.sampling", "class"),
+    "settings_for": ("llmscope.decoding.sampling", "function"),
+    "parse_strategy_list": ("llmscope.decoding.sampling", "function"),
     "memory_report": ("llmscope.memory.report", "function"),
     "MemoryReport": ("llmscope.memory.report", "class"),
     "parse_size": ("llmscope.units", "function"),

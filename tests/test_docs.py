@@ -122,6 +122,10 @@ def test_normalise_ignores_timings_and_nothing_else():
     slow = " speed  2.2 tokens/s; first token after 1.87 s;\n total 10.82 s\n KV cache  0.7x faster"
     assert _docs.normalise(fast) == _docs.normalise(slow)
     assert _docs.normalise(fast) != _docs.normalise(fast.replace("first", "last"))
+    cached = "KV cache time  with: 3.1 tokens/s (2.0 s); 1.7x faster with the cache, same tokens"
+    busy = "KV cache time  with: 0.4 tokens/s (9.1 s); 1.2x slower with the cache (timing\n noise: the machine is busy), same tokens"
+    assert _docs.normalise(cached) == _docs.normalise(busy)
+    assert _docs.normalise(cached) != _docs.normalise(cached.replace("same tokens", "tokens differ"))
     table = "  16 sequences   5\n  padding tokens   31  \n"
     assert _docs.normalise(table) == "  16 sequences   5\n  padding tokens   31"  # no timing: exact
     assert _docs.normalise(table) != _docs.normalise(table.replace("   5", "  5"))
@@ -140,9 +144,19 @@ STEPS = _steps()
 RUN = _docs.Runner(list(STEPS))
 
 
+COURSE_MODELS = "python docs/examples/course_models.py /tmp/llmscope-course"
+
+
+@pytest.fixture(scope="module")
+def course_models():
+    """The models docs/course.md makes first, made once before any transcript that reads them."""
+    assert COURSE_MODELS in STEPS, "docs/course.md makes its models with this command"
+    RUN(COURSE_MODELS)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", list(STEPS), ids=[shown[0][0] for shown in STEPS.values()])
-def test_transcript_is_what_the_command_prints(command, demo_model):
+def test_transcript_is_what_the_command_prints(command, demo_model, course_models):
     """demo_model converts the embedded model into this session's cache once, for every run here."""
     output = _docs.normalise(RUN(command))
     for where, shown in STEPS[command]:
