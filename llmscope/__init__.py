@@ -39,6 +39,8 @@ _API = {
     "parse_size": "llmscope.units",
     "attention_weights": "llmscope.forward.attention",  # = llmscope.forward.attention.attention
     "AttentionResult": "llmscope.forward.attention",
+    "attention_walk": "llmscope.forward.walk",  # = llmscope.forward.walk.walk
+    "AttentionWalk": "llmscope.forward.walk",
     "expert_routing": "llmscope.forward.experts",  # = llmscope.forward.experts.experts
     "ExpertRoutingResult": "llmscope.forward.experts",
     "pack": "llmscope.text.packing",

@@ -40,6 +40,8 @@ API = {
     "parse_size": ("llmscope.units", "function"),
     "attention_weights": ("llmscope.forward.attention", "function"),
     "AttentionResult": ("llmscope.forward.attention", "class"),
+    "attention_walk": ("llmscope.forward.walk", "function"),
+    "AttentionWalk": ("llmscope.forward.walk", "class"),
     "expert_routing": ("llmscope.forward.experts", "function"),
     "ExpertRoutingResult": ("llmscope.forward.experts", "class"),
     "pack": ("llmscope.text.packing", "function"),

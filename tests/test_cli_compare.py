@@ -40,10 +40,30 @@ def test_json_rows_against_transformers(cli, tiny_models):
         assert row["mean_logprob"] == pytest.approx(float(expected.log().mean()), abs=1e-4)
     for step, token in enumerate(rows["top-k"]["token_ids"]):
         assert token in torch.topk(logits["top-k"][step], 50).indices.tolist(), step
+    assert rows["top-k"]["candidates_kept"] == [50] * 8 and rows["greedy"]["candidates_kept"] == [1] * 8
     for step, token in enumerate(rows["top-p"]["token_ids"]):
         sorted_probs, sorted_ids = torch.sort(torch.softmax(logits["top-p"][step], -1), descending=True)
         size = int((torch.cumsum(sorted_probs, 0) < 0.7).sum()) + 1  # the smallest set whose mass reaches 0.7
         assert token in sorted_ids[:size].tolist(), step
+        assert rows["top-p"]["candidates_kept"][step] == size, step
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for row in data["results"]:
+        groups.setdefault(tuple(row["token_ids"]), []).append(row["label"])
+    assert data["coinciding"] == [labels for labels in groups.values() if len(labels) > 1]
+
+
+def test_rows_that_write_the_same_tokens_are_named(cli, tiny_models):
+    """top-k=1 draws from the argmax alone: it writes greedy's tokens, and the JSON and the table say so."""
+    folder = str(tiny_models["llama"])
+    args = ("compare", "The quick brown", "-m", folder, "--device", "cpu", "-n", "6", "-S", "greedy,top-k=1")
+    r = cli(*args, "--json")
+    assert r.exit_code == 0, r.stderr
+    data = r.json()
+    assert data["results"][0]["token_ids"] == data["results"][1]["token_ids"]
+    assert data["coinciding"] == [["greedy", "top-k 1"]] and data["warnings"] == []
+    table = cli(*args)
+    assert table.exit_code == 0, table.stderr
+    assert "greedy and top-k 1 wrote the same tokens" in table.stdout
 
 
 def test_default_table_at_80_columns(cli, tiny_models, tmp_path):
@@ -67,7 +87,7 @@ def test_default_table_at_80_columns(cli, tiny_models, tmp_path):
         (["--strategies", "top-k=x"], "not a number"),
         (["--top-p", "-0.5"], "--top-p"),
         (["--temperature", "-2"], "--temperature"),
-        (["--top-k", "0"], "--top-k"),
+        (["--top-k", "0"], "--top-k 0: must be 1 or more"),
         (["--max-new-tokens", "0"], "--max-new-tokens"),
         (["--system", "Be kind."], "--system needs --chat"),
     ],

@@ -42,6 +42,7 @@ def test_same_seed_same_json(cli, tiny_models):
     assert first.exit_code == 0, first.stderr
     assert first.json()["token_ids"] == second.json()["token_ids"]
     assert first.json()["settings"]["top_k"] == 5
+    assert first.json()["candidates_kept"] == [5] * first.json()["num_tokens"]  # each draw among the top 5
 
 
 def test_streams_text_then_stats_at_80_columns(cli, tiny_models, tmp_path):
@@ -71,14 +72,36 @@ def test_beam_prints_text_after(cli, tiny_models):
 
 
 def test_no_kv_cache_reports_the_speedup(cli, tiny_models):
-    r = cli("generate", PROMPT, "-m", str(tiny_models["llama"]), "--device", "cpu", "--max-new-tokens", "6",
-            "--no-kv-cache")
-    assert r.exit_code == 0, r.stderr
-    assert "KV cache" in r.stdout and "faster with the cache" in r.stdout
+    """The work each way is exact (positions and attention scores computed, from the prompt length and
+    the tokens written); the wall times are whatever the machine gives, faster or (busy) not."""
+    shown = cli("generate", PROMPT, "-m", str(tiny_models["llama"]), "--device", "cpu", "--max-new-tokens", "6",
+                "--no-kv-cache")
+    assert shown.exit_code == 0, shown.stderr
     r = cli("generate", PROMPT, "-m", str(tiny_models["llama"]), "--device", "cpu", "--max-new-tokens", "6",
             "--no-kv-cache", "--json")
     c = r.json()["kv_cache_comparison"]
+    assert "KV cache work" in shown.stdout and "KV cache time" in shown.stdout and "with the cache" in shown.stdout
+    assert f"{c['uncached_positions'] / c['cached_positions']:.1f}x" in shown.stdout
+    assert f"{c['uncached_attention_pairs']:,} vs {c['cached_attention_pairs']:,}" in shown.stdout
     assert r.json()["kv_cache"] is False and c["same_token_ids"] is True and c["speedup"] > 0
+    p, n = r.json()["prompt_tokens"], r.json()["num_tokens"]
+    # without the cache every pass computes the whole sequence; with it, the prompt once then one token
+    assert c["uncached_positions"] == sum(p + i for i in range(n)) and c["cached_positions"] == p + n - 1
+    assert c["uncached_attention_pairs"] == sum((p + i) * (p + i + 1) // 2 for i in range(n))
+    assert c["cached_attention_pairs"] == p * (p + 1) // 2 + sum(p + i for i in range(1, n))
+
+
+def test_temperature_zero_is_greedy_and_says_so(cli, tiny_models):
+    folder = str(tiny_models["llama"])
+    r = cli("generate", PROMPT, "-m", folder, "--device", "cpu", "--strategy", "top-p", "--temperature", "0",
+            "--max-new-tokens", "10", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "temperature=0 always picks the most likely token: top-p runs as greedy" in r.stderr
+    data = r.json()
+    assert data["strategy"] == "greedy" and data["candidates_kept"] == [1] * data["num_tokens"]
+    assert data["warnings"] == ["temperature=0 always picks the most likely token: top-p runs as greedy"]
+    _, expected = _reference(folder, PROMPT, do_sample=False, max_new_tokens=10)
+    assert data["token_ids"] == expected
 
 
 @pytest.mark.parametrize(
@@ -91,7 +114,8 @@ def test_no_kv_cache_reports_the_speedup(cli, tiny_models):
         (["--max-new-tokens", "0"], "--max-new-tokens"),
         (["--num-beams", "0"], "--num-beams"),
         (["--strategy", "wild"], "unknown strategy"),
-        (["--strategy", "greedy", "--top-k", "5"], "no effect"),
+        (["--strategy", "greedy", "--top-k", "5"], "--top-k 5 has no effect with --strategy greedy"),
+        (["--temperature", "1e-9"], "--temperature 1e-09: must be 0 or at least 0.0001"),
         (["--system", "Be kind."], "--system needs --chat"),
         (["--seed", "-1"], "--seed"),
     ],

@@ -17,10 +17,11 @@ def _probs(folder, ids):
 
 
 def test_json_candidates(cli, tiny_models):
-    r = cli("next-token", "The cat sat", "-m", tiny_models["gpt2"], "--top-k", "4", "--json")
+    r = cli("next-token", "The cat sat", "-m", tiny_models["gpt2"], "--rows", "4", "--json")
     assert r.exit_code == 0, r.stderr
     data = r.json()
-    assert len(data["candidates"]) == 4
+    assert len(data["candidates"]) == 4 and data["rows"] == 4
+    assert data["strategy"] == "greedy" and data["top_k"] is None  # --rows filters nothing
     assert set(data["candidates"][0]) >= {"token", "id", "prob", "logprob"}
     probs, _ = _probs(tiny_models["gpt2"], data["input_ids"])
     assert [c["id"] for c in data["candidates"]] == torch.topk(probs, 4).indices.tolist()
@@ -78,10 +79,19 @@ def test_masked_lm(cli, tiny_models):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["x", "--top-k", "0"], "top-k"),
-        (["x", "--top-p", "1.5"], "top-p"),
-        (["x", "--temperature", "-1"], "temperature"),
-        (["x", "--strategy", "beam"], "strategy"),
+        (["x", "--rows", "0"], "--rows 0"),
+        (["x", "-r", "-2"], "--rows -2"),
+        (["x", "--top-k", "0"], "--top-k 0"),
+        (["x", "--top-p", "1.5"], "--top-p 1.5"),
+        (["x", "--min-p", "2"], "--min-p 2"),
+        (["x", "--typical-p", "0"], "--typical-p 0"),
+        (["x", "--repetition-penalty", "0"], "--repetition-penalty 0"),
+        (["x", "--temperature", "-1"], "--temperature -1.0: must be 0 or more"),
+        (["x", "--strategy", "beam"], "--strategy beam: stepping picks one token at a time"),
+        (["x", "--strategy", "telepathy"], "unknown strategy 'telepathy'"),
+        (["x", "--strategy", "greedy", "--top-k", "5"], "--top-k 5 has no effect with --strategy greedy"),
+        (["x", "--steps", "-1"], "--steps -1"),
+        (["x", "--interactive", "--steps", "2"], "--interactive and --steps do not go together"),
         (["", ], "empty"),
         (["x", "--system", "hi"], "--chat"),
     ],
@@ -104,7 +114,7 @@ def test_model_errors_are_one_line(cli, tiny_models):
 
 @pytest.mark.slow
 def test_demo_model_cli(cli, demo_model):
-    r = cli("next-token", "The capital of France is", "--device", "cpu", "--dtype", "float32", "--json", "-k", "3")
+    r = cli("next-token", "The capital of France is", "--device", "cpu", "--dtype", "float32", "--json", "-r", "3")
     assert r.exit_code == 0, r.stderr
     data = r.json()
     with torch.no_grad():
@@ -113,15 +123,59 @@ def test_demo_model_cli(cli, demo_model):
     assert data["candidates"][0]["prob"] == pytest.approx(float(probs.max()), abs=1e-5)
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "sample"])
-def test_steps_write_what_generate_writes(cli, tiny_models, strategy):
-    # One sampling path: the same strategy and seed give the same tokens in next-token --steps and generate.
+@pytest.mark.parametrize("options", [
+    ["--strategy", "greedy"],
+    ["--strategy", "sample"],
+    ["--strategy", "top-k", "--top-k", "3", "--temperature", "1.4"],
+    ["--temperature", "0.7", "--top-p", "0.9"],  # no --strategy: top-p sampling at T=0.7, as generate infers
+    ["--strategy", "min-p", "--min-p", "0.2"],
+    ["--strategy", "typical", "--typical-p", "0.5", "--repetition-penalty", "1.3"],
+], ids=" ".join)
+def test_steps_write_what_generate_writes(cli, tiny_models, options):
+    # One sampling path: the same options and seed give the same tokens in next-token --steps and generate.
     folder = str(tiny_models["llama"])
-    stepped = cli("next-token", "Once upon", "-m", folder, "--strategy", strategy, "--seed", "3", "--steps", "12",
-                  "--json")
-    written = cli("generate", "Once upon", "-m", folder, "--strategy", strategy, "--seed", "3", "-n", "12", "--json")
+    stepped = cli("next-token", "Once upon", "-m", folder, *options, "--seed", "3", "--steps", "12", "--json")
+    written = cli("generate", "Once upon", "-m", folder, *options, "--seed", "3", "-n", "12", "--json")
     assert stepped.exit_code == 0 and written.exit_code == 0, stepped.stderr + written.stderr
     assert [s["chosen"]["id"] for s in stepped.json()["steps"]] == written.json()["token_ids"]
+    assert stepped.json()["strategy"] == written.json()["strategy"]
+
+
+def test_temperature_zero_is_greedy_and_says_so(cli, tiny_models):
+    """--temperature 0 always picks the most likely token: greedy steps (those of model.generate), the
+    model's own distribution shown, and a notice on stderr."""
+    folder = str(tiny_models["llama"])
+    r = cli("next-token", "Once upon", "-m", folder, "--temperature", "0", "--steps", "4", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "temperature=0 always picks the most likely token: greedy" in r.stderr
+    data = r.json()
+    assert data["strategy"] == "greedy" and data["temperature"] == 1.0 and "sampling_kept" not in data
+    assert any("temperature=0" in w for w in data["warnings"])
+    _, model = _probs(folder, data["input_ids"])
+    ids = torch.tensor([data["input_ids"]])
+    expected = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=4)
+    assert [s["chosen"]["id"] for s in data["steps"]] == expected[0, ids.shape[1]:].tolist()
+
+
+def test_top_k_is_the_filter_and_rows_the_display(cli, tiny_models):
+    """--top-k filters what sampling draws from (each row says kept or cut); --rows only says how many
+    candidates are shown."""
+    folder = str(tiny_models["gpt2"])
+    r = cli("next-token", "The cat sat", "-m", folder, "--top-k", "3", "--rows", "6", "--json")
+    assert r.exit_code == 0, r.stderr
+    data = r.json()
+    assert data["strategy"] == "top-k" and data["top_k"] == 3 and data["rows"] == 6
+    probs, _ = _probs(folder, data["input_ids"])
+    assert [c["id"] for c in data["candidates"]] == torch.topk(probs, 6).indices.tolist()
+    assert [c["kept_top_k"] for c in data["candidates"]] == [True] * 3 + [False] * 3
+    kept = probs[torch.topk(probs, 3).indices]
+    assert [c["prob_sampling"] for c in data["candidates"]] == pytest.approx(
+        (kept / kept.sum()).tolist() + [0.0] * 3, abs=1e-5)
+    assert data["top_k_kept"] == data["sampling_kept"] == 3
+    table = cli("next-token", "The cat sat", "-m", folder, "--top-k", "3", "--rows", "6")
+    assert table.exit_code == 0, table.stderr
+    assert "top-k 3" in table.stdout and "cut" in table.stdout and "sampling draws from 3 tokens" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
 
 
 def test_two_bos_tokens_warn(cli, tiny_models):

@@ -43,22 +43,25 @@ TOKENIZE_VOCAB = [
 ]
 NEXT_TOKEN = [
     "model", "candidates", "entropy", "entropy_bits", "shown", "kind", "prompt", "input_ids", "dtype",
-    "temperature", "top_k", "top_p", "warnings",
+    "strategy", "temperature", "top_k", "top_p", "min_p", "typical_p", "seed", "rows", "warnings",
 ]
-NEXT_TOKEN_STEPS = [*NEXT_TOKEN, "steps", "strategy", "seed", "generated_text", "stop_reason"]
+NEXT_TOKEN_RESHAPED = [*NEXT_TOKEN, "top_k_kept", "top_p_kept", "sampling_kept", "entropy_temperature"]
+NEXT_TOKEN_STEPS = [*NEXT_TOKEN, "steps", "generated_text", "stop_reason"]
 LAYERS = [
     "model", "kind", "prompt", "input_ids", "tokens", "dtype", "position", "final_norm", "lm_head", "softcapping",
-    "layers", "final_check", "kv_cache", "warnings",
+    "layers", "final_check", "kv_cache", "head_output", "warnings",
 ]
 GENERATE = [
     "model", "strategy", "label", "text", "token_ids", "tokens", "num_tokens", "prompt", "prompt_tokens", "chat",
     "settings", "stop_reason", "time_to_first_token", "total_time", "tokens_per_second", "mean_logprob",
-    "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison", "warnings",
+    "perplexity", "distinct_1", "distinct_2", "repetition", "kv_cache", "kv_cache_comparison", "candidates_kept",
+    "warnings",
 ]
-COMPARE = ["model", "prompt", "chat", "results", "batched", "batch_time", "total_time"]
+COMPARE = ["model", "prompt", "chat", "results", "batched", "batch_time", "total_time", "coinciding", "warnings"]
 ATTENTION = ["model", "tokens", "layer", "head", "weights", "kind", "warnings"]
 ATTENTION_TOKEN = [*ATTENTION, "query", "ranking"]
 ATTENTION_ALL = [*ATTENTION, "layers"]
+ATTENTION_WALK = ["model", "tokens", "walk", "queries", "warnings"]
 EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters", "warnings"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
@@ -87,6 +90,10 @@ CASES = {
     "tokenize --ids": (lambda m, f: ["tokenize", "--ids", "1,2,3", "-m", m["gpt2"]], TOKENIZE_IDS, "gpt2", []),
     "tokenize --vocab": (lambda m, f: ["tokenize", "--vocab", "-m", m["gpt2"]], TOKENIZE_VOCAB, "gpt2", []),
     "next-token": (lambda m, f: ["next-token", "Hello world", "-m", m["gpt2"]], NEXT_TOKEN, "gpt2", []),
+    "next-token --temperature --top-p": (
+        lambda m, f: ["next-token", "Hello world", "-m", m["gpt2"], "--temperature", "0.7", "--top-p", "0.9"],
+        NEXT_TOKEN_RESHAPED, "gpt2", [],
+    ),
     "next-token --steps": (
         lambda m, f: ["next-token", "Hello world", "-m", m["gpt2"], "--steps", "3"], NEXT_TOKEN_STEPS, "gpt2", [],
     ),
@@ -107,6 +114,9 @@ CASES = {
     ),
     "attention --all-layers": (
         lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--all-layers"], ATTENTION_ALL, "gpt2", [],
+    ),
+    "attention --walk": (
+        lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--walk"], ATTENTION_WALK, "gpt2", [],
     ),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),

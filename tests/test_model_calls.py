@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import llmscope
+from llmscope.decoding.sampling import parse_strategy_list, settings_for
 from llmscope.loading import model_calls
 
 
@@ -48,7 +49,7 @@ def test_generate_feeds_the_prompt_once_then_one_token_per_pass(loaded, name):
     lm = loaded[name]
     prompt = "Once upon a time"
     with fed_tokens(lm.model) as fed:
-        result = llmscope.generate(prompt, model=lm, max_new_tokens=6)
+        result = llmscope.generate(prompt, model=lm, settings=settings_for(max_new_tokens=6))
     n = len(result.token_ids)
     assert n >= 2
     assert fed == [_prompt_length(lm, prompt)] + [1] * (n - 1)
@@ -60,7 +61,7 @@ def test_without_the_cache_every_pass_runs_the_whole_sequence(loaded, name):
     prompt = "Once upon a time"
     p = _prompt_length(lm, prompt)
     with fed_tokens(lm.model) as fed:
-        result = llmscope.generate(prompt, model=lm, max_new_tokens=5, kv_cache=False)
+        result = llmscope.generate(prompt, model=lm, settings=settings_for(max_new_tokens=5), kv_cache=False)
     n = len(result.token_ids)
     # the uncached run (p, p+1, ... tokens), then the cached run it is compared with (p, 1, 1, ...)
     assert fed == [p + i for i in range(n)] + [p] + [1] * (n - 1)
@@ -75,8 +76,11 @@ def test_next_token_steps_and_compare_use_the_cache(loaded):
         result = llmscope.predict_next_token(prompt, model=lm, steps=4)
     assert len(result.steps) == 4
     assert fed == [p, 1, 1, 1, 1]  # each step's token is fed to show the distribution after it
+    with fed_tokens(lm.model) as fed:  # sampled steps, the distribution reshaped: no extra forward pass
+        llmscope.predict_next_token(prompt, model=lm, steps=4, settings=settings_for("top-p", temperature=0.8, seed=1))
+    assert fed == [p, 1, 1, 1, 1]
     with fed_tokens(lm.model) as fed:
-        llmscope.compare(prompt, model=lm, strategies="greedy,sample", max_new_tokens=4)
+        llmscope.compare(prompt, model=lm, strategies=parse_strategy_list("greedy,sample", max_new_tokens=4))
     assert fed[0] == p and set(fed[1:]) == {1}  # the prompt once for both rows, then one token each pass
 
 
@@ -96,7 +100,7 @@ def test_a_recurrent_model_runs_the_whole_sequence_and_says_so(loaded):
     old = set_reporter(notes)
     try:
         with fed_tokens(lm.model) as fed:
-            result = llmscope.generate("The cat sat", model=lm, max_new_tokens=3)
+            result = llmscope.generate("The cat sat", model=lm, settings=settings_for(max_new_tokens=3))
     finally:
         set_reporter(old)
     p = _prompt_length(lm, "The cat sat")

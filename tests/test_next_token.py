@@ -13,6 +13,7 @@ from llmscope.errors import UsageError
 from llmscope import decoding
 from llmscope.decoding import sampling
 from llmscope.decoding.next_token import next_token
+from llmscope.decoding.sampling import settings_for
 from llmscope.decoding.stepping import stepper
 
 
@@ -30,7 +31,7 @@ def _reference_probs(lm, ids):
 @pytest.mark.parametrize("name", ["gpt2", "llama", "mixtral"])
 def test_probabilities_equal_transformers(loaded, name):
     lm = loaded[name]
-    result = next_token("The cat sat on the", model=lm, top_k=7)
+    result = next_token("The cat sat on the", model=lm, rows=7)
     ids = lm.tokenizer("The cat sat on the")["input_ids"]
     assert result.input_ids == ids
     probs = _reference_probs(lm, ids)
@@ -79,7 +80,7 @@ def test_greedy_steps_equal_generate_and_reuse_the_cache(loaded, name):
 
 def test_step_candidates_equal_a_fresh_forward_pass(loaded):
     lm = loaded["llama"]
-    run = stepper("The dog", model=lm, top_k=5)
+    run = stepper("The dog", model=lm, rows=5)
     run.step()
     run.advance(lm.tokenizer(" jumps", add_special_tokens=False)["input_ids"], typed=True, text=" jumps")
     probs = _reference_probs(lm, run.ids)
@@ -93,19 +94,69 @@ def test_knobs_use_transformers_warpers(loaded):
     from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
     lm = loaded["llama"]
-    result = next_token("The cat", model=lm, top_k=20, temperature=0.5, top_p=0.05)
+    result = next_token("The cat", model=lm, rows=20, settings=settings_for("top-p", temperature=0.5, top_p=0.05))
     ids = torch.tensor([result.input_ids])
     with torch.no_grad():
         logits = lm.model(ids).logits[:, -1]
     tempered = TemperatureLogitsWarper(0.5)(ids, logits)
-    final = TopPLogitsWarper(0.05)(ids, tempered)  # --top-k only chooses the rows shown: no TopK here
+    final = TopPLogitsWarper(0.05)(ids, tempered)  # rows only choose the candidates shown: no TopK here
     probs = torch.softmax(final, -1)[0]
     for c in result.candidates:
         assert c.prob_temperature == pytest.approx(float(torch.softmax(tempered, -1)[0, c.id]), abs=1e-5)
         assert c.prob_sampling == pytest.approx(float(probs[c.id]), abs=1e-5)
         assert c.kept_top_p == bool(torch.isfinite(final)[0, c.id])
+        assert c.kept_top_k is None  # no top-k filter
     assert result.distribution.sampling_kept == int(torch.isfinite(final).sum())
-    assert len(result.candidates) == 20
+    assert result.distribution.top_p_kept == int(torch.isfinite(final).sum())
+    assert result.distribution.top_k_kept is None
+    assert len(result.candidates) == 20 and result.rows == 20
+    assert result.reshaped and result.temperature == 0.5 and result.strategy == "top-p"
+
+
+def test_top_k_filter_and_top_p_each_give_their_verdict(loaded):
+    """With top-k and top-p together (as in generate), each candidate carries each filter's own verdict
+    after the temperature, and the sampled column applies both, in transformers' order."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    lm = loaded["llama"]
+    result = next_token("The cat", model=lm, rows=12,
+                        settings=settings_for("sample", temperature=1.5, top_k=4, top_p=0.5))
+    ids = torch.tensor([result.input_ids])
+    with torch.no_grad():
+        logits = lm.model(ids).logits[:, -1]
+    tempered = TemperatureLogitsWarper(1.5)(ids, logits)
+    by_k = TopKLogitsWarper(4)(ids, tempered.clone())
+    by_p = TopPLogitsWarper(0.5)(ids, tempered.clone())
+    final = TopPLogitsWarper(0.5)(ids, TopKLogitsWarper(4)(ids, tempered.clone()))
+    probs = torch.softmax(final, -1)[0]
+    assert len(result.candidates) == 12
+    for c in result.candidates:
+        assert c.kept_top_k == bool(torch.isfinite(by_k)[0, c.id]) == (c.rank <= 4)
+        assert c.kept_top_p == bool(torch.isfinite(by_p)[0, c.id])
+        assert c.prob_sampling == pytest.approx(float(probs[c.id]), abs=1e-5)
+    d = result.distribution
+    assert d.top_k_kept == 4
+    assert d.top_p_kept == int(torch.isfinite(by_p).sum())
+    assert d.sampling_kept == int(torch.isfinite(final).sum()) <= 4
+    data = result.to_json()
+    assert (data["top_k"], data["top_p"], data["temperature"], data["rows"]) == (4, 0.5, 1.5, 12)
+    assert data["top_k_kept"] == 4 and data["sampling_kept"] == d.sampling_kept
+
+
+def test_greedy_shows_the_models_own_distribution_only(loaded):
+    """Greedy settings reshape nothing: no tempered column, no verdicts, the pick chooses from one token."""
+    lm = loaded["llama"]
+    result = next_token("The cat", model=lm, rows=6)
+    probs = _reference_probs(lm, result.input_ids)
+    assert [c.id for c in result.candidates] == torch.topk(probs, 6).indices.tolist()
+    for c in result.candidates:
+        assert (c.prob_temperature, c.kept_top_k, c.kept_top_p, c.prob_sampling) == (None, None, None, None)
+    d = result.distribution
+    assert (d.top_k_kept, d.top_p_kept, d.sampling_kept, d.entropy_temperature) == (None, None, 1, None)
+    assert result.strategy == "greedy" and result.temperature == 1.0 and not result.reshaped
+    data = result.to_json()
+    assert data["strategy"] == "greedy" and data["top_k"] is None and data["rows"] == 6
+    assert not {"top_k_kept", "top_p_kept", "sampling_kept", "entropy_temperature"} & set(data)
 
 
 def _ids(result):
@@ -116,13 +167,14 @@ def _ids(result):
 @pytest.mark.parametrize("seed", [0, 3])
 def test_sampled_steps_equal_generate_and_ignore_the_rows_shown(loaded, name, seed):
     """One sampling path: next-token --steps writes what generate writes with the same strategy and seed,
-    and how many candidates it shows (top_k) never filters what it samples. Consistency only: the draws
+    and how many candidates it shows (rows) never filters what it samples. Consistency only: the draws
     come from llmscope's own seeded RNG, so llmscope's ``generate`` is the one reference that can give
     the same tokens (test_decoding checks those against the filters they are drawn from)."""
     lm = loaded[name]
-    written = decoding.generate("The", model=lm, strategy="sample", seed=seed, max_new_tokens=12)
-    for top_k in (10, 1):
-        stepped = next_token("The", model=lm, steps=12, strategy="sample", seed=seed, top_k=top_k)
+    settings = settings_for("sample", seed=seed, max_new_tokens=12)
+    written = decoding.generate("The", model=lm, settings=settings)
+    for rows in (10, 1):
+        stepped = next_token("The", model=lm, steps=12, settings=settings, rows=rows)
         assert _ids(stepped) == written.token_ids
         assert stepped.stop_reason == ("eos" if written.stop_reason == "eos" else "steps")
     # with one row shown, the draws still leave it (the old path sampled only among the rows shown)
@@ -130,20 +182,39 @@ def test_sampled_steps_equal_generate_and_ignore_the_rows_shown(loaded, name, se
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
-def test_tempered_nucleus_steps_equal_generate(loaded, name):
+@pytest.mark.parametrize("options", [
+    dict(strategy="sample", temperature=0.7, top_p=0.8, seed=5),
+    dict(strategy="top-k", top_k=3, temperature=1.3, seed=2),
+    dict(strategy="typical", typical_p=0.6, seed=4),
+    dict(strategy="min-p", min_p=0.2, top_k=20, seed=1),
+], ids=lambda o: o["strategy"])
+def test_filtered_steps_equal_generate(loaded, name, options):
     """Consistency for the sampled steps (llmscope's own RNG: its ``generate`` is the only reference that
-    draws alike); the greedy steps are checked against ``model.generate`` here too."""
+    draws alike), whatever the filters and however few rows are shown."""
     lm = loaded[name]
-    written = decoding.generate("Once upon", model=lm, strategy="sample", temperature=0.7, top_p=0.8, seed=5,
-                                max_new_tokens=10)
-    stepped = next_token("Once upon", model=lm, steps=10, strategy="sample", temperature=0.7, top_p=0.8, seed=5,
-                         top_k=2)
+    settings = settings_for(**options, max_new_tokens=10)
+    written = decoding.generate("Once upon", model=lm, settings=settings)
+    stepped = next_token("Once upon", model=lm, steps=10, settings=settings, rows=2)
     assert _ids(stepped) == written.token_ids
-    greedy = next_token("Once upon", model=lm, steps=10, temperature=0.7)
+    assert stepped.settings == settings and stepped.to_json()["seed"] == options["seed"]
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_temperature_zero_steps_are_greedy_and_say_so(loaded, name):
+    """temperature=0 always picks the most likely token: a sampling strategy at T=0 is greedy (checked
+    against ``model.generate``), nothing reshapes the distribution shown, and the result says so."""
+    lm = loaded[name]
+    settings = settings_for("top-p", temperature=0, top_p=0.8, seed=5)
+    assert settings.strategy == "greedy" and not settings.do_sample
+    greedy = next_token("Once upon", model=lm, steps=10, settings=settings)
     ids = torch.tensor([greedy.input_ids])
     with torch.no_grad():
         reference = lm.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=10)
-    assert _ids(greedy) == reference[0, ids.shape[1]:].tolist()  # temperature never changes the argmax
+    assert _ids(greedy) == reference[0, ids.shape[1]:].tolist()
+    assert not greedy.reshaped and greedy.distribution.sampling_kept == 1
+    assert greedy.candidates[0].prob_sampling is None and greedy.candidates[0].prob_temperature is None
+    assert any("temperature=0 always picks the most likely token" in w and "top-p runs as greedy" in w
+               for w in greedy.warnings), greedy.warnings
 
 
 def test_stop_ids_are_the_eos_and_in_chat_the_end_of_turn(loaded, tiny_models, im_end_chat):
@@ -177,16 +248,16 @@ def test_chat_steps_stop_at_end_of_turn_as_generate_does(loaded, im_end_chat):
     assert _ids(stepped) == expected and expected[-1] == im_end and stepped.stop_reason == "eos"
     lm = loaded["llama"]
     for seed in range(4):
-        written = decoding.generate("Hi", model=lm, chat=True, strategy="sample", temperature=1.5, seed=seed,
-                                    max_new_tokens=30)
-        stepped = next_token("Hi", model=lm, chat=True, steps=30, strategy="sample", temperature=1.5, seed=seed)
+        settings = settings_for("sample", temperature=1.5, seed=seed, max_new_tokens=30)
+        written = decoding.generate("Hi", model=lm, chat=True, settings=settings)
+        stepped = next_token("Hi", model=lm, chat=True, steps=30, settings=settings)
         assert _ids(stepped) == written.token_ids
 
 
 def test_masked_lm_predicts_each_mask(loaded):
     lm = loaded["bert"]
     prompt = "The cat [MASK] on the [MASK]."
-    result = next_token(prompt, model=lm, top_k=5)
+    result = next_token(prompt, model=lm, rows=5)
     ids = lm.tokenizer(prompt)["input_ids"]
     positions = [i for i, t in enumerate(ids) if t == lm.tokenizer.mask_token_id]
     assert [m.position for m in result.masks] == positions and len(positions) == 2
@@ -226,9 +297,20 @@ def test_bad_prompts_and_values(loaded):
         next_token("the cat " * 100, model=lm)  # the tiny GPT-2 has 128 positions
     with pytest.raises(UsageError, match="context"):
         next_token("The cat", model=lm, steps=200)
-    for bad in (dict(top_k=0), dict(temperature=0.0), dict(top_p=1.5), dict(steps=-1), dict(strategy="beam")):
-        with pytest.raises(UsageError):
+    refused = [
+        (dict(rows=0), "rows=0"),
+        (dict(steps=-1), "steps=-1"),
+        (dict(settings="beam"), "strategy=beam"),
+        (dict(settings=settings_for("beam", num_beams=2)), "strategy=beam"),
+        (dict(settings="fancy"), "unknown strategy 'fancy'"),
+    ]
+    for bad, words in refused:
+        with pytest.raises(UsageError, match=words):
             next_token("x", model=lm, **bad)
+    for bad, words in ((dict(top_p=1.5), "top_p=1.5"), (dict(top_k=0), "top_k=0"),
+                       (dict(temperature=-1.0), "temperature=-1.0: must be 0 or more")):
+        with pytest.raises(UsageError, match=words):
+            settings_for("sample", **bad)
 
 
 @pytest.mark.slow
@@ -246,7 +328,7 @@ def test_demo_model_matches_transformers(demo_model):
 
 def test_prompt_options_are_checked_before_loading():
     for call in (next_token, stepper):
-        with pytest.raises(UsageError, match="--system needs --chat"):
+        with pytest.raises(UsageError, match="system needs chat=True"):
             call("hi", model="/does/not/exist", system="Be kind.")
         with pytest.raises(UsageError, match="empty"):
             call("", model="/does/not/exist")
@@ -256,8 +338,9 @@ def test_prompt_options_are_checked_before_loading():
 @pytest.mark.parametrize("strategy", ["greedy", "sample"])
 def test_demo_steps_equal_generate(demo_model, strategy):
     """Consistency (for "sample", llmscope's own RNG: its ``generate`` is the one reference that draws alike)."""
-    written = decoding.generate("Once upon a time", model=demo_model, strategy=strategy, seed=3, max_new_tokens=12)
-    stepped = next_token("Once upon a time", model=demo_model, steps=12, strategy=strategy, seed=3)
+    settings = settings_for(strategy, seed=3, max_new_tokens=12)
+    written = decoding.generate("Once upon a time", model=demo_model, settings=settings)
+    stepped = next_token("Once upon a time", model=demo_model, steps=12, settings=settings)
     assert _ids(stepped) == written.token_ids
 
 
@@ -293,10 +376,13 @@ def test_stepper_takes_any_generate_strategy(loaded):
 
     lm = loaded["llama"]
     settings = sampling.settings_for("min-p", min_p=0.1, temperature=1.3, seed=2, max_new_tokens=10)
-    written = decoding.generate("The dog", model=lm, strategy="min-p", min_p=0.1, temperature=1.3, seed=2,
-                                max_new_tokens=10)
+    written = decoding.generate("The dog", model=lm, settings=settings)
     run = Stepper(lm, lm.tokenizer("The dog")["input_ids"], settings=settings)
     run.run(10)
     assert run.ids[run.prompt_length:] == written.token_ids
     with pytest.raises(UsageError, match="beam"):
         Stepper(lm, [1, 2], settings=sampling.settings_for("beam"))
+    with pytest.raises(UsageError, match="beam"):
+        Stepper(lm, [1, 2], settings="beam")
+    by_name = Stepper(lm, lm.tokenizer("The dog")["input_ids"], settings="min-p")  # a name: its defaults
+    assert by_name.settings == sampling.settings_for("min-p")

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import llmscope
+from llmscope.decoding.sampling import settings_for
 from llmscope.errors import LlmscopeError, UsageError
 
 SETTINGS = settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -89,24 +90,39 @@ def test_lone_surrogates_are_a_clear_error(loaded_models, text):
 # Three kinds of test for each entry point: any value at all gives a result or an LlmscopeError,
 # never another exception; in-range values always give a result, whose invariants are checked
 # (nothing is refused there, so no example passes vacuously); and one out-of-range value among good
-# ones is always refused, with an error naming that option.
+# ones is always refused, with an error naming that option. ``rows`` and ``steps`` go to next_token
+# itself; the decoding values build its ``settings`` (``settings_for``, which checks them).
 
 KNOBS = dict(
-    top_k=st.integers(min_value=-2, max_value=10**6),
-    temperature=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0.05, 5)),
+    rows=st.integers(min_value=-2, max_value=10**6),
+    temperature=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 5)),
+    top_k=st.one_of(st.none(), st.integers(min_value=-2, max_value=10**6)),
     top_p=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(0.01, 1)),
+    min_p=st.one_of(st.none(), st.floats(-0.5, 1.5)),
     steps=st.integers(min_value=-1, max_value=4),
-    strategy=st.sampled_from(["greedy", "sample", "beam", "Greedy", ""]),
+    strategy=st.sampled_from([None, "greedy", "sample", "top-k", "top-p", "min-p", "typical", "beam", "Greedy",
+                              "nucleus", ""]),
     seed=st.integers(min_value=-1, max_value=2**70),
 )
 GOOD_KNOBS = dict(
-    top_k=st.integers(min_value=1, max_value=10**6),
-    temperature=st.floats(0.05, 5),
+    rows=st.integers(min_value=1, max_value=10**6),
+    temperature=st.one_of(st.just(0.0), st.floats(0.05, 5)),
+    top_k=st.one_of(st.none(), st.integers(min_value=1, max_value=10**6)),
     top_p=st.one_of(st.none(), st.floats(0.01, 1)),
     steps=st.integers(min_value=0, max_value=4),
-    strategy=st.sampled_from(["greedy", "sample"]),
+    strategy=st.sampled_from([None, "greedy", "sample", "top-k", "top-p", "min-p", "typical", "Greedy", "nucleus"]),
     seed=st.integers(min_value=0, max_value=2**64 - 1),
 )
+_DECODING = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty")
+
+
+def _next_token(prompt, model, *, rows, steps, strategy, seed, **values):
+    """predict_next_token with these values: greedy takes none of the sampling values (they would have
+    no effect, and are refused), any other strategy all of them."""
+    if strategy is not None and strategy.lower() == "greedy":
+        values = {k: v for k, v in values.items() if k == "repetition_penalty"}
+    settings = settings_for(strategy, seed=seed, **values)
+    return llmscope.predict_next_token(prompt, model=model, rows=rows, steps=steps, settings=settings)
 NAN, INF = float("nan"), float("inf")
 NOT_FINITE = st.sampled_from([NAN, INF, -INF])
 
@@ -121,13 +137,17 @@ def _below(bound: float, *, inclusive: bool = False) -> st.SearchStrategy[float]
     return st.one_of(st.floats(bound - 1, bound, exclude_max=not inclusive), st.floats(max_value=bound - 1))
 
 
-# knob -> (values out of range, what the error names)
+# knob -> (values out of range, what the error names); temperature 0 is greedy, not out of range
 BAD_KNOBS = {
+    "rows": (st.integers(max_value=0), "rows"),
     "top_k": (st.integers(max_value=0), r"top[-_]k"),
-    "temperature": (st.one_of(_below(0, inclusive=True), NOT_FINITE), "temperature"),
+    "temperature": (st.one_of(_below(0), st.floats(0, 1e-5, exclude_min=True), NOT_FINITE), "temperature"),
     "top_p": (st.one_of(_below(0, inclusive=True), _above(1), NOT_FINITE), r"top[-_]p"),
+    "min_p": (st.one_of(_below(0), _above(1), NOT_FINITE), r"min[-_]p"),
+    "typical_p": (st.one_of(_below(0, inclusive=True), _above(1), NOT_FINITE), r"typical[-_]p"),
+    "repetition_penalty": (st.one_of(_below(0, inclusive=True), NOT_FINITE), r"repetition[-_]penalty"),
     "steps": (st.integers(max_value=-1), "steps"),
-    "strategy": (st.sampled_from(["beam", "", "Greedy", "nucleus", "bogus"]), "strategy"),
+    "strategy": (st.sampled_from(["beam", "", "bogus", "Beam search", "top_q"]), "strategy"),
     "seed": (st.one_of(st.integers(max_value=-1), st.integers(min_value=2**64)), "seed"),
 }
 
@@ -147,30 +167,38 @@ def _next_probs(lm, ids):
 
 @SETTINGS
 @given(prompt=PROMPTS, **KNOBS)
-def test_next_token_never_crashes(loaded_models, prompt, top_k, temperature, top_p, steps, strategy, seed):
+def test_next_token_never_crashes(loaded_models, prompt, rows, steps, strategy, seed, **values):
     """Any values: a result or an LlmscopeError, never another exception (the results are checked below)."""
     try:
-        llmscope.predict_next_token(
-            prompt, model=loaded_models["gpt2"], top_k=top_k, temperature=temperature, top_p=top_p, steps=steps,
-            strategy=strategy, seed=seed,
-        )
+        settings = settings_for(strategy, seed=seed, **values)
+        llmscope.predict_next_token(prompt, model=loaded_models["gpt2"], rows=rows, steps=steps, settings=settings)
+    except LlmscopeError:
+        pass
+    try:  # a strategy name as the settings: its defaults
+        llmscope.predict_next_token(prompt, model=loaded_models["gpt2"], rows=rows, steps=steps, settings=strategy)
     except LlmscopeError:
         pass
 
 
 @SETTINGS
 @given(prompt=PROMPTS, **GOOD_KNOBS)
-def test_next_token_good_values_give_the_models_probabilities(loaded_models, hf_tokenizers, prompt, top_k,
-                                                              temperature, top_p, steps, strategy, seed):
+def test_next_token_good_values_give_the_models_probabilities(loaded_models, hf_tokenizers, prompt, rows, steps,
+                                                              strategy, seed, **values):
     lm, tok = loaded_models["gpt2"], hf_tokenizers["gpt2"]
     assume(_fits(tok, prompt, steps, lm.model.config.n_positions))  # else refused, rightly
-    result = llmscope.predict_next_token(prompt, model=lm, top_k=top_k, temperature=temperature, top_p=top_p,
-                                         steps=steps, strategy=strategy, seed=seed)
+    result = _next_token(prompt, lm, rows=rows, steps=steps, strategy=strategy, seed=seed, **values)
     ids = tok(prompt)["input_ids"]
     assert result.input_ids == ids
     reference = _next_probs(lm, ids)  # (vocab,)
     probs = [c.prob for c in result.candidates]
-    assert len(probs) == min(top_k, reference.shape[0])
+    assert len(probs) == min(rows, reference.shape[0])
+    sampled = [c.prob_sampling for c in result.candidates]
+    if result.settings.do_sample:  # what the draw chooses among: a distribution over what the filters keep
+        assert all(_finite_probability(p) for p in sampled)
+        assert 1 <= result.distribution.sampling_kept <= reference.shape[0]
+        assert sum(sampled) <= 1 + 1e-5
+    else:  # greedy (temperature 0 included): the argmax, nothing reshaped
+        assert sampled == [None] * len(probs) and result.distribution.sampling_kept == 1
     assert probs == pytest.approx(sorted(reference.tolist(), reverse=True)[: len(probs)], abs=1e-5)
     assert probs == pytest.approx([float(reference[c.id]) for c in result.candidates], abs=1e-5)
     assert all(_finite_probability(c.cumulative_prob) for c in result.candidates)
@@ -187,9 +215,11 @@ def test_next_token_good_values_give_the_models_probabilities(loaded_models, hf_
 @given(data=st.data(), good=st.fixed_dictionaries(GOOD_KNOBS))
 def test_next_token_refuses_each_bad_value(loaded_models, knob, data, good):
     values, names = BAD_KNOBS[knob]
+    if knob in _DECODING and good["strategy"] is not None and good["strategy"].lower() == "greedy":
+        good["strategy"] = "sample"  # greedy would refuse any sampling value for having no effect
     options = {**good, knob: data.draw(values, label=knob)}
     with pytest.raises(UsageError, match=names):
-        llmscope.predict_next_token("The cat", model=loaded_models["gpt2"], **options)
+        _next_token("The cat", loaded_models["gpt2"], **options)
 
 
 @SETTINGS
@@ -264,7 +294,7 @@ def test_generate_never_crashes(loaded_models, prompt, name, **options):
     """Any values: a result or an LlmscopeError, never another exception (most mixes are refused:
     in-range values are checked in the next test, and refusals in the one after)."""
     try:
-        llmscope.generate(prompt, model=loaded_models[name], **options)
+        llmscope.generate(prompt, model=loaded_models[name], settings=settings_for(**options))
     except LlmscopeError:
         pass
 
@@ -287,8 +317,8 @@ def test_generate_valid_options_always_give_a_result(loaded_models, prompt, stra
     options = {"sample": {"temperature": temperature}, "top-k": {"top_k": top_k, "temperature": temperature},
                "top-p": {"top_p": value}, "min-p": {"min_p": value}, "typical": {"typical_p": value},
                "beam": {"num_beams": num_beams}, "greedy": {}}[strategy]
-    run = dict(model=loaded_models["llama"], strategy=strategy, max_new_tokens=max_new_tokens,
-               repetition_penalty=repetition_penalty, seed=seed, **options)
+    run = dict(model=loaded_models["llama"], settings=settings_for(
+        strategy, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty, seed=seed, **options))
     result = llmscope.generate(prompt, **run)
     assert 1 <= len(result.token_ids) <= max_new_tokens or result.stop_reason == "eos"
     assert all(_finite_probability(p) for p in result.token_probs)
@@ -304,9 +334,12 @@ def test_generate_refuses_each_bad_value(knob, data, seed):
     model path does not exist, so a load would fail differently)."""
     strategy, values, names = BAD_GENERATE[knob]
     bad = data.draw(values, label=knob)
-    options = {"strategy": bad} if knob == "strategy" else {"strategy": strategy, knob: bad}
     with pytest.raises(UsageError, match=names):
-        llmscope.generate("The cat", model="/does/not/exist", **{"seed": seed, **options})
+        if knob == "strategy":  # a name as the settings: generate builds them itself, before loading
+            llmscope.generate("The cat", model="/does/not/exist", settings=bad)
+        else:
+            settings = settings_for(strategy, **{"seed": seed, knob: bad})
+            llmscope.generate("The cat", model="/does/not/exist", settings=settings)
 
 
 @SETTINGS
@@ -319,7 +352,8 @@ def test_generate_chat_follows_the_template(loaded_models, hf_tokenizers, prompt
     ]
     expected = list(tok.apply_chat_template(messages, add_generation_prompt=True)["input_ids"])
     assume(len(expected) + max_new_tokens < lm.model.config.max_position_embeddings - 8)  # else refused, rightly
-    result = llmscope.generate(prompt, model=lm, chat=True, system=system, max_new_tokens=max_new_tokens)
+    result = llmscope.generate(prompt, model=lm, chat=True, system=system,
+                               settings=settings_for(max_new_tokens=max_new_tokens))
     assert result.prompt_tokens == len(expected)
     assert 1 <= len(result.token_ids) <= max_new_tokens
     assert len(result.token_ids) == max_new_tokens or result.stop_reason == "eos"
@@ -334,10 +368,11 @@ def test_generate_chat_follows_the_template(loaded_models, hf_tokenizers, prompt
     prompt=WORDS.filter(lambda t: not t.startswith("-")),
     command=st.sampled_from(["tokenize", "next-token", "generate"]),
     number=st.sampled_from(["-1", "0", "1", "2.5", "nan", "inf", "1e400", "abc", str(10**30)]),
-    option=st.sampled_from(["--top-k", "--temperature", "--top-p", "--seed", "--max-new-tokens", "--steps"]),
+    option=st.sampled_from(["--top-k", "--temperature", "--top-p", "--seed", "--max-new-tokens", "--steps",
+                            "--rows"]),
 )
 def test_cli_random_options(cli, one_error_line, tiny_models, prompt, command, number, option):
-    valid = {"tokenize": (), "next-token": ("--top-k", "--temperature", "--top-p", "--seed", "--steps"),
+    valid = {"tokenize": (), "next-token": ("--top-k", "--temperature", "--top-p", "--seed", "--steps", "--rows"),
              "generate": ("--top-k", "--temperature", "--top-p", "--seed", "--max-new-tokens")}[command]
     assume(option in valid or command == "tokenize")
     args = [command, prompt, "-m", str(tiny_models["gpt2"])]

@@ -94,22 +94,25 @@ import llmscope
 
 paths = json.loads(os.environ["QUIET_MODELS"])
 llama, mixtral, gguf = paths["llama"], paths["mixtral"], paths["gguf"]
+cpu_llama, cpu_mixtral = llmscope.LoadSpec(llama, device="cpu"), llmscope.LoadSpec(mixtral, device="cpu")
+short = llmscope.settings_for(max_new_tokens=3)
 results = [
     llmscope.tokenize("The cat sat on the mat.", model=llama),
     llmscope.inspect_model(llama),
     llmscope.memory_report(llama, context=128),
     llmscope.pack(["The cat sat on the mat.", "The dog was not amused."], model=llama, seq_len=16),
-    llmscope.predict_next_token("The cat sat", model=llama, device="cpu"),
-    llmscope.predict_next_token("The cat sat", model=llama, steps=2, device="cpu"),
-    llmscope.layer_report("The cat sat", model=llama, device="cpu"),
-    llmscope.generate("The cat sat", model=llama, max_new_tokens=3, device="cpu"),
-    llmscope.compare("The cat sat", model=llama, strategies="greedy,sample", max_new_tokens=3, device="cpu"),
-    llmscope.attention_weights("The cat sat", model=llama, device="cpu"),
-    llmscope.expert_routing("The cat sat", model=mixtral, device="cpu"),
+    llmscope.predict_next_token("The cat sat", model=cpu_llama),
+    llmscope.predict_next_token("The cat sat", model=cpu_llama, steps=2),
+    llmscope.layer_report("The cat sat", model=cpu_llama),
+    llmscope.generate("The cat sat", model=cpu_llama, settings=short),
+    llmscope.compare("The cat sat", model=cpu_llama,
+                     strategies=llmscope.parse_strategy_list("greedy,sample", max_new_tokens=3)),
+    llmscope.attention_weights("The cat sat", model=cpu_llama),
+    llmscope.expert_routing("The cat sat", model=cpu_mixtral),
 ]
 # A GGUF in an empty llmscope cache: its metadata and tokenizer are converted here, quietly.
 results.append(llmscope.tokenize("The cat sat", model=gguf))
-results.append(llmscope.predict_next_token("The cat sat", model=gguf, device="cpu"))
+results.append(llmscope.predict_next_token("The cat sat", model=llmscope.LoadSpec(gguf, device="cpu")))
 lm = llmscope.load(llama, device="cpu")  # sdpa or eager: attention switches it for one call, quietly
 results.append(llmscope.attention_weights("The cat sat", model=lm))
 with open(os.environ["QUIET_DONE"], "w") as done:
@@ -175,7 +178,7 @@ def test_cli_puts_the_silent_reporter_back(cli, tiny_models, capsys):
     import llmscope
 
     capsys.readouterr()
-    llmscope.attention_weights("The cat sat", model=str(tiny_models["llama"]), device="cpu")
+    llmscope.attention_weights("The cat sat", model=llmscope.LoadSpec(str(tiny_models["llama"]), device="cpu"))
     out, err = capsys.readouterr()
     assert out == ""
     assert "eager" not in err  # (transformers' own "Loading weights" bar may be there: see the subprocess test)

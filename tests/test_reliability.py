@@ -336,13 +336,15 @@ OUT_OF_RANGE = [
     ("tokenize", ["--ids", HUGE]),
     ("tokenize", ["--ids", "99999"]),
     # next-token
+    ("next-token", ["--rows", "0"]),
+    ("next-token", ["--rows", "-3"]),
     ("next-token", ["--top-k", "0"]),
     ("next-token", ["--top-k", "-3"]),
-    ("next-token", ["--temperature", "0"]),
     ("next-token", ["--temperature", "-1"]),
     ("next-token", ["--temperature", "nan"]),
     ("next-token", ["--temperature", "inf"]),
     ("next-token", ["--temperature", "1e-300", "--steps", "1", "--strategy", "sample"]),
+    ("next-token", ["--temperature", "1e-300"]),
     ("next-token", ["--top-p", "0"]),
     ("next-token", ["--top-p", "1.5"]),
     ("next-token", ["--top-p", "nan"]),
@@ -351,6 +353,12 @@ OUT_OF_RANGE = [
     ("next-token", ["--seed", "-1"]),
     ("next-token", ["--seed", HUGE]),
     ("next-token", ["--strategy", "telepathy"]),
+    ("next-token", ["--strategy", "beam"]),
+    ("next-token", ["--strategy", "greedy", "--top-p", "0.5"]),
+    ("next-token", ["--min-p", "1.5"]),
+    ("next-token", ["--typical-p", "0"]),
+    ("next-token", ["--repetition-penalty", "0"]),
+    ("next-token", ["--repetition-penalty", "inf"]),
     # layers
     ("layers", ["--top", "0"]),
     ("layers", ["--top", "-1"]),
@@ -428,6 +436,32 @@ def test_out_of_range_values(cli, command, extra, tiny_models, doc, one_error_li
     one_error_line(cli(*args), USAGE)
 
 
+@pytest.mark.parametrize("command,extra", [
+    ("next-token", ["--temperature", "0", "--steps", "3"]),
+    ("next-token", ["--temperature", "0", "--top-p", "0.5", "--steps", "3"]),
+    ("generate", ["--temperature", "0", "-n", "3"]),
+    ("generate", ["--strategy", "sample", "--temperature", "0", "-n", "3"]),
+])
+def test_temperature_zero_is_greedy_and_says_so(cli, command, extra, tiny_models):
+    """Once refused by next-token, temperature 0 is greedy everywhere: the argmax, as --strategy greedy
+    writes it, and one notice on stderr saying so."""
+    result = cli(*argv(command, tiny_models["gpt2"], *extra), "--json")
+    assert result.exit_code == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines()
+               if "temperature=0 always picks the most likely token" in line]
+    assert len(notices) == 1 and "greedy" in notices[0], result.stderr
+    data = result.json()
+    assert data["strategy"] == "greedy" and any("temperature=0" in w for w in data["warnings"])
+    n = ["--steps", "3"] if command == "next-token" else ["-n", "3"]
+    greedy = cli(*argv(command, tiny_models["gpt2"], "--strategy", "greedy", *n), "--json")
+    assert greedy.exit_code == 0, greedy.stderr
+    if command == "next-token":
+        assert [s["chosen"]["id"] for s in data["steps"]] == [s["chosen"]["id"] for s in greedy.json()["steps"]]
+        assert data["candidates"] == greedy.json()["candidates"]  # nothing reshaped: the model's own distribution
+    else:
+        assert data["token_ids"] == greedy.json()["token_ids"]
+
+
 # Large but valid values: clamped to what the model has, never a crash. Each case says what the
 # clamp gives, checked against the model's own config and tokenizer or against a run without the
 # huge value. The tiny GPT-2 has a 400-token vocabulary, 128 positions, 2 layers of width 64.
@@ -476,8 +510,18 @@ def _kv_cache_from_the_config(data, again, vocab, config):
     assert data["kv_cache"]["bytes"] == per_token * 100_000 * 1000
 
 
+def _next_top_k_beyond_the_vocabulary_is_plain_sampling(data, again, vocab, config):
+    plain = again("--strategy", "sample", "--steps", "4", "--seed", "5")
+    assert [s["chosen"]["id"] for s in data["steps"]] == [s["chosen"]["id"] for s in plain["steps"]]
+    assert data["top_k_kept"] == data["sampling_kept"] == vocab  # the filter keeps the whole vocabulary
+    assert [c["prob_sampling"] for c in data["candidates"]] == pytest.approx([c["prob"] for c in plain["candidates"]],
+                                                                             abs=1e-7)
+
+
 HUGE_BUT_VALID = [
-    ("next-token", ["--top-k", HUGE], _all_candidates),
+    ("next-token", ["--rows", HUGE], _all_candidates),
+    ("next-token", ["--top-k", HUGE, "--steps", "4", "--seed", "5"],
+     _next_top_k_beyond_the_vocabulary_is_plain_sampling),
     ("next-token", ["--seed", SEED_MAX, "--strategy", "sample", "--steps", "3"], _same_text_twice),
     ("layers", ["--top", HUGE], _whole_lens),
     ("generate", ["--top-k", HUGE, "-n", "4", "--seed", "5"], _top_k_beyond_the_vocabulary_is_plain_sampling),

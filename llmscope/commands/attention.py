@@ -12,6 +12,7 @@ EPILOG = """[bold]Examples[/bold]
 
   llmscope attention "The cat sat on the mat because it was tired"
   llmscope attention "The cat sat on the mat because it was tired" --token it
+  llmscope attention "The cat sat on the mat because it was tired" --walk --token it   [dim]# one head, step by step[/dim]
   llmscope attention "Hello world" --layer 0 --head 2 --json
   llmscope attention "Hello world" -m gpt2 --export attention.svg
 """
@@ -40,6 +41,12 @@ def command(
         bool,
         typer.Option("--all-layers", help="Keep every head of every layer (JSON: layers). On for --export FILE.html."),
     ] = False,
+    walk: Annotated[
+        bool,
+        typer.Option("--walk", help="One head's computation step by step for one query token (--token, default the "
+                                    "last; --head, default 0): scores, scale, mask, softmax, values, its write, "
+                                    "and a check against the model."),
+    ] = False,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     device: opt.Device = "auto",
@@ -56,17 +63,25 @@ def command(
     interactive page holding every layer and head: pick them, hover a cell, click a query token.
     """
     from llmscope import render
+    from llmscope.errors import UsageError
+
+    spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
+    page = export is not None and export.suffix.lower() == ".html"
+    if walk:
+        if all_layers:
+            raise UsageError("`walk` follows one head of one layer: it does not go with `all_layers`",
+                             hint="drop one of them")
+        from llmscope.forward.walk import walk as walk_head
+        from llmscope.render.walk import render_walk
+
+        result = walk_head(prompt, model=spec, layer=layer, head=head or 0, token=token, all_queries=page)
+        render.warn(result.warnings)
+        render.emit(result, render_walk, json_=json_, export_path=export)
+        return
     from llmscope.forward.attention import attention
     from llmscope.render.attention import render_attention
 
-    result = attention(
-        prompt,
-        model=opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code),
-        layer=layer,
-        head=head,
-        token=token,
-        top=top,
-        all_layers=all_layers or (export is not None and export.suffix.lower() == ".html"),
-    )
+    result = attention(prompt, model=spec, layer=layer, head=head, token=token, top=top,
+                       all_layers=all_layers or page)
     render.warn(result.warnings)
     render.emit(result, render_attention, json_=json_, export_path=export)

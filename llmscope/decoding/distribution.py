@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +43,7 @@ class Candidate:
     kept_top_k: bool | None = None  # the top-k filter keeps it (None without top-k)
     kept_top_p: bool | None = None  # top-p keeps it, after the temperature (None without top-p)
     prob_sampling: float | None = None  # what sampling draws it with, every filter applied (None: not sampling)
+    special: bool = False  # a special token of the tokenizer (or an added marker of another modality): not text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +190,45 @@ class NextTokenResult:
 
 
 # --------------------------------------------------------------------------------------------
+# Special tokens
+
+# An added token that marks another modality's input: <start_of_image>, <image>, <audio>, [multimodal].
+# A GGUF conversion can leave these unmarked (user-defined, not control), so their names tell.
+_MODALITY = re.compile(r"^[<\[][^<>\[\]]*?(?<![a-z])(image|video|audio|vision|speech|multimodal)(?![a-z])",
+                       re.IGNORECASE)
+_special_cache: weakref.WeakKeyDictionary[Any, tuple[int, frozenset[int]]] = weakref.WeakKeyDictionary()
+
+
+def other_modality(token: str) -> str | None:
+    """The modality an added token such as ``<start_of_image>`` marks ('image', 'audio', ...), or None."""
+    match = _MODALITY.match(token.strip()) if token.strip()[-1:] in (">", "]") else None
+    return match.group(1).lower() if match else None
+
+
+def special_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids a candidate is ``special`` for: the tokenizer's special tokens (``all_special_ids`` and the added
+    tokens marked special), and its added tokens that mark another modality (``<start_of_image>``).
+    Computed once per tokenizer (and again when its vocabulary grows)."""
+    size = len(tokenizer)
+    try:
+        cached = _special_cache.get(tokenizer)
+    except TypeError:  # not weakly referenceable: computed each time
+        cached = None
+    if cached is not None and cached[0] == size:
+        return cached[1]
+    ids = set(prompts.special_ids(tokenizer))
+    for index, added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        if other_modality(str(getattr(added, "content", added))):
+            ids.add(int(index))
+    found = frozenset(ids)
+    try:
+        _special_cache[tokenizer] = (size, found)
+    except TypeError:
+        pass
+    return found
+
+
+# --------------------------------------------------------------------------------------------
 # One distribution
 
 
@@ -236,6 +278,7 @@ def distribution(
         by_k = torch.isfinite(processed_scores(logits, input_ids, dataclasses.replace(only_t, top_k=settings.top_k)))
     if sampled and settings.top_p is not None:
         by_p = torch.isfinite(processed_scores(logits, input_ids, dataclasses.replace(only_t, top_p=settings.top_p)))
+    special = special_ids(lm.tokenizer)
     candidates = [
         Candidate(
             token=prompts.token_text(lm.tokenizer, tid),
@@ -248,6 +291,7 @@ def distribution(
             kept_top_k=bool(by_k[tid]) if by_k is not None else None,
             kept_top_p=bool(by_p[tid]) if by_p is not None else None,
             prob_sampling=float(sampling_probs[tid]) if sampled else None,
+            special=tid in special,
         )
         for i, (p, tid) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
     ]

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
-from llmscope.errors import UsageError
 from llmscope.text import prompts
 from llmscope.decoding.loop import (
     GeneratedToken, Row, Streamer, beam_search, check_decode_work, context_room, decode_rows, token_texts,
@@ -24,8 +23,8 @@ from llmscope.decoding.loop import (
 from llmscope.decoding.sampling import (
     DEFAULT_COMPARE,
     DecodingSettings,
+    as_settings,
     parse_strategy_list,
-    settings_for,
     stop_token_ids,
 )
 
@@ -267,7 +266,7 @@ def generate(
     recomputes the whole sequence every step, then runs again with the cache and reports both in
     ``kv_cache_comparison``: the positions and attention scores each way computed, and the times.
     """
-    settings = _settings(settings)
+    settings = as_settings(settings)
     ready = _prepare(prompt, model, chat=chat, system=system)
     lm, prompt_ids, stops = ready.lm, ready.prompt_ids, ready.stop_ids
     check_decode_work(lm, prompt_ids.shape[-1], [settings])
@@ -285,15 +284,6 @@ def generate(
     comparison = None if kv_cache else _kv_comparison(row, run(True, None)[0])
     return _result(lm, prompt, chat, row, prompt_ids.shape[-1], kv_cache=kv_cache, ttft=ttft, comparison=comparison,
                    warnings=ready.warnings)
-
-
-def _settings(settings: DecodingSettings | str | None) -> DecodingSettings:
-    """generate's settings: as given, a strategy name with its defaults, or greedy."""
-    if isinstance(settings, DecodingSettings):
-        return settings
-    if settings is None or isinstance(settings, str):
-        return settings_for(settings)
-    raise UsageError(f"`settings` takes DecodingSettings or a strategy name, not {type(settings).__name__}")
 
 
 def _kv_comparison(uncached: Row, cached: Row) -> KVCacheComparison:
@@ -353,5 +343,5 @@ def compare(
         batched=[s.label for s in batched],
         batch_time=batch_time,
         total_time=time.perf_counter() - start,
-        warnings=list(ready.warnings),
+        warnings=list(ready.warnings) + list(dict.fromkeys(n for s in specs for n in s.notes)),
     )

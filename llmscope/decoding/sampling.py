@@ -253,6 +253,15 @@ def settings_for(
     )
 
 
+def as_settings(settings: DecodingSettings | str | None) -> DecodingSettings:
+    """SETTINGS as given, a strategy name with its defaults, or greedy for None."""
+    if isinstance(settings, DecodingSettings):
+        return settings
+    if settings is None or isinstance(settings, str):
+        return settings_for(settings)
+    raise UsageError(f"`settings` takes DecodingSettings or a strategy name, not {type(settings).__name__}")
+
+
 def parse_strategy_list(text: str | Sequence[str | DecodingSettings], **options: Any) -> list[DecodingSettings]:
     """``greedy,top-p,top-p=0.5,beam=8`` -> settings; ``NAME=VALUE`` sets that strategy's own value.
 

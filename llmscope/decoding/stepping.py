@@ -44,8 +44,7 @@ def check_knobs(*, rows: int = DEFAULT_ROWS, steps: int = 0) -> None:
 
 def step_settings(settings: DecodingSettings | str | None) -> DecodingSettings:
     """How a step picks: any of generate's strategies but beam (None: greedy, the argmax)."""
-    if settings is None or isinstance(settings, str):
-        settings = sampling.settings_for(settings)
+    settings = sampling.as_settings(settings)
     if settings.strategy == "beam":
         raise UsageError("`strategy=beam`: stepping picks one token at a time, so beam search cannot step",
                          hint="use generate or compare for beam search")

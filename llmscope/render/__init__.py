@@ -195,6 +195,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "GenerationResult": "decoding:render_generation",
     "ComparisonResult": "decoding:render_comparison",
     "AttentionResult": "attention:render_attention",
+    "AttentionWalk": "walk:render_walk",
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
     "ScoreResult": "score:render_score",

@@ -203,12 +203,19 @@ def render_comparison(result: ComparisonResult) -> RenderableType:
         style="dim",
     )
     parts: list[RenderableType] = [prompt, t, notes]
-    for labels in result.coinciding:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, r in enumerate(result.results):
+        groups.setdefault(tuple(r.token_ids), []).append(i)
+    for rows in (g for g in groups.values() if len(g) > 1):
+        labels = [result.results[i].settings.label for i in rows]
+        named = " and ".join(labels) if len(set(labels)) == len(labels) else \
+            " and ".join(f"row {i + 1} ({label})" for i, label in zip(rows, labels))
+        sampled = sum(label.split()[0] in SAMPLING for label in labels) > 1
         parts.append(Text(
-            f"= {' and '.join(labels)} wrote the same tokens: "
-            + ("each sampling row draws with the same seed, and here the filters kept every token drawn"
-               if sum(label.split()[0] in SAMPLING for label in labels) > 1 else
-               "the most likely token was also the one drawn at every step"),
+            f"= {named} wrote the same tokens: "
+            + ("each sampling row draws with the same seed, and here the filters kept every token drawn" if sampled
+               else "the most likely token was also the one drawn at every step" if len(set(labels)) > 1
+               else "the same settings"),
             style="yellow",
         ))
     return Group(*parts)
