@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,73 @@ def data_block(document: Any) -> str:
     )
 
 
-def page_html(document: dict[str, Any], view: str, *, title: str) -> str:
-    """The whole page for one view (or ``report``, which draws several) as a string."""
+# --------------------------------------------------------------------------------------------
+# What the terminal view shows beyond the --json document
+#
+# The data block is exactly the --json document. A terminal view also draws fields the JSON leaves out
+# by design (``repr=False`` fields, for the Rich views) and follows display options of its command
+# (score --top); a page shows at least what its terminal view shows, so those travel beside the data,
+# in a second block (``llmscope-view``) the views read as ``LS.extra``.
+
+_OPTIONS: dict[int, tuple[weakref.ref, dict[str, Any]]] = {}
+
+
+def remember_options(result: Any, **options: Any) -> None:
+    """The display options ``result``'s terminal view was drawn with (``top=`` for score), for its
+    page: the renderer records them, ``write_page`` reads them back for that same object."""
+    key = id(result)
+    try:
+        ref = weakref.ref(result, lambda _, key=key: _OPTIONS.pop(key, None))
+    except TypeError:  # pragma: no cover - every result type is a plain dataclass
+        return
+    _OPTIONS[key] = (ref, dict(options))
+
+
+def _options(result: Any) -> dict[str, Any]:
+    entry = _OPTIONS.get(id(result))
+    return dict(entry[1]) if entry is not None and entry[0]() is result else {}
+
+
+def _embedding_extra(result: Any) -> dict[str, Any]:
+    """An EmbeddingReport's view-only fields: what the vectors are, the analogy's terms and the tokens
+    it left out, the PCA axes' share of the variance, the context tokens and the other-token baseline."""
+    extra: dict[str, Any] = {
+        key: getattr(result, key, None)
+        for key in ("layer", "dtype", "vocab_size", "hidden_size", "num_layers", "explained", "tied")
+    }
+    analogy = getattr(result, "analogy", None)
+    if analogy is not None:
+        extra["analogy"] = {
+            "terms": [[sign, word] for sign, word in getattr(analogy, "terms", None) or []],
+            "left_out": [{"token": t, "rank": rank, "cosine": c}
+                         for t, rank, c in getattr(analogy, "left_out", None) or []],
+        }
+    context = getattr(result, "context", None)
+    if context is not None:
+        extra["context"] = {
+            "tokens": [list(getattr(s, "tokens", None) or []) for s in context.sentences],
+            "baseline": [getattr(row, "baseline", None) for row in context.layers],
+        }
+    return extra
+
+
+_EXTRA = {"EmbeddingReport": _embedding_extra}
+
+
+def view_extra(result: Any) -> dict[str, Any]:
+    """What ``result``'s terminal view shows that its --json document does not: view-only fields and
+    the display options it was drawn with."""
+    build = _EXTRA.get(type(result).__name__)
+    extra = build(result) if build is not None else {}
+    options = _options(result)
+    if options:
+        extra["options"] = options
+    return extra
+
+
+def page_html(document: dict[str, Any], view: str, *, title: str, extra: dict[str, Any] | None = None) -> str:
+    """The whole page for one view (or ``report``, which draws several) as a string; ``extra`` is what
+    the terminal view shows beyond ``document`` (view_extra)."""
     views = (*_NEEDS.get(view, ()), view)
     scripts = [_asset("page.js")] + [_asset(f"view_{v}.js") for v in dict.fromkeys(views)]
     return "\n".join([
@@ -71,6 +137,7 @@ def page_html(document: dict[str, Any], view: str, *, title: str) -> str:
         '<main id="app"></main>',
         '<div id="hover-info" aria-live="polite"></div>',
         f'<script type="application/json" id="llmscope-data">{data_block(document)}</script>',
+        f'<script type="application/json" id="llmscope-view">{data_block(extra or {})}</script>',
         "<script>\n" + "\n".join(scripts) + "\nLS.start();\n</script>",
         "</body>",
         "</html>",
@@ -90,4 +157,7 @@ def write_page(result: Any, document: dict[str, Any], path: Path) -> None:
         raise TypeError(f"no interactive page for {type(result).__name__}")
     model = document.get("model") or ""
     title = f"llmscope {view.replace('_', '-')} · {model}" if model else f"llmscope {view}"
-    path.write_text(page_html(document, view, title=title), encoding="utf-8")
+    from llmscope.render import to_jsonable
+
+    extra = to_jsonable(view_extra(result))
+    path.write_text(page_html(document, view, title=title, extra=extra), encoding="utf-8")

@@ -7,7 +7,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.render import visible
+from llmscope.render import page, visible
 from llmscope.forward.scoring import ScoreComparison, ScoreResult
 from llmscope.units import fmt_int, fmt_prob
 
@@ -106,6 +106,7 @@ def header(result: ScoreResult) -> Text:
 
 
 def render_score(result: ScoreResult, top: int = 10) -> RenderableType:
+    page.remember_options(result, top=top)  # its page (--export FILE.html) shows as many rows
     parts: list[RenderableType] = [header(result), coloured_text(result), legend()]
     if top > 0:
         parts.append(surprises_table(result, top))
@@ -142,6 +143,7 @@ def disagreement_table(comparison: ScoreComparison, n: int) -> Table:
 
 
 def render_comparison(comparison: ScoreComparison, top: int = 10) -> RenderableType:
+    page.remember_options(comparison, top=top)
     parts: list[RenderableType] = [comparison_table(comparison)]
     if top > 0 and comparison.disagreements:
         parts.append(disagreement_table(comparison, top))

@@ -132,17 +132,24 @@ def _plural(n: int, word: str) -> str:
 
 
 def _totals(result: TokenizationResult) -> Text:
+    """Tokens, characters and characters per token. Characters per token counts the tokens cut from
+    the text, not the special tokens the tokenizer added: where there are any, the division is shown."""
     added = len(result.added_special_tokens)
+    cpt = result.characters_per_token
     line = Text()
     line.append(_plural(result.num_tokens, "token"), style="bold")
     if added:
         line.append(f" ({result.num_tokens - added:,} from the text + {added:,} added)", style="dim")
     line.append(" · ")
     line.append(_plural(result.num_characters, "character"), style="bold")
-    line.append(" · ")
-    cpt = result.characters_per_token
-    line.append("-" if cpt is None else f"{cpt:.2f}", style="bold")
-    line.append(" characters per token")
+    if added and cpt is not None:
+        line.append(f" / {result.num_tokens - added:,} = ")
+        line.append(f"{cpt:.2f}", style="bold")
+        line.append(" per text token")
+    else:
+        line.append(" · ")
+        line.append("-" if cpt is None else f"{cpt:.2f}", style="bold")
+        line.append(" characters per token")
     return line
 
 
@@ -230,7 +237,7 @@ def render_comparison(result: TokenizerComparison) -> RenderableType:
     summary.add_column("model", overflow="fold", max_width=40)
     summary.add_column("tokens", justify="right", style="bold")
     summary.add_column("vs first", justify="right")
-    summary.add_column("chars/token", justify="right")
+    summary.add_column("chars/text token", justify="right")  # added special tokens not counted
     kinds = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False, collapse_padding=True,
                   title="tokens by the kind of character they start with", title_justify="left", title_style="dim")
     kinds.add_column("model", overflow="fold", max_width=20)

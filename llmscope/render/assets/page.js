@@ -19,17 +19,91 @@ const LS = {
     }
     return node;
   },
-  // whitespace made visible, as the terminal views do
-  vis(text) {
-    return String(text ?? "").replace(/ /g, "\u00b7").replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192").replace(/\r/g, "\u240d");
+  // A token as the page draws it: whitespace made visible, as the terminal views do, and every character
+  // the page cannot draw as itself escaped (\x07, \ue000, \U0001f600), never an empty box.
+  vis(text) { return LS.units(text).join(""); },
+  // the same, cut to n characters (an escape counts as one and is never cut)
+  short(text, n) { const u = LS.units(text); return u.length > n ? u.slice(0, n - 1).join("") + "\u2026" : u.join(""); },
+  // the characters of vis(text), one string each
+  units(text) {
+    const out = [];
+    for (const ch of String(text ?? "")) {
+      const shown = LS._whitespace[ch];
+      out.push(shown !== undefined ? shown : LS.drawable(ch) ? ch : LS.escape(ch));
+    }
+    return out;
   },
-  short(text, n) { const t = LS.vis(text); return t.length > n ? t.slice(0, n - 1) + "\u2026" : t; },
+  // the JSON string of a token, and its escaped form where that differs (for titles and the info bar)
+  quote(text) {
+    const raw = JSON.stringify(String(text ?? "")), shown = LS.vis(text);
+    return shown === LS._spaced(text) ? raw : `${raw} (${shown})`;
+  },
+  _spaced(text) { return Array.from(String(text ?? "")).map((ch) => LS._whitespace[ch] ?? ch).join(""); },
+  _whitespace: { " ": "\u00b7", "\n": "\u21b5", "\t": "\u2192", "\r": "\u240d" },
+  escape(ch) {
+    const c = ch.codePointAt(0);
+    if (c < 0x100) return "\\x" + c.toString(16).padStart(2, "0");
+    if (c < 0x10000) return "\\u" + c.toString(16).padStart(4, "0");
+    return "\\U" + c.toString(16).padStart(8, "0");
+  },
+  // Can the page draw this character? Never: control, format, private-use, unassigned and surrogate code
+  // points, line and paragraph separators. Otherwise it draws where an installed font has the glyph:
+  // drawn on a canvas after a base letter (so that a lone combining mark is tested too), a character no
+  // font has gives exactly the pixels of a code point no font can have (U+10FFFF: the font's empty box).
+  // Measuring widths cannot tell: in a monospace font the box is as wide as a letter.
+  _drawable: new Map(),
+  _never: /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Cs}\p{Zl}\p{Zp}]/u,
+  drawable(ch) {
+    const c = ch.codePointAt(0);
+    if (c >= 0x20 && c < 0x7f) return true;
+    let known = LS._drawable.get(ch);
+    if (known === undefined) {
+      if (LS._never.test(ch)) known = false;
+      else {
+        const drawn = LS._probe("o" + ch);
+        known = drawn === null || drawn !== LS._probe("o\u{10FFFF}");
+      }
+      LS._drawable.set(ch, known);
+    }
+    return known;
+  },
+  _canvas: null,
+  _pixels: new Map(),
+  _probe(text) {
+    if (LS._pixels.has(text)) return LS._pixels.get(text);
+    const canvas = LS._canvas || (LS._canvas = document.createElement("canvas"));
+    canvas.width = 96; canvas.height = 40;
+    const g = canvas.getContext("2d", { willReadFrequently: true });
+    if (!g) return null;  // no canvas: every other character is taken as drawable
+    g.clearRect(0, 0, canvas.width, canvas.height);
+    g.font = '24px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace';
+    g.textBaseline = "middle";
+    g.fillStyle = "#000";
+    g.fillText(text, 4, 20);
+    const data = g.getImageData(0, 0, canvas.width, canvas.height).data;
+    let key = "";
+    for (let i = 3; i < data.length; i += 4) key += String.fromCharCode(data[i]);  // the alpha channel
+    LS._pixels.set(text, key);
+    return key;
+  },
+  // the terminal's one probability format (llmscope.units.fmt_prob): 41.2%, 3.07%, 0.095%, <0.001%, 0%
   pct(p) {
     if (p === null || p === undefined) return "-";
-    if (p >= 0.0995) return (100 * p).toFixed(1) + "%";
-    if (p >= 0.000995) return (100 * p).toFixed(2) + "%";
-    if (p > 0) return (100 * p).toPrecision(2) + "%";
-    return "0%";
+    if (p === 0) return "0%";
+    const percent = 100 * p;
+    if (percent >= 9.95) return percent.toFixed(1) + "%";
+    if (percent >= 0.0995) return percent.toFixed(2) + "%";
+    if (percent >= 0.0005) return percent.toFixed(3) + "%";
+    return "<0.001%";
+  },
+  // binary units as the terminal writes them (llmscope.units.fmt_bytes): 1,023 B, 22.00 KiB
+  bytes(n) {
+    if (n === null || n === undefined) return "-";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let x = Number(n), i = 0;
+    while (Math.abs(x) >= 1024 && i < units.length - 1) { x /= 1024; i += 1; }
+    const d = i === 0 ? 0 : 2;
+    return `${x.toLocaleString("en", { minimumFractionDigits: d, maximumFractionDigits: d })} ${units[i]}`;
   },
   num(x, d) { return x === null || x === undefined ? "-" : Number(x).toFixed(d); },
   // viridis, sampled at 9 stops: perceptually uniform and colour-blind safe
@@ -41,12 +115,18 @@ const LS = {
     return `rgb(${c[0]},${c[1]},${c[2]})`;
   },
   ink(t) { return (Number(t) || 0) > 0.55 ? "#111" : "#fff"; },
-  // a diverging scale for signed values in [-1, 1]: blue below 0, red above, neutral grey at 0
-  signed(v) {
+  // a diverging scale for signed values in [-1, 1] (ColorBrewer RdBu, 7 stops): blue below 0, red above,
+  // near-white at 0, so that 0.3 and 0.6 look apart; signedInk is the text colour that stays readable on it
+  _rdbu: [[33,102,172],[103,169,207],[209,229,240],[247,247,247],[253,219,199],[239,138,98],[178,24,43]],
+  _signedRgb(v) {
     v = Math.max(-1, Math.min(1, Number(v) || 0));
-    const a = Math.abs(v), base = [128, 128, 128], end = v < 0 ? [33, 102, 172] : [178, 24, 43];
-    const c = base.map((b, j) => Math.round(b + a * (end[j] - b)));
-    return `rgb(${c[0]},${c[1]},${c[2]})`;
+    const s = LS._rdbu, x = (v + 1) / 2 * (s.length - 1), i = Math.min(Math.floor(x), s.length - 2), f = x - i;
+    return s[i].map((c, j) => Math.round(c + f * (s[i + 1][j] - c)));
+  },
+  signed(v) { const c = LS._signedRgb(v); return `rgb(${c[0]},${c[1]},${c[2]})`; },
+  signedInk(v) {
+    const lum = LS._signedRgb(v).map((c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2] > 0.18 ? "#111" : "#fff";
   },
   legend(label, lo, hi, ramp) {
     const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => (ramp || LS.color)(ramp ? 2 * t - 1 : t)).join(",");
@@ -88,8 +168,12 @@ const LS = {
       } }, "\u25d0 theme");
     top.append(LS.el("h1", { text: "llmscope " + what }), LS.el("span", { class: "meta", text: doc.model || "" }), toggle);
   },
+  // what the terminal view shows beyond the --json document (page.py's view_extra), {} where nothing
+  extra: {},
   start() {
     LS.data = JSON.parse(document.getElementById("llmscope-data").textContent);
+    const extra = document.getElementById("llmscope-view");
+    LS.extra = extra ? JSON.parse(extra.textContent) : {};
     const view = document.body.dataset.view;
     LS.header(LS.data, view.replace(/_/g, "-"));
     LS.views[view](LS.data, document.getElementById("app"));
