@@ -82,6 +82,27 @@ def translate(exc: Exception, source: ModelSource, what: str) -> LlmscopeError:
     )
 
 
+# What a weights file of a folder can be named: transformers' checkpoints (single or sharded, with an
+# index), torch's own, a GGUF file.
+WEIGHT_FILES = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pt", "*.pth", "*.gguf",
+                "*.h5", "*.msgpack", "*.ckpt.index")
+
+
+def has_weights_file(folder: str | os.PathLike[str]) -> bool:
+    """Whether FOLDER holds any weights file (see ``WEIGHT_FILES``): a folder with only config.json has none."""
+    path = Path(folder)
+    return any(next(path.glob(pattern), None) is not None for pattern in WEIGHT_FILES)
+
+
+def missing_weights(source: ModelSource) -> ModelNotFoundError:
+    """The error for a model without weights (a config.json alone, written by hand or copied)."""
+    where = "the repository" if source.kind == "hub" else "the folder"
+    return ModelNotFoundError(
+        f"{source.display_name} has no weights: {where} holds no .safetensors, .bin, .pt or .gguf file",
+        hint="inspect and memory need no weights: they read config.json alone",
+    )
+
+
 def _access_error(exc: Exception, source: ModelSource, names: set[str], text: str) -> LlmscopeError | None:
     """Errors about reaching the model: sandbox, remote code, gated / missing repositories, offline."""
     name = source.display_name
@@ -142,6 +163,8 @@ def _format_error(
         return ResourceError("no space left on the disk", hint=f"free some space on the disk{where}")
     if isinstance(exc, json.JSONDecodeError) or "JSONDecodeError" in names:
         return ModelFormatError(f"{name}: a JSON file of the model is not valid JSON ({exc})")
+    if what == "weights" and ("no file named" in text or "does not appear to have a file named" in text):
+        return missing_weights(source)  # transformers names safetensors among the files it did not find
     if "SafetensorError" in names or "HeaderTooLarge" in text or "safetensors" in text.lower():
         return ModelFormatError(f"{name}: the safetensors weights are corrupt or truncated ({first_line(exc)})")
     if "UnpicklingError" in names or "weights_only" in text.lower():

@@ -26,7 +26,7 @@ from llmscope.loading.meta import build_meta_model, infer_model_type, is_masked_
 from llmscope.loading.ram_guard import check_weights_fit
 from llmscope.progress import reporter
 from llmscope.loading.resolve import ModelSource
-from llmscope.loading.library_errors import quiet_transformers, translate_errors
+from llmscope.loading.library_errors import has_weights_file, missing_weights, quiet_transformers, translate_errors
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -277,6 +277,8 @@ def load_model(
     target = resolve_device(device)
     config = load_config(source, trust_remote_code=trust_remote_code)
     _check_sizes(config, source)
+    if source.kind == "folder" and not has_weights_file(source.location):  # before transformers' own error
+        raise missing_weights(source)
     pristine = copy.deepcopy(config)  # for from_pretrained, untouched by the meta build
     torch_dtype = resolve_dtype(dtype, target, config)
     cls = model_class(config, trust_remote_code=trust_remote_code)

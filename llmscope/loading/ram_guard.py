@@ -34,14 +34,14 @@ def check_weights_fit(weight_bytes: int, target: str, dtype: str, name: str) -> 
         return
     if target.startswith("cuda"):
         available = int(torch.cuda.mem_get_info(int(target.split(":")[1]))[0])
-        where = f"free on {target}"
+        where = f"is free on {target}"
     elif target == "auto":
         gpus = sum(int(torch.cuda.mem_get_info(i)[0]) for i in range(torch.cuda.device_count()))
         available = gpus + available_ram()
-        where = "free on the GPUs and in RAM together"
+        where = "is free on the GPUs and in RAM together"
     else:
         available = available_ram()
-        where = "of RAM available"
+        where = "of RAM is available"
     if weight_bytes <= 0.95 * available:
         return
     hints = []
@@ -54,6 +54,6 @@ def check_weights_fit(weight_bytes: int, target: str, dtype: str, name: str) -> 
     hint = "try " + " or ".join(hints) if hints else "use a smaller model or a machine with more memory"
     raise ResourceError(
         f"{name} needs {fmt_bytes(weight_bytes)} for its weights in {dtype}, but only "
-        f"{fmt_bytes(available)} is {where}",
+        f"{fmt_bytes(available)} {where}",
         hint=hint,
     )

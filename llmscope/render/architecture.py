@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -238,15 +240,49 @@ def module_tree_renderable(node: ModuleNode) -> Tree:
     return root
 
 
+class TitledPanel:
+    """A panel whose title is cut only between whole parts: the parts that do not fit the console's
+    width open the panel's body instead (and a subtitle that does not fit closes it), so every word
+    shows at any width."""
+
+    def __init__(self, body: RenderableType, parts: list[Text], subtitle: str | None = None) -> None:
+        self.body, self.parts, self.subtitle = body, parts, subtitle
+
+    def _fitted(self, width: int) -> Panel:
+        room = width - 6  # "╭─ " and " ─╮"
+        keep = len(self.parts)
+        while keep > 1 and sum(p.cell_len for p in self.parts[:keep]) > room:
+            keep -= 1
+        title = Text().join(self.parts[:keep])  # each part after the first begins with its separator
+        rest = list(self.parts[keep:])
+        lines: list[RenderableType] = []
+        if rest:
+            separator = len(rest[0].plain) - len(rest[0].plain.lstrip(", "))
+            rest[0] = rest[0][separator:]  # the first line of the body begins with a word
+            lines.append(Text.assemble(" ", *rest))
+        subtitle = self.subtitle
+        if subtitle is not None and cell_len(subtitle) > room:
+            lines.append(Text(f" {subtitle}", style="dim"))
+            subtitle = None
+        body = Group(*lines, self.body) if lines else self.body
+        return Panel(body, title=title, title_align="left", subtitle=subtitle, subtitle_align="right",
+                     box=box.ROUNDED)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self._fitted(options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self._fitted(options.max_width))
+
+
 def render_architecture(r: ArchitectureReport) -> RenderableType:
-    head = Text()
-    head.append(r.architecture, style="bold")
-    head.append(f"  {r.model_type}, {'masked' if r.kind == 'masked' else 'causal'} LM", style="cyan")
-    head.append(f", {fmt_int(r.parameters.total)} parameters ({fmt_count(r.parameters.total)})")
+    title = [Text(r.architecture, style="bold"),
+             Text(f"  {r.model_type}, {'masked' if r.kind == 'masked' else 'causal'} LM", style="cyan"),
+             Text(f", {fmt_int(r.parameters.total)} parameters ({fmt_count(r.parameters.total)})")]
     if r.dtype:
-        head.append(f", stored as {r.dtype}", style="dim")
+        title.append(Text(f", stored as {r.dtype}", style="dim"))
     parts: list[RenderableType] = [
-        Panel(_shape(r), title=head, title_align="left", subtitle=r.source, subtitle_align="right", box=box.ROUNDED),
+        TitledPanel(_shape(r), title, subtitle=r.source),
         _parameters(r),
         _memory(r),
     ]

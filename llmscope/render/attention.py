@@ -82,6 +82,22 @@ def kind_notes(r: AttentionResult) -> list[str]:
     return notes
 
 
+def column_numbers(columns: int) -> list[Text]:
+    """The key columns' numbers above the heatmap, each ending at its cell's right edge. Up to 10
+    columns: one line. More: two lines, the even columns' numbers on the first and the odd ones' on
+    the second, so "10" and "11" never run together (a number up to 3 digits keeps a space either side)."""
+    rows = [range(columns)] if columns <= 10 else [range(0, columns, 2), range(1, columns, 2)]
+    lines = []
+    for row in rows:
+        line = [" "] * (LABEL_WIDTH + columns * CELL)
+        for j in row:
+            label = str(j)
+            end = LABEL_WIDTH + (j + 1) * CELL
+            line[end - len(label):end] = label
+        lines.append(Text("".join(line).rstrip(), style="dim", no_wrap=True))
+    return lines
+
+
 class Heatmap:
     """Query rows x key columns, each cell coloured by weight; sized to the console width."""
 
@@ -95,10 +111,7 @@ class Heatmap:
         shown = min(n, fit)
         weights = [row[:shown] for row in r.weights[:shown]]
         peak = max((w for row in weights for w in row), default=0.0) or 1.0
-        header = Text(" " * LABEL_WIDTH, no_wrap=True)
-        for j in range(shown):
-            header.append(f"{j % 100:>{CELL}}", style="dim")
-        yield header
+        yield from column_numbers(shown)
         for i in range(shown):
             line = _label(i, r.tokens[i])
             if r.query is not None and i == r.query.position:

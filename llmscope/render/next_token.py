@@ -9,8 +9,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.decoding.distribution import Candidate, Distribution, NextTokenResult, Step
+from llmscope.decoding.distribution import Candidate, Distribution, NextTokenResult, Step, other_modality
 from llmscope.render import visible
+from llmscope.render.tokens import SPECIAL_STYLE
 from llmscope.units import fmt_prob
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,8 +43,41 @@ STOP_REASONS = {
 }
 
 
-def token_cell(token: str) -> Text:
-    return Text(visible(token) or "∅", style="bold")
+def token_cell(token: str, *, special: bool = False) -> Text:
+    return Text(visible(token) or "∅", style=SPECIAL_STYLE if special else "bold")
+
+
+# The input an added token such as <start_of_image> marks, as the note under the table names it.
+_MODALITY_WORDS = {"image": "image", "vision": "image", "video": "video", "audio": "audio", "speech": "speech",
+                   "multimodal": "non-text"}
+
+
+def special_note(candidates: list[Candidate]) -> Text | None:
+    """Dim lines under the table when special tokens are among the candidates shown: what they are
+    (one line for markers of another modality, one for the tokenizer's other special tokens)."""
+    markers = [c for c in candidates if c.special and other_modality(c.token)]
+    others = [c for c in candidates if c.special and not other_modality(c.token)]
+    lines = []
+    if markers:
+        names = _names(markers)
+        kinds = " and ".join(dict.fromkeys(_MODALITY_WORDS[other_modality(c.token)] for c in markers))
+        one = len(markers) == 1
+        lines.append(f"{names} {'marks' if one else 'mark'} {kinds} input (a multimodal vocabulary), not text")
+    if others:
+        names = _names(others)
+        lines.append(f"{names} {'is a special token' if len(others) == 1 else 'are special tokens'}, not text")
+    return Text("\n".join(lines), style="dim") if lines else None
+
+
+def _names(candidates: list[Candidate], most: int = 3) -> str:
+    """The first MOST tokens' texts, then how many more: the note stays one line."""
+    names = ", ".join(visible(c.token) or "∅" for c in candidates[:most])
+    return names + (f" and {len(candidates) - most} more" if len(candidates) > most else "")
+
+
+def _with_note(table: Table, d: Distribution) -> list[RenderableType]:
+    note = special_note(d.candidates)
+    return [table] if note is None else [table, note]
 
 
 def _filters(settings: DecodingSettings) -> list[str]:
@@ -86,7 +120,8 @@ def candidate_table(d: Distribution, settings: DecodingSettings, *, title: str |
         return Text("kept", style="green") if kept else Text("cut", style="red")
 
     for c in d.candidates:
-        row: list[RenderableType] = [str(c.rank), token_cell(c.token), str(c.id), pct(c.prob), bar(c.prob)]
+        row: list[RenderableType] = [str(c.rank), token_cell(c.token, special=c.special), str(c.id), pct(c.prob),
+                                     bar(c.prob)]
         if not sampled:
             row.append(f"{c.logprob:.2f}")
         if sampled:
@@ -178,13 +213,13 @@ def render_next_token(r: NextTokenResult) -> RenderableType:
     if r.kind == "masked":
         for m in r.masks:
             title = f"Mask at position {m.position}"
-            parts.append(candidate_table(m.distribution, r.settings, title=title))
+            parts.extend(_with_note(candidate_table(m.distribution, r.settings, title=title), m.distribution))
             parts.append(summary(m.distribution, r.settings))
         shown = shown_table(r.masks[0].distribution) if r.masks else None
     else:
         d = r.distribution
         assert d is not None
-        parts.append(candidate_table(d, r.settings, title="Next token"))
+        parts.extend(_with_note(candidate_table(d, r.settings, title="Next token"), d))
         parts.append(summary(d, r.settings))
         shown = shown_table(d)
     if shown is not None:
@@ -207,7 +242,7 @@ def render_step_choices(run: Stepper) -> RenderableType:
     text.append(visible(run.generated_text), style="bold cyan")
     d = run.distribution
     title = f"Step {len(run.steps) + 1}: next token"
-    return Group(text, candidate_table(d, run.settings, title=title), summary(d, run.settings))
+    return Group(text, *_with_note(candidate_table(d, run.settings, title=title), d), summary(d, run.settings))
 
 
 __all__ = ["bar", "candidate_table", "render_next_token", "render_step_choices", "Candidate"]
