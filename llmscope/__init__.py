@@ -41,6 +41,8 @@ _API = {
     "AttentionResult": "llmscope.forward.attention",
     "attention_walk": "llmscope.forward.walk",  # = llmscope.forward.walk.walk
     "AttentionWalk": "llmscope.forward.walk",
+    "head_scores": "llmscope.forward.heads",  # = llmscope.forward.heads.heads
+    "HeadsReport": "llmscope.forward.heads",
     "expert_routing": "llmscope.forward.experts",  # = llmscope.forward.experts.experts
     "ExpertRoutingResult": "llmscope.forward.experts",
     "pack": "llmscope.text.packing",

@@ -20,6 +20,7 @@ from llmscope.commands import compare as compare_cmd
 from llmscope.commands import embeddings as embeddings_cmd
 from llmscope.commands import experts as experts_cmd
 from llmscope.commands import generate as generate_cmd
+from llmscope.commands import heads as heads_cmd
 from llmscope.commands import inspect as inspect_cmd
 from llmscope.commands import layers as layers_cmd
 from llmscope.commands import memory as memory_cmd
@@ -64,6 +65,7 @@ for _name, _module in (
     ("score", score_cmd),
     ("compare", compare_cmd),
     ("attention", attention_cmd),
+    ("heads", heads_cmd),
     ("experts", experts_cmd),
     ("pack", pack_cmd),
     ("report", report_cmd),

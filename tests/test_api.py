@@ -42,6 +42,8 @@ API = {
     "AttentionResult": ("llmscope.forward.attention", "class"),
     "attention_walk": ("llmscope.forward.walk", "function"),
     "AttentionWalk": ("llmscope.forward.walk", "class"),
+    "head_scores": ("llmscope.forward.heads", "function"),
+    "HeadsReport": ("llmscope.forward.heads", "class"),
     "expert_routing": ("llmscope.forward.experts", "function"),
     "ExpertRoutingResult": ("llmscope.forward.experts", "class"),
     "pack": ("llmscope.text.packing", "function"),

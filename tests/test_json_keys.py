@@ -62,6 +62,8 @@ ATTENTION = ["model", "tokens", "layer", "head", "weights", "kind", "warnings"]
 ATTENTION_TOKEN = [*ATTENTION, "query", "ranking"]
 ATTENTION_ALL = [*ATTENTION, "layers"]
 ATTENTION_WALK = ["model", "tokens", "walk", "queries", "warnings"]
+HEADS = ["model", "tokens", "token_texts", "probe", "seed", "heads", "warnings"]
+HEADS_LINK = [*HEADS, "query", "key", "ranking"]
 EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters", "warnings"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
@@ -117,6 +119,11 @@ CASES = {
     ),
     "attention --walk": (
         lambda m, f: ["attention", "Hello world", "-m", m["gpt2"], "--walk"], ATTENTION_WALK, "gpt2", [],
+    ),
+    "heads": (lambda m, f: ["heads", "-m", m["gpt2"]], HEADS, "gpt2", []),
+    "heads --query": (
+        lambda m, f: ["heads", "Hello world", "-m", m["gpt2"], "--query", "world", "--key", "Hello"], HEADS_LINK,
+        "gpt2", [],
     ),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),

@@ -24,8 +24,8 @@ USAGE, RUNTIME = 2, 1
 
 # Every command, and the arguments that make it run on MODEL (a path or hub id).
 COMMANDS = ("inspect", "memory", "tokenize", "next-token", "layers", "generate", "compare", "attention",
-            "experts", "pack")
-LOADS_WEIGHTS = ("next-token", "layers", "generate", "compare", "attention", "experts")
+            "heads", "experts", "pack")
+LOADS_WEIGHTS = ("next-token", "layers", "generate", "compare", "attention", "heads", "experts")
 LOADS_TOKENIZER = ("tokenize", "pack", *LOADS_WEIGHTS)
 HAS_DEVICE = LOADS_WEIGHTS
 PROMPT = "The cat sat on the mat"
@@ -570,7 +570,7 @@ def test_tokenize_file_mistakes(cli, tiny_models, tmp_path, one_error_line):
 LONG = "the cat sat on the mat " * 200  # about 1,200 tokens
 
 
-@pytest.mark.parametrize("command", ["next-token", "layers", "generate", "compare", "attention", "experts"])
+@pytest.mark.parametrize("command", ["next-token", "layers", "generate", "compare", "attention", "heads", "experts"])
 def test_prompt_longer_than_the_context(cli, command, tiny_models, one_error_line):
     model = tiny_models["mixtral" if command == "experts" else "gpt2"]
     line = one_error_line(cli(*argv(command, model, prompt=LONG)), USAGE)
@@ -592,7 +592,7 @@ def test_bert_prompt_longer_than_its_context(cli, tiny_models, one_error_line):
 # Empty input and invalid UTF-8
 
 
-@pytest.mark.parametrize("command", ["next-token", "layers", "attention", "experts"])
+@pytest.mark.parametrize("command", ["next-token", "layers", "attention", "heads", "experts"])
 def test_empty_prompt(cli, command, tiny_models, one_error_line):
     model = tiny_models["mixtral" if command == "experts" else "gpt2"]
     line = one_error_line(cli(*argv(command, model, prompt="")), USAGE)

@@ -196,6 +196,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "ComparisonResult": "decoding:render_comparison",
     "AttentionResult": "attention:render_attention",
     "AttentionWalk": "walk:render_walk",
+    "HeadsReport": "heads:render_heads",
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
     "ScoreResult": "score:render_score",
