@@ -558,3 +558,46 @@ def test_lens_grid_escapes_what_no_font_draws(browser, unusual_tokens, cli, tmp_
     assert browser.execute_script("return LS.vis(arguments[0])", "\ue000a\u0007 b") == "\\ue000a\\x07\u00b7b"
     short = browser.execute_script("return LS.short(arguments[0], 3)", "\ue000\ue001\ue002\ue003")
     assert short == "\\ue000\\ue001\u2026"  # an escape counts as one character and is never cut
+
+
+# --------------------------------------------------------------------------------------------
+# attention --walk and heads
+
+
+def test_walk_page_shows_every_query_tokens_walk(browser, tiny_models, cli, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    prompt = "the cat sat on the mat"
+    text, page, data = terminal_and_page(cli, tmp_path, "walk", "attention", prompt, "-m", str(tiny_models["llama"]),
+                                         "--walk", "--head", "1")
+    assert len(data["queries"]) == len(data["tokens"])  # the page holds every query token's walk
+    open_page(browser, page)
+    select = Select(browser.find_element(By.NAME, "query"))
+    assert len(select.options) == len(data["tokens"])
+    last = data["walk"]["query"]["position"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#walk table.data tbody tr")
+    assert len(rows) == len(data["tokens"])
+    shown = [r.find_elements(By.TAG_NAME, "td")[4].text for r in rows]
+    from llmscope.units import fmt_prob
+
+    assert shown == [fmt_prob(k["weight"]) for k in data["walk"]["keys"]]
+    assert "check: recomputed weights" in browser.find_element(By.ID, "walk").text and "check: recomputed" in text
+    select.select_by_value("1")  # an earlier query: every later key masked
+    masked = [r.find_elements(By.TAG_NAME, "td")[3].text for r in
+              browser.find_elements(By.CSS_SELECTOR, "#walk table.data tbody tr")]
+    assert masked.count("masked") == len(data["tokens"]) - 2 and last != 1
+
+
+def test_heads_page_draws_a_cell_per_head_and_the_ranking(browser, tiny_models, cli, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    text, page, data = terminal_and_page(cli, tmp_path, "heads", "heads", "the cat sat on the mat", "-m",
+                                         str(tiny_models["llama"]), "--query", "mat", "--key", "cat")
+    open_page(browser, page)
+    cells = browser.find_elements(By.CSS_SELECTOR, "#heads .cell.hot, #heads .cell.masked")
+    assert len(cells) == 5 * len(data["heads"])  # five patterns, one cell per head of every layer
+    best = data["ranking"][0]
+    ranking = browser.find_element(By.ID, "ranking").text
+    assert f"{best['layer']} {best['head']}" in " ".join(ranking.split())
+    assert "L" in text and "Heads ranked by the weight" in text

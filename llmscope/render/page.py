@@ -21,6 +21,8 @@ VIEWS = {
     "GenerationResult": "generation",
     "ComparisonResult": "compare",
     "AttentionResult": "attention",
+    "AttentionWalk": "walk",
+    "HeadsReport": "heads",
     "LayerReport": "layers",
     "ScoreResult": "score",
     "ScoreComparison": "score",
