@@ -33,7 +33,7 @@ def complete_model(incomplete: str) -> list[str]:
 # The values options take, offered on TAB. Kept here, not imported from the modules that check them,
 # so that a TAB imports nothing heavy; tests/test_latency_paths.py pins them to those modules.
 GENERATE_STRATEGIES = ("greedy", "sample", "top-k", "top-p", "min-p", "typical", "beam")  # sampling.STRATEGIES
-NEXT_TOKEN_STRATEGIES = GENERATE_STRATEGIES[:-1]  # all but beam: stepping picks one token at a time
+NEXT_TOKEN_STRATEGIES = ("greedy", "sample", "top-k", "top-p", "min-p", "typical")  # stepping.STRATEGIES
 DEVICES = ("auto", "cpu", "cuda", "mps")  # devices.DEVICES, plus cuda:N
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # devices.DTYPES
 MEMORY_FOR = ("generate", "forward")  # memory --for (issue 19)

@@ -24,7 +24,8 @@ def test_nested_keys_and_numbers(cli, tiny_models):
     assert set(data["analogy"]) == {"expression", "top"} and data["analogy"]["expression"] == "cat - dog + mat"
     assert set(data["context"]) == {"word", "sentences", "layers"}
     assert [set(s) for s in data["context"]["sentences"]] == [{"text", "positions"}] * 2
-    assert [set(row) for row in data["context"]["layers"]] == [{"layer", "cosine"}] * 3
+    assert [set(row) for row in data["context"]["layers"]] == [{"hidden_state", "layer", "cosine"}] * 3
+    assert [row["layer"] for row in data["context"]["layers"]] == [None, 0, 1]  # embed, then layers from 0
     assert [set(p) for p in data["projection"]] == [{"label", "x", "y"}] * 3
 
     # the numbers, from transformers directly
@@ -48,7 +49,7 @@ def test_three_sentences_give_every_pair(cli, tiny_models):
     data = r.json()
     assert data["words"] == [] and data["neighbors"] == [] and data["projection"] is None
     for row in data["context"]["layers"]:
-        assert set(row) == {"layer", "cosine", "similarity"}
+        assert set(row) == {"hidden_state", "layer", "cosine", "similarity"}
         assert row["similarity"][0][1] == pytest.approx(row["cosine"])
         assert [row["similarity"][i][i] for i in range(3)] == pytest.approx([1.0] * 3)
 
@@ -105,9 +106,11 @@ def test_layer_says_which_vectors(cli, tiny_models):
     r = cli("embeddings", "cat", "dog", "-m", tiny_models["bert"], "--layer", "1")
     assert r.exit_code == 0, r.stderr
     shown = " ".join(r.stdout.split())
-    assert "hidden state 1 (the output of layer 1)" in shown and "Nearest other words" in shown
+    assert "the output of layer 1, each word run alone" in shown and "Nearest other words" in shown
+    r = cli("embeddings", "cat", "dog", "-m", tiny_models["bert"], "--layer", "embed")
+    assert r.exit_code == 0 and "the embedding output, each word run alone" in " ".join(r.stdout.split())
     r = cli("embeddings", "cat", "dog", "-m", tiny_models["bert"], "--layer", "9")
-    assert r.exit_code == 2 and "layers 0 to 2" in r.stderr
+    assert r.exit_code == 2 and "--layer 9: this model has layers 0 to 1" in r.stderr
 
 
 @pytest.mark.parametrize(

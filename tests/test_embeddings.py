@@ -41,14 +41,32 @@ def ref_nearest(lm, query: torch.Tensor, exclude: set[int], k: int) -> tuple[lis
     return top.indices.tolist(), top.values.tolist()
 
 
+def states(model, **inputs) -> list[torch.Tensor]:
+    """transformers' hidden states, numbered as every llmscope view numbers them: the embedding output, then
+    each layer's output; a decoder's last one is its last layer's own output (read by a hook on that layer),
+    where transformers hands it back after the final norm. An encoder (BERT) has no final norm."""
+    base = model.base_model
+    blocks = getattr(base, "layers", None) or getattr(base, "h", None)
+    kept = []
+    handle = blocks[-1].register_forward_hook(lambda _m, _a, out: kept.append(out[0] if isinstance(out, tuple) else out)) \
+        if blocks is not None else None
+    try:
+        with torch.no_grad():
+            hidden = list(model(**inputs, output_hidden_states=True).hidden_states)
+    finally:
+        if handle is not None:
+            handle.remove()
+    if kept:
+        hidden[-1] = kept[-1]
+    return hidden
+
+
 def ref_hidden(lm, text: str, start: int, end: int) -> torch.Tensor:
     """(layers + 1, hidden): the mean over the tokens overlapping [start, end) of every hidden state."""
     enc = lm.tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
     offsets = enc.pop("offset_mapping")[0].tolist()
     positions = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
-    with torch.no_grad():
-        out = lm.model(**enc, output_hidden_states=True)
-    return torch.stack([h[0, positions].mean(dim=0) for h in out.hidden_states])
+    return torch.stack([h[0, positions].mean(dim=0) for h in states(lm.model, **enc)])
 
 
 def ref_others(lm, text: str, start: int, end: int) -> list[torch.Tensor]:
@@ -56,9 +74,7 @@ def ref_others(lm, text: str, start: int, end: int) -> list[torch.Tensor]:
     enc = lm.tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
     offsets = enc.pop("offset_mapping")[0].tolist()
     others = [i for i, (a, b) in enumerate(offsets) if b > a and not (a < end and b > start)]
-    with torch.no_grad():
-        out = lm.model(**enc, output_hidden_states=True)
-    return [h[0, others] for h in out.hidden_states]
+    return [h[0, others] for h in states(lm.model, **enc)]
 
 
 def check_words(lm, words: list[str], k: int = 5) -> None:
@@ -98,12 +114,11 @@ def test_a_gguf_file_gives_what_transformers_reads_from_it(tiny_gguf):
     vectors = [weight[i].mean(dim=0) for i in ids]
     assert report.similarity[0][2] == pytest.approx(float(F.cosine_similarity(vectors[0], vectors[2], dim=0)), abs=TOL)
     enc = [tokenizer(s, return_tensors="pt") for s in ("the cat sat", "a cat")]
-    with torch.no_grad():
-        hidden = [direct(**e, output_hidden_states=True).hidden_states for e in enc]
+    hidden = [states(direct, **e) for e in enc]
     positions = [s.positions for s in report.context.sentences]
     assert [tokenizer.decode(e["input_ids"][0, p]).strip() for e, p in zip(enc, positions)] == ["cat", "cat"]
     for row in report.context.layers:
-        a, b = (h[row.layer][0, p].mean(dim=0) for h, p in zip(hidden, positions))
+        a, b = (h[row.hidden_state][0, p].mean(dim=0) for h, p in zip(hidden, positions))
         assert row.cosine == pytest.approx(float(F.cosine_similarity(a, b, dim=0)), abs=TOL)
 
 
@@ -163,13 +178,14 @@ def test_context_cosines_per_layer_match_hidden_states(loaded, name):
     report = embeddings([], model=lm, contexts=sentences[:2], word="cat")
     means = [ref_hidden(lm, s, s.index("cat"), s.index("cat") + 3) for s in sentences]
     n = lm.config.num_hidden_layers
-    assert [row.layer for row in report.context.layers] == list(range(n + 1))
+    assert [row.hidden_state for row in report.context.layers] == list(range(n + 1))
+    assert [row.layer for row in report.context.layers] == [None, *range(n)]  # embed, then layers from 0
     for row in report.context.layers:
-        expected = F.cosine_similarity(means[0][row.layer], means[1][row.layer], dim=0)
+        expected = F.cosine_similarity(means[0][row.hidden_state], means[1][row.hidden_state], dim=0)
         assert row.cosine == pytest.approx(float(expected), abs=TOL)
         assert row.similarity is None
         # the baseline: mean cosine over every pair (other token of sentence 1, other token of sentence 2)
-        a, b = (ref_others(lm, s, s.index("cat"), s.index("cat") + 3)[row.layer] for s in sentences[:2])
+        a, b = (ref_others(lm, s, s.index("cat"), s.index("cat") + 3)[row.hidden_state] for s in sentences[:2])
         pairs = F.cosine_similarity(a[:, None], b[None, :], dim=-1)  # (tokens of 1, tokens of 2)
         assert row.baseline == pytest.approx(float(pairs.mean()), abs=TOL)
     for s, text in zip(report.context.sentences, sentences):
@@ -181,7 +197,7 @@ def test_context_cosines_per_layer_match_hidden_states(loaded, name):
     for row in three.layers:
         for a in range(3):
             for b in range(3):
-                expected = F.cosine_similarity(means[a][row.layer], means[b][row.layer], dim=0)
+                expected = F.cosine_similarity(means[a][row.hidden_state], means[b][row.hidden_state], dim=0)
                 assert row.similarity[a][b] == pytest.approx(float(expected), abs=TOL)
 
 
@@ -198,7 +214,7 @@ def test_context_counts_the_special_tokens(loaded):
 def test_layer_uses_each_word_run_alone(loaded, name):
     lm = loaded[name]
     words = ["cat", "dog", "capital"]
-    report = embeddings(words, model=lm, layer=2, neighbors=1)
+    report = embeddings(words, model=lm, layer=1, neighbors=1)  # layer 1's output: hidden state 2
     vectors = [ref_hidden(lm, " " + w, 1, len(w) + 1)[2] for w in words]
     for i in range(3):
         for j in range(3):
@@ -207,8 +223,11 @@ def test_layer_uses_each_word_run_alone(loaded, name):
     # neighbours among the words, not vocabulary rows
     best = max((j for j in range(3) if j != 0), key=lambda j: report.similarity[0][j])
     assert report.neighbors[0].top[0].token == words[best] and report.neighbors[0].top[0].id is None
-    with pytest.raises(UsageError, match="layers 0 to 2"):
-        embeddings(words, model=lm, layer=3)
+    with pytest.raises(UsageError, match="layers 0 to 1"):
+        embeddings(words, model=lm, layer=2)
+    embed = embeddings(words, model=lm, layer="embed", neighbors=1)  # the embedding output: hidden state 0
+    first = [ref_hidden(lm, " " + w, 1, len(w) + 1)[0] for w in words]
+    assert embed.similarity[0][1] == pytest.approx(float(F.cosine_similarity(first[0], first[1], dim=0)), abs=TOL)
 
 
 def test_plot_is_the_pca_of_the_unit_vectors(loaded):
@@ -301,5 +320,5 @@ def test_demo_model_analogy_and_context(demo_model):
     b = ref_hidden(lm, account, account.index("bank"), account.index("bank") + 4)
     assert len(report.context.layers) == lm.config.num_hidden_layers + 1
     for row in report.context.layers:
-        assert row.cosine == pytest.approx(float(F.cosine_similarity(a[row.layer], b[row.layer], dim=0)), abs=TOL)
+        assert row.cosine == pytest.approx(float(F.cosine_similarity(a[row.hidden_state], b[row.hidden_state], dim=0)), abs=TOL)
     assert report.context.sentences[0].positions == [6]  # <bos> We sat on the river bank

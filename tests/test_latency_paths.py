@@ -313,7 +313,8 @@ def _tab(shell: str, line: str) -> list[str]:
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_tab_offers_option_values(shell):
     assert _tab(shell, "llmscope generate hi --strategy to") == ["top-k", "top-p"]
-    assert _tab(shell, "llmscope next-token hi --strategy ") == ["greedy", "sample"]
+    assert _tab(shell, "llmscope next-token hi --strategy ") == ["greedy", "sample", "top-k", "top-p", "min-p",
+                                                                 "typical"]  # generate's, but beam
     assert _tab(shell, "llmscope compare hi --strategies greedy,to") == ["greedy,top-k", "greedy,top-p"]
     assert _tab(shell, "llmscope generate hi --device cu")[:2] == ["cuda", "cuda:0"]
     assert _tab(shell, "llmscope layers hi --dtype b") == ["bfloat16"]

@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from llmscope.decoding.sampling import DecodingSettings
 
 
+# The strategies stepping takes: every one of generate's but beam search (which keeps several sequences).
+STRATEGIES = tuple(s for s in sampling.STRATEGIES if s != "beam")
+
+
 def check_knobs(*, rows: int = DEFAULT_ROWS, steps: int = 0) -> None:
     """Refuse the display's values out of range (called before any model loads)."""
     if rows < 1:
