@@ -21,7 +21,8 @@ INSPECT = [
     "vocab_size", "num_attention_heads", "num_key_value_heads", "attention", "gqa_group_size", "head_dim",
     "intermediate_size", "hidden_act", "mlp", "norm", "qk_norm", "position_encoding", "rope_theta",
     "rope_scaling", "max_position_embeddings", "sliding_window", "layer_types", "tie_word_embeddings", "moe",
-    "parameters", "memory", "gguf", "modules", "state_space", "layer_kinds",
+    "parameters", "memory", "gguf", "modules", "module_tokens", "module_shapes_missing", "state_space",
+    "layer_kinds",
 ]
 MEMORY = [
     "model", "source", "model_type", "architecture", "parameters", "weights", "kv_cache", "recurrent_state",

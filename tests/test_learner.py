@@ -218,3 +218,60 @@ def test_embeddings_layer_takes_embed_or_a_layer_number(cli, tiny_models, loaded
     assert cli("embeddings", "king", "queen", "-m", model, "--layer", str(n - 1)).exit_code == 0
     too_deep = cli("embeddings", "king", "queen", "-m", model, "--layer", str(n))
     assert too_deep.exit_code == 2 and f"--layer {n}: this model has layers 0 to {n - 1}" in too_deep.stderr
+
+
+def _walk_tree(node, path=""):
+    """(path, input_shape, output_shape) for every node of an inspect --modules tree (folded runs: their first)."""
+    yield path, node["input_shape"], node["output_shape"]
+    for child in node["children"]:
+        first = child["name"].split("-")[0]
+        yield from _walk_tree(child, f"{path}.{first}" if path else first)
+
+
+@pytest.mark.parametrize("name", ["llama", "mixtral", "gpt2", "bert"])
+def test_module_shapes_are_what_a_real_forward_pass_gives(cli, tiny_models, loaded_models, name):
+    """inspect --modules runs on fake tensors from the config alone; the same model with real weights, run
+    by transformers on 5 real tokens with a hook on every module, must give every module the same shapes."""
+    data = cli("inspect", str(tiny_models[name]), "--modules", "--tokens", "5", "--json").json()
+    assert data["module_tokens"] == 5 and data["module_shapes_missing"] is None
+    model = loaded_models[name].model
+    real: dict[str, list] = {}
+
+    def shape(value):
+        value = value[0] if isinstance(value, (tuple, list)) else (value.to_tuple()[0] if hasattr(value, "to_tuple")
+                                                                   else value)
+        return list(value.shape) if hasattr(value, "shape") else None
+
+    handles = []
+    for path, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(
+            lambda m, a, k, p=path: real.setdefault(p, [None, None]).__setitem__(
+                0, shape(a[0] if a else next((v for v in k.values() if hasattr(v, "shape")), None))),
+            with_kwargs=True))
+        handles.append(module.register_forward_hook(lambda m, a, o, p=path: real.setdefault(p, [None, None])
+                                                    .__setitem__(1, shape(o))))
+    try:
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([[5, 6, 7, 8, 9]]), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    compared = 0
+    for path, _into, out in _walk_tree(data["modules"]):
+        # experts inside a MoE block run as batched_mm on fake tensors, as routed slices for real: skipped
+        if "experts" in path or path not in real or real[path][1] is None or out is None:
+            continue
+        assert out == real[path][1], path
+        compared += 1
+    assert compared >= 8
+    assert data["modules"]["output_shape"] == [1, 5, model.config.vocab_size]
+
+
+def test_module_shapes_follow_tokens(cli, config_folder):
+    folder = config_folder("phi3-mini-4k-instruct")  # Phi-3 Mini's real config: the course's 1 x 6 x 32,064
+    six = cli("inspect", str(folder), "--modules", "--json").json()
+    assert six["modules"]["output_shape"] == [1, 6, 32064]
+    three = cli("inspect", str(folder), "--modules", "--tokens", "3", "--json").json()
+    assert three["modules"]["output_shape"] == [1, 3, 32064]
+    shown = cli("inspect", str(folder), "--modules")
+    assert "qkv_proj: Linear  28,311,552  1×6×3072 → 1×6×9216" in shown.stdout

@@ -12,14 +12,20 @@ EPILOG = """[bold]Examples[/bold]
 
   llmscope inspect                       [dim]# the embedded Gemma 3 270M[/dim]
   llmscope inspect gpt2 --json
-  llmscope inspect microsoft/Phi-3-mini-4k-instruct --modules
+  llmscope inspect microsoft/Phi-3-mini-4k-instruct --modules   [dim]# print(model), with shapes[/dim]
   llmscope inspect ./model.gguf
 """
 
 
 def command(
     model: opt.ModelArg = None,
-    modules: Annotated[bool, typer.Option("--modules", help="Show the module tree, repeated blocks folded.")] = False,
+    modules: Annotated[
+        bool, typer.Option("--modules", help="Show the module tree, repeated blocks folded, with each module's input "
+                                              "and output shape.")
+    ] = False,
+    tokens: Annotated[
+        int, typer.Option("--tokens", help="With --modules: the prompt length the shapes are for.", min=1)
+    ] = 6,
     revision: opt.Revision = None,
     gguf_file: opt.GgufFile = None,
     trust_remote_code: opt.TrustRemoteCode = False,
@@ -36,5 +42,5 @@ def command(
     from llmscope.render.architecture import render_architecture
 
     spec = opt.load_spec_from_options(model, revision, gguf_file, trust_remote_code=trust_remote_code)
-    report = inspect_model(spec, modules=modules)
+    report = inspect_model(spec, modules=modules, tokens=tokens)
     render.emit(report, render_architecture, json_=json_, export_path=export)

@@ -31,6 +31,8 @@ from llmscope.config.values import (
     tied_embeddings,
     vocab_size,
 )
+from llmscope.config.shapes import module_shapes
+from llmscope.errors import UsageError
 from llmscope.config.state import RecurrentStateEstimate, StateSpaceShape, recurrent_state_estimate, state_space_shape
 from llmscope.config.parameters import (
     DTYPE_BYTES,
@@ -47,6 +49,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # --------------------------------------------------------------------------------------------
 # Result types
+
+
+DEFAULT_TOKENS = 6  # the prompt length of the module shapes (the course's "The capital of France is")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +96,8 @@ class ArchitectureReport:
     memory: MemoryEstimate
     gguf: GgufInfo | None = None
     modules: ModuleNode | None = None
+    module_tokens: int | None = None  # the prompt length the module shapes are for
+    module_shapes_missing: str | None = None  # why the module tree has no shapes (its forward failed)
     state_space: StateSpaceShape | None = None  # what replaces attention in Mamba, RWKV, xLSTM
     layer_kinds: list[LayerKind] | None = None  # where layers differ in shape (per-layer configs)
 
@@ -99,22 +106,28 @@ class ArchitectureReport:
 # The public function
 
 
-def inspect_model(model: loading.ModelLike = None, *, modules: bool = False) -> ArchitectureReport:
+def inspect_model(model: loading.ModelLike = None, *, modules: bool = False, tokens: int = DEFAULT_TOKENS
+                  ) -> ArchitectureReport:
     """Describe MODEL (hub id, folder, .gguf, or None for the embedded default) from its config.
+    ``modules``: the module tree too, with each module's input and output shape for a prompt of ``tokens``.
 
     A ``LoadSpec`` carries the revision, the GGUF file and ``trust_remote_code``; a ``LoadedModel`` is
     described from its own config (nothing is loaded again)."""
+    if modules and tokens < 1:
+        raise UsageError(f"`tokens={tokens}`: the prompt length for the module shapes must be at least 1")
     spec = loading.load_spec(model)
     source, trust_remote_code = loading.source_of(spec), spec.trust_remote_code
-    cached = report_cache.load(source, ArchitectureReport, modules=modules, trust_remote_code=trust_remote_code)
+    key = f"shapes for {tokens}" if modules else False  # the tree and its shapes depend on both
+    cached = report_cache.load(source, ArchitectureReport, modules=key, trust_remote_code=trust_remote_code)
     if cached is not None:  # the same config seen before: no torch, no transformers
         return cached
     config = loading.load_config(source, trust_remote_code=trust_remote_code)
     with library_errors.translate_errors(source, what="config"):
         meta = deep_build.build_meta_model(config, trust_remote_code=trust_remote_code)  # deep: a prefix
     gguf = gguf_cache.gguf_summary(source)
-    report = architecture_report(config, meta, source=source.display_name, gguf=gguf, modules=modules)
-    report_cache.store(source, report, modules=modules, trust_remote_code=trust_remote_code)
+    report = architecture_report(config, meta, source=source.display_name, gguf=gguf, modules=modules,
+                                 tokens=tokens, trust_remote_code=trust_remote_code)
+    report_cache.store(source, report, modules=key, trust_remote_code=trust_remote_code)
     return report
 
 
@@ -125,6 +138,8 @@ def architecture_report(
     source: str,
     gguf: dict[str, Any] | None = None,
     modules: bool = False,
+    tokens: int = DEFAULT_TOKENS,
+    trust_remote_code: bool = False,
 ) -> ArchitectureReport:
     """Assemble the report from a config and the model built from it (on any device).
 
@@ -141,6 +156,7 @@ def architecture_report(
     recurrent = state_space_shape(config)
     kv = None if masked or recurrent else kv_cache_estimate(config, context=int(max_positions or 2048))
     names = [n for n, _ in meta.named_parameters()]
+    shapes, missing = module_shapes(config, tokens, trust_remote_code=trust_remote_code) if modules else ({}, None)
     return ArchitectureReport(
         model=source,
         source=source,
@@ -176,7 +192,9 @@ def architecture_report(
             recurrent_state=None if masked else recurrent_state_estimate(config),  # a hybrid's too
         ),
         gguf=gguf_info(gguf) if gguf else None,
-        modules=deep_build.whole_module_tree(meta) if modules else None,
+        modules=deep_build.whole_module_tree(meta, shapes) if modules else None,
+        module_tokens=tokens if modules else None,
+        module_shapes_missing=missing,
         state_space=recurrent,
         layer_kinds=layer_kinds(config),
     )

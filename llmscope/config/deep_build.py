@@ -212,8 +212,9 @@ def full_model(meta: nn.Module) -> nn.Module:
     return cached
 
 
-def whole_module_tree(meta: nn.Module) -> Any:
-    """``weights.module_tree`` of the whole model (a prefix build is built whole for it, once)."""
+def whole_module_tree(meta: nn.Module, shapes: dict[str, tuple] | None = None) -> Any:
+    """``weights.module_tree`` of the whole model (a prefix build is built whole for it, once), with
+    ``shapes`` (``config.shapes.module_shapes``) where given."""
     from llmscope.config.parameters import module_tree
 
-    return module_tree(full_model(meta))
+    return module_tree(full_model(meta), shapes=shapes)

@@ -76,6 +76,8 @@ class ModuleNode:
     parameters: int
     count: int = 1
     children: list[ModuleNode] = dataclasses.field(default_factory=list)
+    input_shape: list[int] | None = None  # for a prompt of N tokens (inspect --modules --tokens N); None: unknown
+    output_shape: list[int] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,10 +206,12 @@ def gguf_info(summary: dict[str, Any]) -> GgufInfo:
 # Module tree
 
 
-def module_tree(module: nn.Module, name: str = "", _seen: set[int] | None = None) -> ModuleNode:
+def module_tree(module: nn.Module, name: str = "", _seen: set[int] | None = None, *,
+                shapes: dict[str, tuple] | None = None, path: str = "") -> ModuleNode:
     """The module tree with runs of identical blocks folded ("layers 0-31: Phi3DecoderLayer x32").
 
-    A tensor shared by two modules (tied embeddings) counts where it is met first.
+    A tensor shared by two modules (tied embeddings) counts where it is met first. ``shapes`` (module
+    path -> (input, output) shape, ``config.shapes``) adds each module's shapes; a folded run shows its first.
     """
     from torch import nn
 
@@ -225,21 +229,29 @@ def module_tree(module: nn.Module, name: str = "", _seen: set[int] | None = None
         for run in runs:
             first_name, first = run[0]
             label = first_name if len(run) == 1 else f"{first_name}-{run[-1][0]}"
-            node = module_tree(first, label, seen)
+            node = module_tree(first, label, seen, shapes=shapes, path=_join(path, first_name))
             children.append(dataclasses.replace(node, count=len(run)))
     else:
-        children = [module_tree(child, child_name, seen) for child_name, child in items]
+        children = [module_tree(child, child_name, seen, shapes=shapes, path=_join(path, child_name))
+                    for child_name, child in items]
     own = 0
     for param in module.parameters(recurse=False):
         if id(param) not in seen:
             seen.add(id(param))
             own += param.numel()
+    seen_shapes = (shapes or {}).get(path, (None, None))
     return ModuleNode(
         name=name or type(module).__name__,
         class_name=type(module).__name__,
         parameters=own + sum(c.parameters * c.count for c in children),
         children=children,
+        input_shape=list(seen_shapes[0]) if seen_shapes[0] is not None else None,
+        output_shape=list(seen_shapes[1]) if seen_shapes[1] is not None else None,
     )
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
 
 
 def _same_block(a: nn.Module, b: nn.Module) -> bool:

@@ -229,6 +229,9 @@ def module_tree_renderable(node: ModuleNode) -> Tree:
         if n.parameters:
             each = " each" if n.count > 1 else ""
             text.append(f"  {fmt_int(n.parameters)}{each}", style="dim")
+        if n.output_shape is not None:
+            into = "×".join(map(str, n.input_shape)) if n.input_shape is not None else "?"
+            text.append(f"  {into} → {'×'.join(map(str, n.output_shape))}", style="green")
         return text
 
     def add(tree: Tree, n: ModuleNode) -> None:
@@ -293,4 +296,11 @@ def render_architecture(r: ArchitectureReport) -> RenderableType:
         parts.append(gguf)
     if r.modules is not None:
         parts.append(module_tree_renderable(r.modules))
+        if r.module_shapes_missing:
+            parts.append(Text(f"no shapes: the model's forward pass could not run on fake tensors "
+                              f"({r.module_shapes_missing})", style="dim"))
+        elif r.module_tokens:
+            parts.append(Text(f"shapes: input → output for one sequence of {r.module_tokens} tokens (--tokens), "
+                              "from a forward pass on fake tensors (shapes, no data); a folded run shows its first "
+                              "block; (batch, tokens, hidden) unless a module makes it something else", style="dim"))
     return Group(*parts)
