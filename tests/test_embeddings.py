@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import llmscope
-from llmscope.forward.embeddings import embeddings, find_word, parse_analogy
+from llmscope.forward.embeddings import embeddings
+from llmscope.forward.word_options import find_word, parse_analogy
 from llmscope.errors import UsageError
 from llmscope.loading.model import LoadSpec
 

@@ -9,7 +9,7 @@ import pytest
 from llmscope.errors import UsageError
 from llmscope.forward import scoring
 from llmscope.forward.attention import attention
-from llmscope.forward.embeddings import check_options, parse_analogy
+from llmscope.forward.word_options import check_options, parse_analogy
 from llmscope.forward.layers import layers
 from llmscope.loading.model import LoadSpec
 

@@ -68,7 +68,7 @@ def command(
     tokens. --context and --word follow one word through several sentences and compare its hidden
     state between them after every layer. --plot draws the words in two dimensions.
     """
-    from llmscope.forward.embeddings import check_options
+    from llmscope.forward.word_options import check_options
 
     words = list(words or [])
     contexts = list(contexts or [])
