@@ -587,6 +587,16 @@ def test_walk_page_shows_every_query_tokens_walk(browser, tiny_models, cli, tmp_
     masked = [r.find_elements(By.TAG_NAME, "td")[3].text for r in
               browser.find_elements(By.CSS_SELECTOR, "#walk table.data tbody tr")]
     assert masked.count("masked") == len(data["tokens"]) - 2 and last != 1
+    # every other (layer, head) is on the page too: pick one and see its own weights
+    other = next(v for v in data["views"] if v["layer"] != data["walk"]["layer"] and v["head"] == 2)
+    Select(browser.find_element(By.NAME, "layer")).select_by_value(str(other["layer"]))
+    Select(browser.find_element(By.NAME, "head")).select_by_value("2")
+    select.select_by_value(str(last))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#walk table.data tbody tr")
+    want = next(r for r in other["rows"] if r["position"] == last)
+    assert [r.find_elements(By.TAG_NAME, "td")[4].text for r in rows] == [fmt_prob(k["weight"]) for k in want["keys"]]
+    heads = data["walk"]["num_heads"]
+    assert len(data["views"]) == 2 * heads - 1  # the tiny llama's 2 layers x 4 heads, less the walked one
 
 
 def test_heads_page_draws_a_cell_per_head_and_the_ranking(browser, tiny_models, cli, tmp_path):

@@ -72,9 +72,10 @@ def command(
             raise UsageError("`walk` follows one head of one layer: it does not go with `all_layers`",
                              hint="drop one of them")
         from llmscope.forward.walk import walk as walk_head
+        from llmscope.forward.walk import walk_page
         from llmscope.render.walk import render_walk
 
-        result = walk_head(prompt, model=spec, layer=layer, head=head or 0, token=token, all_queries=page)
+        result = (walk_page if page else walk_head)(prompt, model=spec, layer=layer, head=head or 0, token=token)
         render.warn(result.warnings)
         render.emit(result, render_walk, json_=json_, export_path=export)
         return

@@ -61,6 +61,17 @@ class WalkCheck:
 
 
 @dataclasses.dataclass(frozen=True)
+class HeadView:
+    """Every query token's walk of one (layer, head): what the page's layer and head selects show."""
+
+    layer: int
+    head: int
+    kv_head: int
+    layer_type: str | None
+    rows: list[WalkRow]
+
+
+@dataclasses.dataclass(frozen=True)
 class AttentionWalk:
     model: str
     tokens: list[str]
@@ -87,6 +98,8 @@ class AttentionWalk:
     rows: list[WalkRow]  # every query token of the prompt (the page's query select)
     check: WalkCheck
     warnings: list[str] = dataclasses.field(default_factory=list)
+    views: list[HeadView] = dataclasses.field(default_factory=list)  # other layers and heads (the page)
+    views_note: str | None = None  # what the page leaves out, when the prompt is too long for every head
 
     def to_json(self) -> dict[str, Any]:
         q = self.query
@@ -105,7 +118,7 @@ class AttentionWalk:
             "attention_output_norm": q.attention_output_norm, "check": self.check,
         }
         return {"model": self.model, "tokens": self.tokens, "walk": walk, "queries": self.rows,
-                "warnings": self.warnings}
+                "views": self.views, "views_note": self.views_note, "warnings": self.warnings}
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,9 +249,10 @@ def per_head(value: Any, heads: int, tokens: int) -> torch.Tensor | None:
 
 
 def walk(prompt: str, *, model: Any = None, layer: int = -1, head: int = 0, token: str | None = None,
-         all_queries: bool = False) -> AttentionWalk:
+         all_queries: bool = False, every_head: bool = False) -> AttentionWalk:
     """LAYER's HEAD for the query TOKEN (a word or a position; default the last), step by step, with its
-    own check; ``all_queries``: the walk of every query token too (what the page's select shows)."""
+    own check; ``all_queries``: the walk of every query token too (what the page's select shows), and with
+    ``every_head`` the other heads of that layer as ``views`` (no extra forward pass)."""
     import torch
 
     from llmscope import loading
@@ -280,12 +294,12 @@ def walk(prompt: str, *, model: Any = None, layer: int = -1, head: int = 0, toke
         raise ModelFormatError(f"{lm.source.display_name}: layer {index}'s attention did not run through "
                                "eager attention", hint="the walk needs the eager implementation")
     return _walked(lm, parts, attn, o_proj, seen, entering, projected, before, index, head, query, pieces,
-                   kind, layer_type(kind, index), all_queries, encoded.warnings, text_config(lm.config))
+                   kind, layer_type(kind, index), all_queries, encoded.warnings, text_config(lm.config), every_head)
 
 
 def _walked(lm: Any, parts: Any, attn: Any, o_proj: Any, seen: Recorded, entering: Any, projected: Any,
             before: Any, index: int, head: int, query: int, pieces: list[str], kind: Any, ltype: str | None,
-            all_queries: bool, warnings: list[str], config: Any) -> AttentionWalk:
+            all_queries: bool, warnings: list[str], config: Any, every_head: bool = False) -> AttentionWalk:
     import torch
 
     heads, kv_heads = seen.query.shape[1], seen.key.shape[1]
@@ -304,23 +318,26 @@ def _walked(lm: Any, parts: Any, attn: Any, o_proj: Any, seen: Recorded, enterin
         output_max_abs_error=max(float((outputs - seen.output[0].double().cpu()).abs().max()),
                                  float((total - projected.value[0].double().cpu()).abs().max())),
     )
-    write = head_write(o_proj, outputs, head)  # (tokens, hidden)
+    writes: dict[int, Any] = {}
     hidden = entering.value[0].double().cpu()  # (tokens, hidden): after the block's input norm
     unrotated = per_head(before.value, heads, tokens) if before is not None else None
-    values = torch.linalg.vector_norm(mine["v"], dim=-1)  # (tokens,)
 
-    def row(i: int) -> WalkRow:
-        w = mine["weights"][i]
-        keys = [WalkKey(position=j, token=pieces[j], score=float(mine["score"][i, j]),
-                        scaled=finite(float(mine["scaled"][i, j])), masked=bool(mine["masked"][i, j]),
+    def row(i: int, h: int) -> WalkRow:
+        c = computed[h]
+        if h not in writes:
+            writes[h] = head_write(o_proj, outputs, h)  # (tokens, hidden)
+        values = torch.linalg.vector_norm(c["v"], dim=-1)  # (tokens,)
+        w = c["weights"][i]
+        keys = [WalkKey(position=j, token=pieces[j], score=float(c["score"][i, j]),
+                        scaled=finite(float(c["scaled"][i, j])), masked=bool(c["masked"][i, j]),
                         weight=float(w[j]), value_norm=float(values[j]), weighted_value_norm=float(w[j] * values[j]))
                 for j in range(tokens)]
-        sink = float(sinks[head]) if sinks is not None else None
+        sink = float(sinks[h]) if sinks is not None else None
         return WalkRow(
-            position=i, token=pieces[i], hidden_norm=norm(hidden[i]), query_norm=norm(mine["q"][i]),
-            query_norm_before_rope=norm(unrotated[head, i]) if unrotated is not None else None, keys=keys,
+            position=i, token=pieces[i], hidden_norm=norm(hidden[i]), query_norm=norm(c["q"][i]),
+            query_norm_before_rope=norm(unrotated[h, i]) if unrotated is not None else None, keys=keys,
             sink_logit=sink, sink_weight=float(1 - w.sum()) if sink is not None else None,
-            output_norm=norm(mine["output"][i]), write_norm=norm(write[i]), attention_output_norm=norm(total[i]),
+            output_norm=norm(c["output"][i]), write_norm=norm(writes[h][i]), attention_output_norm=norm(total[i]),
         )
 
     positions, theta, dims = positions_of(lm.model, config, parts, ltype, head_dim)
@@ -333,9 +350,43 @@ def _walked(lm: Any, parts: Any, attn: Any, o_proj: Any, seen: Recorded, enterin
         scale_source=scale_source(scale, config, head_dim), softcap=seen.softcap, window=window,
         positions=positions, rope_theta=theta, rotary_dims=dims, rope_attention_scaling=rope_scaling(lm.model),
         alibi_slope=float(seen.bias[head, 0, 1] - seen.bias[head, 0, 0]) if seen.bias is not None and tokens > 1 else None,
-        qk_norm=getattr(attn, "q_norm", None) is not None, causal=kind.causal, query=row(query),
-        rows=[row(i) for i in range(tokens)] if all_queries else [], check=check, warnings=list(warnings),
+        qk_norm=getattr(attn, "q_norm", None) is not None, causal=kind.causal, query=row(query, head),
+        rows=[row(i, head) for i in range(tokens)] if all_queries else [], check=check, warnings=list(warnings),
+        views=[HeadView(index, h, h // groups, ltype, [row(i, h) for i in range(tokens)])
+               for h in range(heads) if h != head] if every_head else [],
     )
+
+
+PAGE_KEYS = 200_000  # keys a page holds at most over every (layer, head, query): about 20 MB of JSON
+
+
+def walk_page(prompt: str, *, model: Any = None, layer: int = -1, head: int = 0, token: str | None = None
+              ) -> AttentionWalk:
+    """The walk for a page: every query token of every head of every layer (one forward pass per layer),
+    as far as ``PAGE_KEYS`` allows; beyond it the chosen layer's heads, or the chosen head alone, and a note."""
+    import dataclasses as dc
+
+    from llmscope import loading
+    from llmscope.forward.attention import _load_eager
+
+    lm = model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), layer, head)
+    main = walk(prompt, model=lm, layer=layer, head=head, token=token, all_queries=True, every_head=True)
+    tokens, heads = len(main.tokens), main.num_heads
+    from llmscope.forward.anatomy import anatomy
+
+    walkable = [b.index for b in anatomy(lm.model).blocks if b.attention and b.attention_output]
+    if len(walkable) * heads * tokens * tokens > PAGE_KEYS:
+        if heads * tokens * tokens > PAGE_KEYS:
+            return dc.replace(main, views=[], views_note=f"the page holds head {main.head} of layer {main.layer} "
+                              "only: every head would be too large a page for this prompt")
+        return dc.replace(main, views_note=f"the page holds layer {main.layer}'s heads only: every layer would be "
+                          "too large a page for this prompt")
+    views = list(main.views)
+    for other in walkable:
+        if other != main.layer:
+            more = walk(prompt, model=lm, layer=other, head=0, token=token, all_queries=True, every_head=True)
+            views += [HeadView(other, 0, 0, more.layer_type, more.rows), *more.views]
+    return dc.replace(main, views=views)
 
 
 # The name in ``llmscope``'s lazy API.
