@@ -115,6 +115,24 @@ def assert_one_error_line(result: CliResult, code: int | None = None) -> str:
     return lines[0]
 
 
+def api_error(call) -> str:
+    """The UsageError CALL raises, in the API's words: parameters named plainly, no backtick, no flag."""
+    from llmscope.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        call()
+    text = str(caught.value)
+    assert "`" not in text and "--" not in text, text
+    return text
+
+
+def cli_error(cli, one_error_line, *args: str) -> str:
+    """The one error line ``llmscope ARGS`` ends in (exit 2), the parameters written as its own options."""
+    line = one_error_line(cli(*args), 2)
+    assert "`" not in line, line
+    return line
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Torch on one thread for a whole module: tiny models run ~50x faster on one thread than on two

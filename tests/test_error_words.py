@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import api_error as _api  # one error check, in the API words
+from conftest import cli_error as _cli  # and as the CLI writes it
+
 import llmscope
 from llmscope.errors import PARAMETER, UsageError
 from llmscope.loading.model import LoadSpec
@@ -20,20 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("loading", "text", "config", "memory", "decoding", "forward")
 # Parameters only the Python API can pass (no command has an option for them): they stay in the API's words.
 API_ONLY = {"models", "settings"}
-
-
-def _api(call) -> str:
-    with pytest.raises(UsageError) as caught:
-        call()
-    text = str(caught.value)
-    assert "`" not in text and "--" not in text, text
-    return text
-
-
-def _cli(cli, one_error_line, *args: str) -> str:
-    line = one_error_line(cli(*args), 2)
-    assert "`" not in line, line
-    return line
 
 
 def _command(name: str):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from llmscope.errors import UsageError
+from conftest import api_error as _api  # one error check, in the API words
+from conftest import cli_error as _cli  # and as the CLI writes it
+
 from llmscope.forward import scoring
 from llmscope.forward.attention import attention
 from llmscope.forward.word_options import check_options, parse_analogy
@@ -18,20 +20,6 @@ from llmscope.loading.model import LoadSpec
 def no_load(monkeypatch):
     """Fail the test if any weights load: these errors all come before."""
     monkeypatch.setattr("llmscope.loading.load", lambda *a, **k: pytest.fail("a model was loaded"))
-
-
-def _api(call) -> str:
-    with pytest.raises(UsageError) as caught:
-        call()
-    text = str(caught.value)
-    assert "`" not in text and "--" not in text, text
-    return text
-
-
-def _cli(cli, one_error_line, *args: str) -> str:
-    line = one_error_line(cli(*args), 2)
-    assert "`" not in line, line
-    return line
 
 
 HEADS = "this model has 4 attention heads (use 0 to 3)"  # the tiny llama of conftest
