@@ -115,7 +115,7 @@ def export(renderable: RenderableType, path: Path, *, title: str = "llmscope", r
             from llmscope.render import page
 
             if page.view_for(result) is not None:
-                page.write_page(result, to_jsonable(result), path)
+                page.write_page(result, to_jsonable(result), path, extra=to_jsonable(page.view_extra(result)))
                 stderr.print(f"[dim]Saved {path} (an interactive page: open it in a browser)[/dim]")
                 return
         width = stdout.width if stdout.is_terminal else 120

@@ -152,14 +152,12 @@ def view_for(result: Any) -> str | None:
     return VIEWS.get(type(result).__name__)
 
 
-def write_page(result: Any, document: dict[str, Any], path: Path) -> None:
-    """Write ``result``'s page to ``path`` (``document`` is its --json document)."""
+def write_page(result: Any, document: dict[str, Any], path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``result``'s page to ``path`` (``document`` is its --json document, ``extra`` its
+    ``view_extra``, both already plain JSON values)."""
     view = view_for(result)
     if view is None:  # pragma: no cover - callers check view_for first
         raise TypeError(f"no interactive page for {type(result).__name__}")
     model = document.get("model") or ""
     title = f"llmscope {view.replace('_', '-')} · {model}" if model else f"llmscope {view}"
-    from llmscope.render import to_jsonable
-
-    extra = to_jsonable(view_extra(result))
-    path.write_text(page_html(document, view, title=title, extra=extra), encoding="utf-8")
+    path.write_text(page_html(document, view, title=title, extra=extra or {}), encoding="utf-8")
