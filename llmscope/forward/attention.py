@@ -171,7 +171,7 @@ def attention(
     check_prompt_options(prompt, chat=False, system=None)
     if top < 1:
         raise UsageError(f"`top={top}`: must be at least 1")
-    lm = model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), layer, head)
+    lm = eager_model(model, layer, head)
     config = lm.config
     num_layers, num_heads = check_indices(config, layer, head)
     index = resolve_layer(layer, num_layers)
@@ -181,7 +181,7 @@ def attention(
     pieces = token_pieces(lm.tokenizer, encoded.ids)
     query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else None
     modules = attention_sites(lm.model, num_layers)  # None: read every layer through output_attentions
-    _check_work(lm, len(encoded.ids), kept=num_layers if modules is None or all_layers else 1, all_layers=all_layers)
+    check_attention_work(lm, len(encoded.ids), kept=num_layers if modules is None or all_layers else 1, all_layers=all_layers)
 
     def pick(weights: torch.Tensor) -> torch.Tensor:  # (heads, q, k) -> (q, k); (heads, k) -> (k,)
         weights = weights.float()
@@ -209,7 +209,7 @@ def attention(
     )
 
 
-def _check_work(lm: LoadedModel, tokens: int, *, kept: int, all_layers: bool) -> None:
+def check_attention_work(lm: LoadedModel, tokens: int, *, kept: int, all_layers: bool) -> None:
     """Refuse, before the forward pass, attention weights that cannot fit in memory."""
     from llmscope.loading.model_calls import supports
     from llmscope.memory.forward_guard import attention_work, check_fits
@@ -229,6 +229,12 @@ def _all_heads(layer: int, weights: Any, kind: AttentionKind) -> LayerHeads:
     rounded = torch.round(weights.double(), decimals=4).cpu().tolist()  # (heads, query, key)
     heads = [[[v if v else 0 for v in row] for row in head] for head in rounded]  # masked keys: 0, not 0.0
     return LayerHeads(layer=layer, layer_type=layer_type(kind, layer), heads=heads)
+
+
+def eager_model(model: loading.ModelLike, layer: int, head: int | None) -> LoadedModel:
+    """MODEL ready for reading attention weights: a LoadedModel as it is (``eager_attention`` switches it
+    for a call), anything else loaded with eager attention once its layer and head are checked."""
+    return model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), layer, head)
 
 
 def _load_eager(spec: loading.LoadSpec, layer: int, head: int | None) -> LoadedModel:

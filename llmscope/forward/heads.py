@@ -160,14 +160,14 @@ def heads(prompt: str | None = None, *, model: loading.ModelLike = None, query: 
     prompt or positions) also rank every head by the weight the query gives the key."""
     import torch
 
-    from llmscope.forward.attention import _check_work, _load_eager, attention_sites, eager_attention, find_query
+    from llmscope.forward.attention import attention_sites, check_attention_work, eager_attention, eager_model, find_query
     from llmscope.forward.attention import token_pieces
     from llmscope.forward.attention_kind import attention_kind, check_indices
     from llmscope.forward.hooks import watch
     from llmscope.text.prompts import encode_for
 
     check_options(prompt, query, key)
-    lm = model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), 0, None)
+    lm = eager_model(model, 0, None)
     num_layers, num_heads = check_indices(lm.config, 0, None)
     kind = attention_kind(lm.config, causal=not lm.masked)
     warnings: list[str] = []
@@ -186,7 +186,7 @@ def heads(prompt: str | None = None, *, model: loading.ModelLike = None, query: 
     if modules is None:
         raise UsageError(f"{lm.source.display_name}: not every layer has softmax attention to score",
                          hint="attention --walk --layer N walks one layer that has")
-    _check_work(lm, len(ids), kept=1, all_layers=False)
+    check_attention_work(lm, len(ids), kept=1, all_layers=False)
     masks = pattern_masks(ids)
     scores: dict[int, dict[str, list[float | None]]] = {}
     links: dict[int, tuple[list[float], list[float]]] = {}

@@ -255,16 +255,15 @@ def walk(prompt: str, *, model: Any = None, layer: int = -1, head: int = 0, toke
     ``every_head`` the other heads of that layer as ``views`` (no extra forward pass)."""
     import torch
 
-    from llmscope import loading
     from llmscope.config.values import text_config
     from llmscope.forward.anatomy import anatomy, require
-    from llmscope.forward.attention import _check_work, _load_eager, find_query, token_pieces
+    from llmscope.forward.attention import check_attention_work, eager_model, find_query, token_pieces
     from llmscope.forward.attention_kind import attention_kind, check_indices, layer_type, resolve_layer
     from llmscope.forward.hooks import capture
     from llmscope.text.prompts import check_prompt_options, encode_for
 
     check_prompt_options(prompt, chat=False, system=None)
-    lm = model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), layer, head)
+    lm = eager_model(model, layer, head)
     num_layers, num_heads = check_indices(lm.config, layer, head)
     index = resolve_layer(layer, num_layers)
     parts = anatomy(lm.model)
@@ -281,7 +280,7 @@ def walk(prompt: str, *, model: Any = None, layer: int = -1, head: int = 0, toke
     encoded = encode_for(lm, prompt)
     pieces = token_pieces(lm.tokenizer, encoded.ids)
     query = find_query(token, pieces, encoded.offsets, prompt) if token is not None else len(pieces) - 1
-    _check_work(lm, len(pieces), kept=1, all_layers=False)
+    check_attention_work(lm, len(pieces), kept=1, all_layers=False)
     pre = getattr(attn, "q_norm", None) or getattr(attn, "q_proj", None)
     ids = torch.tensor([encoded.ids], device=lm.device)  # (1, tokens)
     with contextlib.ExitStack() as stack, torch.inference_mode():
@@ -366,10 +365,9 @@ def walk_page(prompt: str, *, model: Any = None, layer: int = -1, head: int = 0,
     as far as ``PAGE_KEYS`` allows; beyond it the chosen layer's heads, or the chosen head alone, and a note."""
     import dataclasses as dc
 
-    from llmscope import loading
-    from llmscope.forward.attention import _load_eager
+    from llmscope.forward.attention import eager_model
 
-    lm = model if isinstance(model, loading.LoadedModel) else _load_eager(loading.load_spec(model), layer, head)
+    lm = eager_model(model, layer, head)
     main = walk(prompt, model=lm, layer=layer, head=head, token=token, all_queries=True, every_head=True)
     tokens, heads = len(main.tokens), main.num_heads
     from llmscope.forward.anatomy import anatomy
