@@ -37,6 +37,8 @@ NEXT_TOKEN_STRATEGIES = ("greedy", "sample", "top-k", "top-p", "min-p", "typical
 DEVICES = ("auto", "cpu", "cuda", "mps")  # devices.DEVICES, plus cuda:N
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # devices.DTYPES
 MEMORY_FOR = ("generate", "forward")  # memory --for (issue 19)
+WHY_METHODS = ("grad-x-input", "integrated-gradients", "occlusion")  # attribution.METHODS
+WHY_UNITS = ("token", "word", "sentence")  # spans.BY
 
 
 def _starting(values: tuple[str, ...] | list[str], incomplete: str) -> list[str]:
@@ -49,6 +51,14 @@ def complete_strategy(incomplete: str) -> list[str]:
 
 def complete_next_token_strategy(incomplete: str) -> list[str]:
     return _starting(NEXT_TOKEN_STRATEGIES, incomplete)
+
+
+def complete_why_method(incomplete: str) -> list[str]:
+    return _starting(WHY_METHODS, incomplete)
+
+
+def complete_why_unit(incomplete: str) -> list[str]:
+    return _starting(WHY_UNITS, incomplete)
 
 
 def complete_strategies(incomplete: str) -> list[str]:

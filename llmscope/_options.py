@@ -92,6 +92,8 @@ complete_strategy = _completer("complete_strategy")  # generate --strategy
 complete_next_token_strategy = _completer("complete_next_token_strategy")
 complete_strategies = _completer("complete_strategies")  # compare --strategies a,b,c
 complete_memory_for = _completer("complete_memory_for")  # memory --for
+complete_why_method = _completer("complete_why_method")  # why --method
+complete_why_unit = _completer("complete_why_unit")  # why --by
 complete_dtype = _completer("complete_dtype")  # every --dtype, and memory's --kv-dtype
 
 

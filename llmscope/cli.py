@@ -29,6 +29,7 @@ from llmscope.commands import pack as pack_cmd
 from llmscope.commands import report as report_cmd
 from llmscope.commands import score as score_cmd
 from llmscope.commands import tokenize as tokenize_cmd
+from llmscope.commands import why as why_cmd
 from llmscope._options import flag_namer
 from llmscope.errors import ExitCode, LlmscopeError
 from llmscope.progress import Reporter, reporter, set_reporter
@@ -66,6 +67,7 @@ for _name, _module in (
     ("compare", compare_cmd),
     ("attention", attention_cmd),
     ("heads", heads_cmd),
+    ("why", why_cmd),
     ("experts", experts_cmd),
     ("pack", pack_cmd),
     ("report", report_cmd),

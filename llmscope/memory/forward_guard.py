@@ -164,6 +164,40 @@ def decode_work(config: PretrainedConfig, prompt_tokens: int, new_tokens: int, *
                         parts)
 
 
+def attribution_row_bytes(config: PretrainedConfig, tokens: int, kept: int, *, dtype: str | None) -> int:
+    """One row of a forward and backward pass over TOKENS tokens, logits at KEPT positions (``why``): what
+    autograd keeps per layer (the hidden states a block saves, its MLP's hidden units, one layer's
+    attention scores), and the logits, their log-softmax and its gradient."""
+    layers, heads, hidden, vocab = shape(config)
+    intermediate = _int(_text(config), "intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
+    element = element_bytes(dtype)
+    per_layer = tokens * (20 * hidden + 4 * intermediate) * element + 2 * heads * tokens * tokens * FLOAT32
+    return layers * per_layer + 3 * max(kept, 1) * vocab * FLOAT32
+
+
+def attribution_work(config: PretrainedConfig, tokens: int, kept: int, rows: int, *, dtype: str | None,
+                     method: str) -> WorkEstimate:
+    """``why``: ROWS rows at once of the forward and backward pass (integrated gradients' path points,
+    grad x input's one row) or of the forward pass alone (occlusion's replaced copies)."""
+    row = attribution_row_bytes(config, tokens, kept, dtype=dtype)
+    if method == "occlusion":
+        row = row // 4  # nothing kept for a backward pass: one layer's work at a time, and the logits
+    return WorkEstimate(f"{method} on {tokens:,} tokens, {rows:,} row{'s' if rows != 1 else ''} at once",
+                        {f"activations of {rows:,} row{'s' if rows != 1 else ''}": rows * row})
+
+
+def rows_that_fit(config: PretrainedConfig, tokens: int, kept: int, wanted: int, *, dtype: str | None,
+                  method: str, device: str | None = "cpu", hints: list[str]) -> int:
+    """How many of WANTED rows of attribution work run at once under the budget: at least one, or
+    ResourceError (exit 1) when even one will not fit."""
+    check_fits(attribution_work(config, tokens, kept, 1, dtype=dtype, method=method), device=device, hints=hints)
+    if os.environ.get("LLMSCOPE_SKIP_MEMORY_CHECK"):
+        return max(wanted, 1)
+    one = max(attribution_work(config, tokens, kept, 1, dtype=dtype, method=method).total, 1)
+    available, _ = budget(device)
+    return max(1, min(wanted, int(SHARE * available // one)))
+
+
 # --------------------------------------------------------------------------------------------
 # The check
 

@@ -197,6 +197,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "AttentionResult": "attention:render_attention",
     "AttentionWalk": "walk:render_walk",
     "HeadsReport": "heads:render_heads",
+    "WhyResult": "why:render_why",
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
     "ScoreResult": "score:render_score",

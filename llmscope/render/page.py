@@ -23,6 +23,7 @@ VIEWS = {
     "AttentionResult": "attention",
     "AttentionWalk": "walk",
     "HeadsReport": "heads",
+    "WhyResult": "why",
     "LayerReport": "layers",
     "ScoreResult": "score",
     "ScoreComparison": "score",
@@ -104,7 +105,13 @@ def _embedding_extra(result: Any) -> dict[str, Any]:
     return extra
 
 
-_EXTRA = {"EmbeddingReport": _embedding_extra}
+def _why_extra(result: Any) -> dict[str, Any]:
+    """A WhyResult's units under every grouping its token-level values allow (gradient methods), for the
+    page's unit switch."""
+    return {"by_unit": dict(getattr(result, "by_unit", None) or {})}
+
+
+_EXTRA = {"EmbeddingReport": _embedding_extra, "WhyResult": _why_extra}
 
 
 def view_extra(result: Any) -> dict[str, Any]:

@@ -144,12 +144,8 @@ def added_positions(ids: list[int], plain: list[int], special: set[int]) -> set[
     return added
 
 
-def _template_positions(
-    ids: list[int], offsets: list[tuple[int, int]] | None, rendered: str, messages: list[dict[str, str]],
-    special: set[int],
-) -> set[int]:
-    """Special tokens the template wrote: those outside every message's own text (all of them when
-    the tokenizer gives no offsets)."""
+def message_spans(rendered: str, messages: list[dict[str, str]]) -> list[tuple[int, int]]:
+    """Where each message's own text sits in the rendered template (a message not found is left out)."""
     spans: list[tuple[int, int]] = []
     cursor = 0
     for message in messages:
@@ -158,6 +154,16 @@ def _template_positions(
         if found >= 0:
             spans.append((found, found + len(content)))
             cursor = found + len(content)
+    return spans
+
+
+def _template_positions(
+    ids: list[int], offsets: list[tuple[int, int]] | None, rendered: str, messages: list[dict[str, str]],
+    special: set[int],
+) -> set[int]:
+    """Special tokens the template wrote: those outside every message's own text (all of them when
+    the tokenizer gives no offsets)."""
+    spans = message_spans(rendered, messages)
     out = set()
     for i, token_id in enumerate(ids):
         if token_id not in special:
