@@ -81,8 +81,13 @@ def command(
     if not json_:
         announce_generation(settings, kv_cache=kv_cache)
     spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)
-    result = generate(prompt, model=spec, settings=settings, chat=chat, system=system, kv_cache=kv_cache,
-                      on_token=stream)
+    try:
+        result = generate(prompt, model=spec, settings=settings, chat=chat, system=system, kv_cache=kv_cache,
+                          on_token=stream)
+    except Exception:  # e.g. the model's probabilities stopped being finite after a few tokens
+        if stream is not None:
+            stream.cut()
+        raise
     if stream is not None:
         stream.end()
     render.warn(result.warnings)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmscope.loading import model_calls
 from llmscope.decoding import sampling
+from llmscope.decoding.finite import check_finite, check_finite_steps, first_bad_row
 from llmscope.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,6 +159,7 @@ def decode_rows(
     with torch.inference_mode():
         logits = forward.prefill(prompt_ids, seqs)  # (active rows, vocab)
         for step in range(1, max_new + 1):
+            check_finite(lm, logits, step=step)  # NaN would crash the draw, and make the argmax arbitrary
             logprobs = sampling.logprobs(logits)  # (active rows, vocab): the model's own
             chosen = []
             for b, r in enumerate(active):
@@ -241,11 +243,35 @@ def beam_search(
         if reason == "length" and len(ids) >= max_new and max_new < settings.max_new_tokens:
             reason = "context"  # cut by the model's context, not by --max-new-tokens
         row = Row(settings, None, None, ids=ids, stop_reason=reason, finished_at=total)
-        if ids:
-            full = torch.cat([prompt_ids, torch.tensor([ids], device=prompt_ids.device)], dim=-1)  # (1, tokens)
+        if ids:  # the last token is not read: its logits would choose a token after the output
+            read = torch.tensor([ids[:-1]], dtype=prompt_ids.dtype, device=prompt_ids.device)  # (1, new - 1)
+            full = torch.cat([prompt_ids, read], dim=-1)  # (1, tokens)
             logits = model(input_ids=full, attention_mask=torch.ones_like(full), use_cache=False).logits
-            row.probs = sampling.token_logprobs(logits[0, prompt_length - 1 : -1], ids).exp().tolist()
+            chose = logits[0, prompt_length - 1 :]  # (len(ids), vocab): the logits each step chose from
+            if first_bad_row(chose) is not None:  # then beam search's own scores were not finite either
+                _check_replayed(lm, prompt_ids, ids, kv_cache, chose)
+            row.probs = sampling.token_logprobs(chose, ids).exp().tolist()
     return row, total
+
+
+def _check_replayed(lm: LoadedModel, prompt_ids: torch.Tensor, ids: Sequence[int], kv_cache: bool,
+                    teacher_forced: torch.Tensor) -> None:
+    """Name the step at which beam search's probabilities stopped being finite. The teacher-forced pass
+    cannot tell: a NaN at a later position reaches earlier ones through the causal mask (0 x NaN is
+    NaN), so the output is fed again one token at a time, as beam search ran, until a step is not finite."""
+    import torch
+
+    forward = _Forward(lm.model, kv_cache)
+    seqs = prompt_ids.clone()  # (1, tokens)
+    logits = forward.prefill(prompt_ids, seqs)  # (1, vocab)
+    for step, token in enumerate(ids, 1):
+        check_finite(lm, logits, step=step)
+        if step == len(ids):
+            break
+        next_ids = torch.tensor([[token]], device=prompt_ids.device)  # (1, 1)
+        seqs = torch.cat([seqs, next_ids], dim=-1)
+        logits = forward.step(seqs, next_ids)
+    check_finite_steps(lm, teacher_forced)  # one token at a time was finite: say what the whole pass saw
 
 
 def token_texts(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[str]]:

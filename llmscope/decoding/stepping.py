@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from llmscope import loading
 from llmscope.text import prompts
 from llmscope.decoding import sampling
+from llmscope.decoding.finite import check_finite
 from llmscope.config.values import context_length
 from llmscope.errors import UsageError
 from llmscope.decoding.distribution import (
@@ -146,6 +147,7 @@ class Stepper:
         """The next token id as generate would choose it (argmax, or the seeded draw)."""
         import torch
 
+        check_finite(self.lm, self.logits, step=len(self.steps) + 1)
         ids = torch.tensor([self.ids], device=self.logits.device)  # (1, tokens)
         return sampling.choose(self.processors, ids, self.logits[None], self.generator)[0]
 

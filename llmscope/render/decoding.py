@@ -86,8 +86,10 @@ class TokenStream:
 
         self.out = render.stdout
         self.prompt, self.chat, self.show_probs = prompt, chat, show_probs
+        self.started = False
 
     def __call__(self, token: GeneratedToken) -> None:
+        self.started = True
         if token.index == 0 and not self.chat:  # a chat prompt is the template's text: not repeated
             self.out.print(Text(self.prompt, style="dim"), end="", soft_wrap=True)
         if token.text:
@@ -99,6 +101,12 @@ class TokenStream:
         """End the streamed text's line, and leave one blank line before the statistics."""
         self.out.print()
         self.out.print()
+
+    def cut(self) -> None:
+        """Generation failed mid-way: end the text streamed so far on its own line, so that the error
+        after it starts a line of its own on a terminal."""
+        if self.started:
+            self.out.print()
 
 
 def render_stats(result: GenerationResult) -> Table:
