@@ -43,8 +43,8 @@ _API = {
     "AttentionWalk": "llmscope.forward.walk",
     "head_scores": "llmscope.forward.heads",  # = llmscope.forward.heads.heads
     "HeadsReport": "llmscope.forward.heads",
-    "why": "llmscope.forward.why",
-    "WhyResult": "llmscope.forward.why",
+    "why": "llmscope.explain.why",
+    "WhyResult": "llmscope.explain.why",
     "expert_routing": "llmscope.forward.experts",  # = llmscope.forward.experts.experts
     "ExpertRoutingResult": "llmscope.forward.experts",
     "pack": "llmscope.text.packing",

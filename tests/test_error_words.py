@@ -20,7 +20,7 @@ from llmscope.text import inputs
 from llmscope.text.tokens import decode_ids, parse_ids
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("loading", "text", "config", "memory", "decoding", "forward")
+PACKAGES = ("loading", "text", "config", "memory", "decoding", "forward", "explain")
 # Parameters only the Python API can pass (no command has an option for them): they stay in the API's words.
 API_ONLY = {"models", "settings"}
 
@@ -133,7 +133,7 @@ def _text(node: ast.AST) -> str | None:
 
 
 COMMANDS = ("inspect", "tokenize", "pack", "memory", "generate", "next-token", "layers", "score", "compare",
-            "embeddings", "attention", "heads", "experts", "report")
+            "embeddings", "attention", "heads", "why", "experts", "report")
 
 
 def test_every_parameter_named_is_some_command_option():

@@ -127,6 +127,7 @@ LAYERS = [
     (6, "decoding", ("llmscope.decoding",)),
     (6, "forward", ("llmscope.forward",)),
     (7, "views", ("llmscope.views",)),
+    (7, "explain", ("llmscope.explain",)),  # why: a generation (decoding) to explain, a forward pass to attribute
     (8, "CLI side", ("llmscope.cli", "llmscope._options", "llmscope._completion", "llmscope._docs",
                      "llmscope.__main__", "llmscope.commands", "llmscope.render")),
 ]

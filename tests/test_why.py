@@ -12,7 +12,6 @@ import json
 import re
 
 import pytest
-
 from conftest import cli_error
 
 PROMPT = "the cat sat on the mat"

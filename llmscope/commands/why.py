@@ -91,7 +91,7 @@ def command(
     template tokens) stay fixed and are shown apart. Computed in float32 unless --dtype says otherwise.
     """
     from llmscope.decoding.sampling import settings_for
-    from llmscope.forward.why import check_options
+    from llmscope.explain.why import check_options
 
     check_options(prompt, target=target, versus=versus, method=method, by=by, steps=steps, baseline=baseline,
                   generate=generate, chat=chat, system=system)  # before the load: one line, exit 2
@@ -101,7 +101,7 @@ def command(
                                 max_new_tokens=generate)
 
     from llmscope import render
-    from llmscope.forward.why import why
+    from llmscope.explain.why import why
     from llmscope.render.why import render_why
 
     spec = opt.load_spec_from_options(model, revision, gguf_file, device, dtype, trust_remote_code)

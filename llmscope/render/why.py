@@ -9,7 +9,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from llmscope.forward.why import CONVERGED_SHARE, WhyResult, WhyUnit
+from llmscope.explain.why import CONVERGED_SHARE, WhyResult, WhyUnit
 from llmscope.render import visible
 
 # ColorBrewer RdBu, as the pages use it: blue below 0 (away from the target), red above (towards it)
@@ -29,6 +29,10 @@ def signed_rgb(value: float) -> tuple[int, int, int]:
     return (round(a[0] + f * (b[0] - a[0])), round(a[1] + f * (b[1] - a[1])), round(a[2] + f * (b[2] - a[2])))
 
 
+def _ink(value: float) -> Style:
+    return Style(color="rgb({},{},{})".format(*signed_rgb(value)))
+
+
 def _style(value: float) -> Style:
     r, g, b = signed_rgb(value)
     ink = "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 110 else "white"
@@ -38,6 +42,10 @@ def _style(value: float) -> Style:
 def _scale(units: list[WhyUnit]) -> float:
     values = [abs(u.attribution) for u in units if u.attribution is not None]
     return max(values) if values and max(values) > 0 else 1.0
+
+
+def _label(u: WhyUnit) -> str:
+    return visible(u.text.strip()) or visible(u.text) or "∅"
 
 
 def coloured_text(units: list[WhyUnit]) -> Text:
@@ -76,10 +84,10 @@ def top_table(r: WhyResult, n: int) -> Table:
     for k, u in enumerate(sorted(scored, key=lambda u: -abs(u.attribution or 0.0))[:n], 1):
         a = u.attribution or 0.0
         bar = "█" * max(1, round(10 * abs(a) / scale)) if a else ""
-        label = visible(u.text.strip()) or visible(u.text) or "∅"
+        label = _label(u)
         if u.first:
             label += " (first token)"
-        t.add_row(str(k), label, f"{a:+.4f}", Text(bar, style=Style(color="rgb({},{},{})".format(*signed_rgb(a / scale)))),
+        t.add_row(str(k), label, f"{a:+.4f}", Text(bar, style=_ink(a / scale)),
                   f"{abs(a) / total:.0%}")
     return t
 
@@ -126,9 +134,9 @@ def matrix(r: WhyResult, strongest: int = 3) -> Table:
             if u.special or u.attribution is None:
                 strip.append("·", style="dim")
             else:
-                strip.append("█", style=Style(color="rgb({},{},{})".format(*signed_rgb(u.attribution / scale))))
+                strip.append("█", style=_ink(u.attribution / scale))
         scored = sorted((u for u in step.units if u.attribution is not None), key=lambda u: -abs(u.attribution or 0))
-        best = ", ".join(f"{visible(u.text.strip()) or visible(u.text)} {u.attribution:+.2f}" for u in scored[:strongest])
+        best = ", ".join(f"{_label(u)} {u.attribution:+.2f}" for u in scored[:strongest])
         t.add_row(visible(step.token), f"{step.f:.2f}", strip, best)
     return t
 

@@ -1,19 +1,34 @@
 """One explanation of ``llmscope why``: f for one target, its value at the input and the baseline, and each
-unit's share by the chosen method (the result types and the options are in ``forward/why.py``)."""
+unit's share by the chosen method (the result and the options are in ``explain/why.py``)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING, Any
 
-from llmscope.forward import attribution as attr
+from llmscope.explain import attribution as attr
 from llmscope.text.spans import BY, Unit, units
 
+CONVERGED_SHARE = 0.05  # a gap over this share of |f(x) - f(baseline)|: not converged
+
 if TYPE_CHECKING:  # pragma: no cover
-    from llmscope.decoding.sampling import DecodingSettings
-    from llmscope.forward.why import WhyUnit
     from llmscope.loading.model import LoadedModel
     from llmscope.text.prompts import EncodedPrompt
+
+
+@dataclasses.dataclass(frozen=True)
+class WhyUnit:
+    """One unit of the input and its share of f (None for a special token, held fixed)."""
+
+    text: str
+    start: int | None
+    end: int | None
+    token_ids: list[int]
+    attribution: float | None
+    special: bool
+    first: bool  # it holds the sequence's first token (an attention sink: weight there is not importance)
+    positions: list[int] = dataclasses.field(default_factory=list, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,25 +60,6 @@ def top_next_token(lm: LoadedModel, ids: list[int]) -> int:
     return int(logits[0, -1].float().argmax())
 
 
-def generated_tokens(lm: LoadedModel, prompt: str, n: int, settings: DecodingSettings | str | None, *,
-                     chat: bool, system: str | None) -> tuple[list[int], list[str]]:
-    """The N tokens the model writes after PROMPT with SETTINGS (greedy by default), and notes on them."""
-    from llmscope.decoding.generation import generate
-    from llmscope.decoding.sampling import as_settings
-
-    chosen = dataclasses.replace(as_settings(settings), max_new_tokens=n)
-    result = generate(prompt, model=lm, settings=chosen, chat=chat, system=system)
-    notes = list(result.warnings)
-    if not result.token_ids:
-        from llmscope.errors import UsageError
-
-        raise UsageError("the model generated no tokens to explain (it ended the text at once)",
-                         hint="explain a --target instead")
-    if result.stop_reason != "length":
-        notes.append(f"the model stopped after {len(result.token_ids)} of {n} tokens ({result.stop_reason})")
-    return list(result.token_ids), notes
-
-
 def _objective(lm: LoadedModel, ids: list[int], target_ids: list[int], versus_ids: list[int] | None) -> attr.Objective:
     from llmscope.forward.anatomy import anatomy, require
 
@@ -82,8 +78,6 @@ def _rows(lm: LoadedModel, tokens: int, kept: int, wanted: int, method: str) -> 
 
 
 def _unit_sums(found: list[Unit], ids: list[int], tokens: list[float]) -> list[WhyUnit]:
-    from llmscope.forward.why import as_why_units
-
     return as_why_units(found, ids, [None if u.special else sum(tokens[p] for p in u.positions) for u in found])
 
 
@@ -91,7 +85,6 @@ def explain(lm: LoadedModel, encoded: EncodedPrompt, texts: list[str], fixed: se
             versus_ids: list[int] | None, *, before: list[int], method: str, by: str, n_steps: int | None,
             baseline_id: int | None) -> Explained:
     """f for TARGET_IDS (against VERSUS_IDS) after the prompt and the tokens BEFORE, attributed to its units."""
-    from llmscope.forward.why import as_why_units, converged
     from llmscope.text.prompts import token_text
 
     ids = list(encoded.ids) + list(before)
@@ -134,7 +127,6 @@ def columns(lm: LoadedModel, encoded: EncodedPrompt, texts: list[str], fixed: se
             before: list[int]) -> list[WhyUnit]:
     """The units a generation's rows are spread over (no attribution): the prompt's, then each generated
     token but the last."""
-    from llmscope.forward.why import as_why_units
     from llmscope.text.prompts import token_text
 
     ids = list(encoded.ids) + list(before)
@@ -151,3 +143,15 @@ def _groups(found: list[Unit], length: int) -> list[int]:
         for p in unit.positions:
             groups[p] = k
     return [len(movable) if g is None else g for g in groups]
+
+
+def converged(gap: float | None, f: float, f_baseline: float | None) -> bool | None:
+    """Whether the gap is within CONVERGED_SHARE of |f(x) - f(baseline)| (None where there is no gap)."""
+    if gap is None or f_baseline is None or not math.isfinite(gap):
+        return None if gap is None else False
+    return abs(gap) <= CONVERGED_SHARE * abs(f - f_baseline)
+
+
+def as_why_units(units: list[Unit], ids: list[int], scores: list[float | None]) -> list[WhyUnit]:
+    return [WhyUnit(u.text, u.start, u.end, [ids[p] for p in u.positions], s, u.special, 0 in u.positions,
+                    list(u.positions)) for u, s in zip(units, scores)]

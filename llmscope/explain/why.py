@@ -4,7 +4,7 @@ What is explained, f, is ``log p(target | prompt)`` in nats, summed over the tar
 teacher-forced; the target defaults to the model's top next token, and with ``versus`` f is
 ``log p(target) - log p(versus)`` ("why Paris rather than London"). Each unit of the prompt (a token,
 a word or a sentence; ``text/spans.py``) gets a share of f by one of three methods
-(``forward/attribution.py`` has the arithmetic, Captum's):
+(``explain/attribution.py`` has the arithmetic, Captum's):
 
 - ``grad-x-input``: sum over the unit's tokens of (df/de) . e, e the token's input embedding;
 - ``integrated-gradients``: the same along the straight path from a baseline to the input, ``steps``
@@ -21,36 +21,21 @@ template tokens) are held fixed, shown apart and flagged, with no attribution of
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING, Any
 
 from llmscope import loading
 from llmscope.errors import UsageError
-from llmscope.forward.attribution import METHODS
+from llmscope.explain.attribution import METHODS
+from llmscope.explain.rows import CONVERGED_SHARE, WhyUnit
 from llmscope.progress import reporter
-from llmscope.text.spans import BY, Unit
+from llmscope.text.spans import BY
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.decoding.sampling import DecodingSettings
     from llmscope.loading.model import LoadedModel
 
 DEFAULT_STEPS = 32
-CONVERGED_SHARE = 0.05  # a gap over this share of |f(x) - f(baseline)|: not converged
 MAX_GENERATE = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class WhyUnit:
-    """One unit of the input and its share of f (None for a special token, held fixed)."""
-
-    text: str
-    start: int | None
-    end: int | None
-    token_ids: list[int]
-    attribution: float | None
-    special: bool
-    first: bool  # it holds the sequence's first token (an attention sink: weight there is not importance)
-    positions: list[int] = dataclasses.field(default_factory=list, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +175,26 @@ def fixed_positions(lm: LoadedModel, encoded: Any) -> set[int]:
 # The work
 
 
+def generated_tokens(lm: LoadedModel, prompt: str, n: int, settings: DecodingSettings | str | None, *,
+                     chat: bool, system: str | None) -> tuple[list[int], list[str]]:
+    """The N tokens the model writes after PROMPT with SETTINGS (greedy by default), and notes on them."""
+    from llmscope.decoding.generation import generate
+    from llmscope.decoding.sampling import as_settings
+
+    chosen = dataclasses.replace(as_settings(settings), max_new_tokens=n)
+    result = generate(prompt, model=lm, settings=chosen, chat=chat, system=system)
+    notes = list(result.warnings)
+    if not result.token_ids:
+        from llmscope.errors import UsageError
+
+        raise UsageError("the model generated no tokens to explain (it ended the text at once)",
+                         hint="explain a --target instead")
+    if result.stop_reason != "length":
+        notes.append(f"the model stopped after {len(result.token_ids)} of {n} tokens ({result.stop_reason})")
+    return list(result.token_ids), notes
+
+
+
 def _load(model: loading.ModelLike) -> tuple[LoadedModel, list[str]]:
     """MODEL loaded in float32 unless a dtype was asked for; a warning when the computation is not float32."""
     spec = loading.load_spec(model) if not isinstance(model, loading.LoadedModel) else None
@@ -225,12 +230,7 @@ def why(
     token, word or sentence; ``baseline`` a token or ``zero`` (default: the pad token, else zero).
     ``generate=N`` explains each of N generated tokens (``settings``: the strategy; default greedy).
     """
-    from llmscope.forward.explain import (
-        columns,
-        explain,
-        generated_tokens,
-        top_next_token,
-    )
+    from llmscope.explain.rows import columns, explain, top_next_token
     from llmscope.text.prompts import check_context, encode_for, token_text
 
     check_options(prompt, target=target, versus=versus, method=method, by=by, steps=steps, baseline=baseline,
@@ -280,13 +280,4 @@ def why(
         check=row.check, dtype=lm.dtype, warnings=warnings, by_unit=row.by_unit)
 
 
-def converged(gap: float | None, f: float, f_baseline: float | None) -> bool | None:
-    """Whether the gap is within CONVERGED_SHARE of |f(x) - f(baseline)| (None where there is no gap)."""
-    if gap is None or f_baseline is None or not math.isfinite(gap):
-        return None if gap is None else False
-    return abs(gap) <= CONVERGED_SHARE * abs(f - f_baseline)
-
-
-def as_why_units(units: list[Unit], ids: list[int], scores: list[float | None]) -> list[WhyUnit]:
-    return [WhyUnit(u.text, u.start, u.end, [ids[p] for p in u.positions], s, u.special, 0 in u.positions,
-                    list(u.positions)) for u, s in zip(units, scores)]
+__all__ = ["CONVERGED_SHARE", "WhyResult", "WhyStep", "WhyUnit", "check_options", "why"]
