@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +104,22 @@ def check_export_path(path: Path | None) -> Path | None:
     return path
 
 
+# Rich's SVG links its Fira Code faces from a CDN (fetched whenever the file is opened); an export makes
+# no request, so its text uses the fonts the machine has.
+_FONT_FACE = re.compile(r"[ \t]*@font-face\s*\{\{.*?\}\}[ \t]*\n?", re.DOTALL)  # {{ }}: the template's braces
+_RICH_FONT = "font-family: Fira Code, monospace;"
+LOCAL_FONTS = "font-family: 'Fira Code', Menlo, 'DejaVu Sans Mono', Consolas, monospace;"
+
+
+def svg_format() -> str:
+    """Rich's own SVG template (``save_svg``'s default, read at run time so a Rich upgrade keeps its
+    layout) without its @font-face rules, and with a local monospace font stack."""
+    import inspect
+
+    rich_format = inspect.signature(Console.save_svg).parameters["code_format"].default
+    return _FONT_FACE.sub("", rich_format).replace(_RICH_FONT, LOCAL_FONTS)
+
+
 def export(renderable: RenderableType, path: Path, *, title: str = "llmscope", result: Any = None) -> None:
     """Save ``result`` as an interactive page (``.html``, where its view has one), or the renderable
     as SVG, HTML or plain text with Rich's own console export."""
@@ -122,7 +139,7 @@ def export(renderable: RenderableType, path: Path, *, title: str = "llmscope", r
         console = Console(record=True, file=io.StringIO(), width=width, force_terminal=True, color_system="truecolor")
         console.print(renderable)
         if suffix == ".svg":
-            console.save_svg(str(path), title=title)
+            console.save_svg(str(path), title=title, code_format=svg_format())
         elif suffix == ".html":
             console.save_html(str(path))
         else:
