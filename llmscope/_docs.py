@@ -3,6 +3,7 @@
     python -m llmscope._docs                 write docs/cli.md from the app's own --help texts
     python -m llmscope._docs --check         exit 1, with one line, when docs/cli.md is stale
     python -m llmscope._docs --transcripts   re-run every transcript in README.md and docs/, in place
+    python -m llmscope._docs --transcripts docs/commands/why.md   ... of those pages only
 
 A transcript is a fenced ```text block whose first line starts with ``$ ``: each ``$ `` line is a
 command, run by bash in the repository root (``llmscope`` is this Python's ``-m llmscope``), and the
@@ -262,10 +263,11 @@ def all_commands() -> list[str]:
     return list(dict.fromkeys(step.command for t in transcripts() for step in t.steps))
 
 
-def rewrite_transcripts() -> int:
-    """Re-run every transcript; write the outputs that changed (timings aside) back in place."""
+def rewrite_transcripts(paths: list[Path] | None = None) -> int:
+    """Re-run every transcript (of PATHS, default every doc); write the outputs that changed (timings aside)
+    back in place."""
     changed, run = 0, Runner(all_commands())  # a command shown in several places runs once
-    for path in doc_files():
+    for path in paths or doc_files():
         found = transcripts([path])
         if not found:
             continue
@@ -290,12 +292,13 @@ def rewrite_transcripts() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    unknown = [a for a in args if a not in ("--check", "--transcripts")]
+    paths = [Path(a).resolve() for a in args if a.endswith(".md")] if "--transcripts" in args else []
+    unknown = [a for a in args if a not in ("--check", "--transcripts") and Path(a).resolve() not in paths]
     if unknown:
         print(__doc__.strip().split("\n\n")[0], file=sys.stderr)
         return 2
     if "--transcripts" in args:
-        return rewrite_transcripts()
+        return rewrite_transcripts(paths or None)
     return write_cli(check="--check" in args)
 
 

@@ -65,6 +65,8 @@ ATTENTION_ALL = [*ATTENTION, "layers"]
 ATTENTION_WALK = ["model", "tokens", "walk", "queries", "views", "views_note", "warnings"]
 HEADS = ["model", "tokens", "token_texts", "probe", "seed", "heads", "warnings"]
 HEADS_LINK = [*HEADS, "query", "key", "ranking"]
+WHY = ["model", "prompt", "text", "method", "by", "target", "target_ids", "versus", "versus_ids", "f", "f_baseline",
+       "gap", "converged", "n_steps", "baseline", "baseline_id", "units", "check", "dtype", "steps", "warnings"]
 EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters", "warnings"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
@@ -126,6 +128,9 @@ CASES = {
         lambda m, f: ["heads", "Hello world", "-m", m["gpt2"], "--query", "world", "--key", "Hello"], HEADS_LINK,
         "gpt2", [],
     ),
+    "why": (lambda m, f: ["why", "Hello world", "-m", m["gpt2"], "--steps", "4"], WHY, "gpt2", []),
+    "why --generate": (lambda m, f: ["why", "Hello world", "-m", m["llama"], "--generate", "2", "--method",
+                                     "grad-x-input"], WHY, "llama", []),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),
     "score": (lambda m, f: ["score", "Hello world", "-m", m["llama"]], SCORE, "llama", []),
