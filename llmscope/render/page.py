@@ -7,6 +7,8 @@ Security Policy forbids it), so the file opens from ``file://`` over SSH or as a
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import weakref
@@ -36,10 +38,24 @@ _NEEDS = {
     "report": ("architecture", "tokens", "next_token", "layers", "attention"),
 }
 
+# Nothing is fetched (default-src 'none'), and the only script that runs is the page's own: script-src
+# names its SHA-256, so a <script> planted in the file (or written into it by a data bug) does not run.
 CSP = (
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data: blob:; "
     "base-uri 'none'; form-action 'none'"
 )
+
+
+def script_hash(source: str) -> str:
+    """The CSP source that lets exactly this inline script run: 'sha256-' and the base64 SHA-256 of the
+    UTF-8 text between its <script> and </script>."""
+    digest = hashlib.sha256(source.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def content_security_policy(scripts: list[str]) -> str:
+    """The page's policy: only the inline SCRIPTS (their exact texts) may run."""
+    return CSP.format(scripts=" ".join(dict.fromkeys(script_hash(s) for s in scripts)))
 
 
 def _asset(name: str) -> str:
@@ -129,13 +145,14 @@ def page_html(document: dict[str, Any], view: str, *, title: str, extra: dict[st
     """The whole page for one view (or ``report``, which draws several) as a string; ``extra`` is what
     the terminal view shows beyond ``document`` (view_extra)."""
     views = (*_NEEDS.get(view, ()), view)
-    scripts = [_asset("page.js")] + [_asset(f"view_{v}.js") for v in dict.fromkeys(views)]
+    assets = [_asset("page.js")] + [_asset(f"view_{v}.js") for v in dict.fromkeys(views)]
+    script = "\n" + "\n".join(assets) + "\nLS.start();\n"  # the page's one script, hashed as written
     return "\n".join([
         "<!doctype html>",
         '<html lang="en">',
         "<head>",
         '<meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy([script])}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="color-scheme" content="light dark">',
         f"<title>{html.escape(title)}</title>",
@@ -147,7 +164,7 @@ def page_html(document: dict[str, Any], view: str, *, title: str, extra: dict[st
         '<div id="hover-info" aria-live="polite"></div>',
         f'<script type="application/json" id="llmscope-data">{data_block(document)}</script>',
         f'<script type="application/json" id="llmscope-view">{data_block(extra or {})}</script>',
-        "<script>\n" + "\n".join(scripts) + "\nLS.start();\n</script>",
+        f"<script>{script}</script>",
         "</body>",
         "</html>",
         "",
