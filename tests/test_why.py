@@ -374,6 +374,7 @@ def test_no_warning_from_the_api(gpt2):
     (["--target", ""], "target is empty"),
     (["--target", " cat", "--versus", " cat"], "is the target itself"),
     (["--steps", "0"], "--steps 0"),
+    (["--steps", "100000"], "between 1 and 4,096"),
     (["--method", "saliency"], "unknown method"),
     (["--by", "paragraph"], "unknown unit"),
     (["--method", "occlusion", "--steps", "8"], "integrated-gradients only"),

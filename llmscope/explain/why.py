@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_STEPS = 32
 MAX_GENERATE = 256
+MAX_STEPS = 4096  # Captum's Gauss-Legendre rule is exact for smooth paths long before this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +108,9 @@ def check_options(prompt: str, *, target: str | None = None, versus: str | None 
     if steps is not None:
         if method != "integrated-gradients":
             raise UsageError(f"`steps={steps}` applies to integrated-gradients only, not to {method}")
-        if steps < 1:
-            raise UsageError(f"`steps={steps}`: must be at least 1", hint="integrated gradients needs path points")
+        if steps < 1 or steps > MAX_STEPS:
+            raise UsageError(f"`steps={steps}`: must be between 1 and {MAX_STEPS:,}",
+                             hint="integrated gradients needs path points; 32 to 256 is usual")
     if baseline is not None:
         if method == "grad-x-input":
             raise UsageError(f"`baseline={baseline!r}`: grad-x-input has no baseline",
