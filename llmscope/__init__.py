@@ -45,6 +45,8 @@ _API = {
     "HeadsReport": "llmscope.forward.heads",
     "why": "llmscope.explain.why",
     "WhyResult": "llmscope.explain.why",
+    "contributions": "llmscope.explain.contributions",
+    "ContributionsResult": "llmscope.explain.contributions",
     "expert_routing": "llmscope.forward.experts",  # = llmscope.forward.experts.experts
     "ExpertRoutingResult": "llmscope.forward.experts",
     "pack": "llmscope.text.packing",

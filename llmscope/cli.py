@@ -17,6 +17,7 @@ from typer.completion import completion_init
 from llmscope import __version__
 from llmscope.commands import attention as attention_cmd
 from llmscope.commands import compare as compare_cmd
+from llmscope.commands import contributions as contributions_cmd
 from llmscope.commands import embeddings as embeddings_cmd
 from llmscope.commands import experts as experts_cmd
 from llmscope.commands import generate as generate_cmd
@@ -68,6 +69,7 @@ for _name, _module in (
     ("attention", attention_cmd),
     ("heads", heads_cmd),
     ("why", why_cmd),
+    ("contributions", contributions_cmd),
     ("experts", experts_cmd),
     ("pack", pack_cmd),
     ("report", report_cmd),

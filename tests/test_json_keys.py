@@ -67,6 +67,8 @@ HEADS = ["model", "tokens", "token_texts", "probe", "seed", "heads", "warnings"]
 HEADS_LINK = [*HEADS, "query", "key", "ranking"]
 WHY = ["model", "prompt", "text", "method", "by", "target", "target_ids", "versus", "versus_ids", "f", "f_baseline",
        "gap", "converged", "n_steps", "baseline", "baseline_id", "units", "check", "dtype", "steps", "warnings"]
+CONTRIBUTIONS = ["model", "prompt", "tokens", "by", "target", "target_id", "versus", "versus_id", "logit",
+                 "logit_before_softcap", "sum", "error", "embedding", "bias", "layers", "dtype", "warnings"]
 EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters", "warnings"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
@@ -131,6 +133,8 @@ CASES = {
     "why": (lambda m, f: ["why", "Hello world", "-m", m["gpt2"], "--steps", "4"], WHY, "gpt2", []),
     "why --generate": (lambda m, f: ["why", "Hello world", "-m", m["llama"], "--generate", "2", "--method",
                                      "grad-x-input"], WHY, "llama", []),
+    "contributions": (lambda m, f: ["contributions", "Hello world", "-m", m["llama"], "--by", "head"], CONTRIBUTIONS,
+                      "llama", []),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),
     "score": (lambda m, f: ["score", "Hello world", "-m", m["llama"]], SCORE, "llama", []),

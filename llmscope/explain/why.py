@@ -197,16 +197,17 @@ def generated_tokens(lm: LoadedModel, prompt: str, n: int, settings: DecodingSet
 
 
 
-def _load(model: loading.ModelLike) -> tuple[LoadedModel, list[str]]:
+def load_float32(model: loading.ModelLike, task: str = "predict a next token to explain"
+                 ) -> tuple[LoadedModel, list[str]]:
     """MODEL loaded in float32 unless a dtype was asked for; a warning when the computation is not float32."""
     spec = loading.load_spec(model) if not isinstance(model, loading.LoadedModel) else None
     if spec is not None and spec.dtype == "auto":
         spec = dataclasses.replace(spec, dtype="float32")
     lm = loading.load(spec if spec is not None else model)
-    lm.require_causal("predict a next token to explain", hint="use a causal LM (GPT-2, Llama, Gemma)")
+    lm.require_causal(task, hint="use a causal LM (GPT-2, Llama, Gemma)")
     warnings = []
     if lm.dtype != "float32":
-        warnings.append(f"attributions computed in {lm.dtype}, not float32: half precision can give NaN or "
+        warnings.append(f"computed in {lm.dtype}, not float32: half precision can give NaN or "
                         "coarse attributions")
     return lm, warnings
 
@@ -238,7 +239,7 @@ def why(
     check_options(prompt, target=target, versus=versus, method=method, by=by, steps=steps, baseline=baseline,
                   generate=generate, chat=chat, system=system)
     n_steps = (steps or DEFAULT_STEPS) if method == "integrated-gradients" else None
-    lm, warnings = _load(model)
+    lm, warnings = load_float32(model)
     encoded = encode_for(lm, prompt, chat=chat, system=system)
     warnings = [*encoded.warnings, *warnings]
     fixed = fixed_positions(lm, encoded)

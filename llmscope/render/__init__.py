@@ -215,6 +215,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "AttentionWalk": "walk:render_walk",
     "HeadsReport": "heads:render_heads",
     "WhyResult": "why:render_why",
+    "ContributionsResult": "contributions:render_contributions",
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
     "ScoreResult": "score:render_score",
