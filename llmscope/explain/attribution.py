@@ -39,6 +39,8 @@ class Objective:
     target_ids: list[int]
     versus_ids: list[int] | None
     device: Any
+    parts: Any = None  # the anatomy map
+    split: Any = None  # (backbone, head) where the model is "backbone, then head" (logprobs.split_head)
 
     def embeddings(self, ids: Sequence[int]) -> torch.Tensor:
         """EMBED(ids) as (1, len, hidden): the tensor the model feeds forward for those ids."""
@@ -56,13 +58,23 @@ class Objective:
         if m > 1:
             parts.append(self.embeddings(continuation[:-1]).to(prompt.dtype).expand(rows, -1, -1))
         full = torch.cat(parts, dim=1) if len(parts) > 1 else prompt
-        kwargs: dict[str, Any] = {"inputs_embeds": full, "use_cache": False}
-        if _keeps_logits(self.model):
-            kwargs["logits_to_keep"] = m
-        logits = self.model(**kwargs).logits[:, -m:, :].float()
+        logits = self._last_logits(full, m).float()
         logp = torch.log_softmax(logits, dim=-1)
         index = torch.tensor(continuation, device=logits.device).view(1, m, 1).expand(rows, m, 1)
         return logp.gather(-1, index).squeeze(-1).sum(dim=-1)
+
+    def _last_logits(self, full: torch.Tensor, m: int) -> torch.Tensor:
+        """The logits at the last M positions of FULL (rows, length, hidden): the backbone, then the head on
+        those rows alone (``logits_to_keep`` slices a strided view, which CPU matmul runs at half speed), scaled
+        and soft-capped as the model does; the whole model where it has no such parts."""
+        if self.split is not None:
+            backbone, head = self.split
+            hidden = backbone(inputs_embeds=full, use_cache=False)[0][:, -m:, :].contiguous()
+            return self.parts.scale_logits(head(hidden))
+        kwargs: dict[str, Any] = {"inputs_embeds": full, "use_cache": False}
+        if _keeps_logits(self.model):
+            kwargs["logits_to_keep"] = m
+        return self.model(**kwargs).logits[:, -m:, :]
 
     def __call__(self, prompt: torch.Tensor) -> torch.Tensor:
         value = self._logprob(prompt, self.target_ids)

@@ -65,8 +65,11 @@ def _objective(lm: LoadedModel, ids: list[int], target_ids: list[int], versus_id
 
     parts = anatomy(lm.model)
     require(parts, "embedding")
+    from llmscope.forward.logprobs import split_head
+
     return attr.Objective(model=lm.model, embed=parts.module(lm.model, parts.embedding), prompt_ids=ids,
-                          target_ids=target_ids, versus_ids=versus_ids, device=lm.device)
+                          target_ids=target_ids, versus_ids=versus_ids, device=lm.device, parts=parts,
+                          split=split_head(lm, parts))
 
 
 def _rows(lm: LoadedModel, tokens: int, kept: int, wanted: int, method: str) -> int:

@@ -27,7 +27,7 @@ FULL_LOGITS_FLOATS = 2**26  # a window whose logits fit in 256 MiB runs the whol
 BLOCK_FLOATS = 2**20  # logits reduced together on the CPU: 4 MiB, within the cache
 
 
-def _split_head(lm: LoadedModel, parts: Anatomy) -> tuple[Any, Any] | None:
+def split_head(lm: LoadedModel, parts: Anatomy) -> tuple[Any, Any] | None:
     """(decoder, head) when the model is "decoder, then head, then its logit scaling" (the anatomy
     map's backbone, head and ``scale_logits``): its logits can then be made a few rows at a time.
     None when it has no such parts."""
@@ -79,7 +79,7 @@ def _logit_source(
     unembedding = lm.model.get_submodule(found.unembedding) if found.unembedding is not None else None
     vocab = int(unembedding.weight.shape[0]) if hasattr(unembedding, "weight") else 1
     rows = max(1, CHUNK_FLOATS // vocab)
-    parts = _split_head(lm, found) if min(window, len(ids)) * vocab > FULL_LOGITS_FLOATS else None
+    parts = split_head(lm, found) if min(window, len(ids)) * vocab > FULL_LOGITS_FLOATS else None
     if parts is not None:
         decoder, head = parts
         probe = torch.tensor([ids[:4]], device=lm.device)  # (1, tokens)
