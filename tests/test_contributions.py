@@ -215,3 +215,21 @@ def test_terminal_view_prints_the_check(cli, families):
     assert out.exit_code == 0, out.stderr
     assert "check: |sum - logit|" in out.stdout and "the parts add up" in out.stdout
     assert "Top 10 heads" in out.stdout
+
+
+def test_capture_last_keeps_the_last_position_of_what_capture_sees(families):
+    import torch
+
+    import llmscope
+    from llmscope.forward.anatomy import anatomy
+    from llmscope.forward.hooks import capture, capture_last
+
+    lm = llmscope.load(str(families["llama"]), device="cpu", dtype="float32")
+    parts = anatomy(lm.model)
+    blocks = [parts.module(lm.model, b.name) for b in parts.blocks]
+    ids = torch.tensor([lm.tokenizer(PROMPT)["input_ids"]])
+    with capture(blocks) as whole, capture_last(blocks) as last, torch.no_grad():
+        lm.model(input_ids=ids)
+    for i in range(len(blocks)):
+        assert last[i].shape == (lm.config.hidden_size,) and last[i].dtype == torch.float64
+        assert torch.equal(last[i], whole[i][0, -1].double())

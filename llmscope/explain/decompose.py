@@ -105,17 +105,21 @@ class Decomposition:
 
 
 def _last(value: Any) -> Any:
+    """A kept last-position vector (``capture_last``) as it is; a hidden state: its last position."""
+    if getattr(value, "dim", None) and value.dim() == 1:
+        return value
     from llmscope.forward.hooks import hidden_of
 
-    hidden = hidden_of(value)
-    return hidden[0, -1].detach().double().clone()
+    return hidden_of(value)[0, -1].detach().double().clone()
 
 
 def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> Decomposition:
     """One forward pass on IDS, taken apart at the last position (see the module docstring)."""
     import torch
 
-    from llmscope.forward.hooks import capture
+    from llmscope.forward.hooks import (
+        capture_last as capture,  # one vector a site, however long the prompt
+    )
 
     def sites(attr: str) -> dict[int, nn.Module]:
         return {b.index: parts.module(model, getattr(b, attr)) for b in parts.blocks if getattr(b, attr)}

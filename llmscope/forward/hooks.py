@@ -127,6 +127,20 @@ def capture(sites: Any, what: What = "output", *, clone: bool = True) -> Iterato
 
 
 @contextlib.contextmanager
+def capture_last(sites: Any, what: What = "output") -> Iterator[Captured]:
+    """``capture`` keeping only the last position of each call's hidden state (batch 0), in float64: one vector
+    a site, however long the prompt (``raw`` stays empty)."""
+    keys = [key for key, _ in _sites(sites)]
+    store = Captured(hidden={k: [] for k in keys}, raw={k: [] for k in keys})
+
+    def keep(key: Any, hidden: Any, _raw: Any) -> None:
+        store.hidden[key].append(hidden[0, -1].detach().double().clone())
+
+    with _hooks(sites, what, keep):
+        yield store
+
+
+@contextlib.contextmanager
 def replace(sites: Any, fn: Callable[[Any], Any], what: What = "output") -> Iterator[None]:
     """Replace the hidden state SITES output (or take as input) by ``fn(hidden)`` during the block;
     the rest of a tuple output is kept. It runs before the site's other hooks, so transformers' own
