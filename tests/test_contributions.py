@@ -233,3 +233,9 @@ def test_capture_last_keeps_the_last_position_of_what_capture_sees(families):
     for i in range(len(blocks)):
         assert last[i].shape == (lm.config.hidden_size,) and last[i].dtype == torch.float64
         assert torch.equal(last[i], whole[i][0, -1].double())
+
+
+def test_work_that_cannot_fit_is_one_line_exit_1(cli, one_error_line, families, monkeypatch):
+    monkeypatch.setenv("LLMSCOPE_MAX_WORK_BYTES", "1KiB")
+    line = one_error_line(cli("contributions", PROMPT, "-m", families["llama"]), 1)
+    assert "contributions on" in line

@@ -72,7 +72,7 @@ class Objective:
             hidden = backbone(inputs_embeds=full, use_cache=False)[0][:, -m:, :].contiguous()
             return self.parts.scale_logits(head(hidden))
         kwargs: dict[str, Any] = {"inputs_embeds": full, "use_cache": False}
-        if _keeps_logits(self.model):
+        if keeps_logits(self.model):
             kwargs["logits_to_keep"] = m
         return self.model(**kwargs).logits[:, -m:, :]
 
@@ -106,7 +106,7 @@ class Objective:
         return abs(self.value(self.embeddings(self.prompt_ids)) - direct)
 
 
-def _keeps_logits(model: nn.Module) -> bool:
+def keeps_logits(model: nn.Module) -> bool:
     try:
         return "logits_to_keep" in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):  # pragma: no cover - a forward without a signature

@@ -120,11 +120,10 @@ def contributions(prompt: str, *, model: loading.ModelLike = None, target: str |
     versus_id = _one_token(lm, versus, "versus") if versus is not None else None
     if versus_id is not None and versus_id == target_id:
         raise UsageError(f"`versus={versus!r}` is the same token as the target")
+    _check_work(lm, len(encoded.ids))
     with reporter().status("Taking the residual stream apart"):
         d = decompose(lm.model, parts, encoded.ids, lm.device)
-        with torch.no_grad():
-            logits = lm.model(input_ids=torch.tensor([encoded.ids], device=lm.device), use_cache=False).logits
-        final_logits = logits[0, -1].double()
+        final_logits = d.logits
         if target_id is None:
             target_id = int(final_logits.argmax())
         unembed = parts.module(lm.model, parts.unembedding)
@@ -164,6 +163,16 @@ def contributions(prompt: str, *, model: loading.ModelLike = None, target: str |
         logit=model_logit, logit_before_softcap=raw, sum=total,
         error=abs(total - reference) / max(1.0, abs(reference)), embedding=embedding, bias=bias, layers=layers,
         dtype=lm.dtype, warnings=warnings)
+
+
+def _check_work(lm: LoadedModel, tokens: int) -> None:
+    """One forward pass (hidden states, the last position's logits, the cache it lays out), estimated first."""
+    from llmscope.memory.forward_guard import check_fits, layers_work
+
+    estimate = layers_work(lm.config, tokens, dtype=lm.dtype, all_tokens=False, top=1, eager=False,
+                           all_logits=False)
+    check_fits(dataclasses.replace(estimate, what=f"contributions on {tokens:,} tokens"), device=lm.device,
+               hints=["a shorter prompt"])
 
 
 def _refuse_post_norm(config: Any) -> None:

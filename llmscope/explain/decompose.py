@@ -101,7 +101,8 @@ class Decomposition:
     embedding: torch.Tensor  # the residual stream entering block 0 (positional embeddings included)
     blocks: list[BlockWrites]
     final: torch.Tensor  # the residual stream leaving the last block
-    final_norm: Frozen | None
+    final_norm: Frozen
+    logits: torch.Tensor  # the model's own logits at the last position (vocab,), float64
 
 
 def _last(value: Any) -> Any:
@@ -126,15 +127,17 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
 
     blocks = {b.index: parts.module(model, b.name) for b in parts.blocks}
     norms = {(b.index, n): parts.module(model, n) for b in parts.blocks for n in b.norms}
-    final = parts.module(model, parts.final_norm) if parts.final_norm else None
+    final = parts.module(model, parts.final_norm)
+    from llmscope.explain.attribution import keeps_logits
+
+    kwargs: dict[str, Any] = {"input_ids": torch.tensor([ids], device=device), "use_cache": False}
+    if keeps_logits(model):
+        kwargs["logits_to_keep"] = 1  # the last position's logits only, not tokens x vocabulary
     with capture(blocks, "input") as b_in, capture(blocks) as b_out, capture(sites("attention")) as attn, \
             capture(sites("mlp")) as mlp, capture(sites("attention_output"), "input") as heads, \
-            capture(norms, "input") as n_in, capture(norms) as n_out, torch.no_grad():
-        if final is not None:
-            with capture(final, "input") as f_in:
-                model(input_ids=torch.tensor([ids], device=device), use_cache=False)
-        else:
-            model(input_ids=torch.tensor([ids], device=device), use_cache=False)
+            capture(norms, "input") as n_in, capture(norms) as n_out, capture(final, "input") as f_in, \
+            torch.no_grad():
+        logits = model(**kwargs).logits[0, -1].double()
     writes = []
     for b in parts.blocks:
         i = b.index
@@ -152,8 +155,8 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
         writes.append(BlockWrites(i, x, y, a_write, m_write, _last(heads[i]) if i in heads.hidden else None,
                                   a_post[1] if a_post else None, m_post[1] if m_post else None, error))
     _check_blocks(parts, writes, n_out, norms)
-    final_frozen = frozen(final, _last(f_in.value), parts.final_norm) if final is not None else None
-    return Decomposition(embedding=writes[0].inp, blocks=writes, final=writes[-1].out, final_norm=final_frozen)
+    return Decomposition(embedding=writes[0].inp, blocks=writes, final=writes[-1].out,
+                         final_norm=frozen(final, _last(f_in.value), parts.final_norm), logits=logits)
 
 
 def _post_norm(block: Any, value: torch.Tensor, n_in: Any, n_out: Any, norms: dict, parts: Anatomy
