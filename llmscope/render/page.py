@@ -26,6 +26,7 @@ VIEWS = {
     "AttentionWalk": "walk",
     "HeadsReport": "heads",
     "WhyResult": "why",
+    "ContributionsResult": "contributions",
     "LayerReport": "layers",
     "ScoreResult": "score",
     "ScoreComparison": "score",
