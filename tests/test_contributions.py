@@ -239,3 +239,62 @@ def test_work_that_cannot_fit_is_one_line_exit_1(cli, one_error_line, families, 
     monkeypatch.setenv("LLMSCOPE_MAX_WORK_BYTES", "1KiB")
     line = one_error_line(cli("contributions", PROMPT, "-m", families["llama"]), 1)
     assert "contributions on" in line
+
+
+def test_mixtral_experts_are_the_chosen_experts_weighted_outputs(families):
+    """Each chosen expert's share against the test's own MoE arithmetic: the router's softmax, its top 2
+    renormalised, the expert's SwiGLU from its own weight slices, through the final norm's formula."""
+    import torch
+
+    import llmscope
+    from llmscope import contributions
+
+    ref = hf(families["mixtral"])
+    lm = llmscope.load(str(families["mixtral"]), device="cpu", dtype="float32")
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    seen = {}
+    moe = ref.model.layers[1].mlp
+    hooks = [moe.register_forward_hook(keep(seen, "x")), ref.model.norm.register_forward_hook(keep(seen, "final"))]
+    with torch.no_grad():
+        ref(input_ids=torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    x = seen["x"]
+    probs = torch.softmax(moe.gate.weight.detach().double() @ x, -1)
+    weights, chosen = probs.topk(2)
+    weights = weights / weights.sum()
+    linear, _ = _final_norm_formula(ref, "mixtral", seen["final"])
+    r = contributions(PROMPT, model=lm)
+    u = ref.get_output_embeddings().weight.detach().double()[r.target_id]
+    experts = r.layers[1].experts
+    assert [e["expert"] for e in experts] == chosen.tolist()
+    gate_up, down = moe.experts.gate_up_proj.detach().double(), moe.experts.down_proj.detach().double()
+    for e, w in zip(experts, weights.tolist()):
+        gate, up = (gate_up[e["expert"]] @ x).chunk(2)
+        out = w * (down[e["expert"]] @ (torch.nn.functional.silu(gate) * up))
+        assert e["weight"] == pytest.approx(w, abs=1e-6)
+        assert e["share"] == pytest.approx(float(u @ linear(out)), abs=1e-6)
+    assert sum(e["share"] for e in experts) == pytest.approx(r.layers[1].mlp, abs=1e-6)
+    assert r.error < 1e-4
+
+
+def test_a_shared_expert_is_its_own_part(tmp_path):
+    import torch
+    from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+    import llmscope
+    from llmscope import contributions
+
+    torch.manual_seed(0)
+    tok = _bpe_tokenizer(["<s>", "</s>"], bos="<s>", eos="</s>")
+    model = Qwen2MoeForCausalLM(Qwen2MoeConfig(
+        hidden_size=64, intermediate_size=128, moe_intermediate_size=32, shared_expert_intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
+        vocab_size=len(tok), decoder_sparse_step=1, mlp_only_layers=[]))
+    lm = llmscope.load(str(_save(tmp_path / "qwen2-moe", model, tok)), device="cpu", dtype="float32")
+    r = contributions(PROMPT, model=lm)
+    assert r.error < 1e-4
+    for layer in r.layers:
+        names = [e["expert"] for e in layer.experts]
+        assert names[-1] == "shared" and len(names) == 3
+        assert sum(e["share"] for e in layer.experts) == pytest.approx(layer.mlp, abs=1e-6)

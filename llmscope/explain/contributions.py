@@ -35,7 +35,7 @@ class LayerContribution:
     attention: float
     mlp: float
     heads: list[float] | None  # with by="head": each head's share of ``attention`` (its bias is in ``bias``)
-    experts: list[dict[str, Any]] | None  # not split yet: null
+    experts: list[dict[str, Any]] | None  # MoE: [{"expert", "weight", "share"}] (a shared expert: "shared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +150,11 @@ def contributions(prompt: str, *, model: loading.ModelLike = None, target: str |
                 shares, proj_bias = split
                 heads = [project(s) for s in shares]
                 bias += project(proj_bias)
-            layers.append(LayerContribution(w.index, project(w.attention), project(w.mlp), heads, None))
+            experts = None
+            if w.experts is not None:
+                post = w.mlp_post.linear if w.mlp_post is not None else (lambda v: v)
+                experts = [{"expert": e, "weight": weight, "share": project(post(v))} for e, weight, v in w.experts]
+            layers.append(LayerContribution(w.index, project(w.attention), project(w.mlp), heads, experts))
         embedding = project(d.embedding)
     model_logit = float(final_logits[target_id] - (final_logits[versus_id] if versus_id is not None else 0))
     raw = _before_softcap(parts, final_logits, target_id, versus_id)

@@ -94,6 +94,7 @@ class BlockWrites:
     attention_post: Frozen | None  # the norm between the attention output and the residual stream
     mlp_post: Frozen | None
     error: float  # |in + attention + mlp - out| / |out|
+    experts: list[tuple[Any, float | None, Any]] | None = None  # MoE: (expert id or "shared", weight, its output)
 
 
 @dataclasses.dataclass
@@ -118,9 +119,8 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
     """One forward pass on IDS, taken apart at the last position (see the module docstring)."""
     import torch
 
-    from llmscope.forward.hooks import (
-        capture_last as capture,  # one vector a site, however long the prompt
-    )
+    from llmscope.forward.hooks import capture_last as capture  # one vector a site, however long the prompt
+    from llmscope.forward.hooks import watch
 
     def sites(attr: str) -> dict[int, nn.Module]:
         return {b.index: parts.module(model, getattr(b, attr)) for b in parts.blocks if getattr(b, attr)}
@@ -133,10 +133,19 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
     kwargs: dict[str, Any] = {"input_ids": torch.tensor([ids], device=device), "use_cache": False}
     if keeps_logits(model):
         kwargs["logits_to_keep"] = 1  # the last position's logits only, not tokens x vocabulary
+    experts = {b.index: m.experts for b in parts.blocks if b.router and b.mlp
+               and isinstance(getattr(m := parts.module(model, b.mlp), "experts", None), torch.nn.Module)}
+    routed: dict[int, tuple[Any, ...]] = {}
+
+    def keep_routing(key: Any, _hidden: Any, raw: Any) -> None:
+        args = raw[0]
+        if len(args) >= 3:  # experts(hidden (tokens, hidden), top_k_index, top_k_weights), transformers 5
+            routed[key] = tuple(a[-1:].detach().clone() for a in args[:3])
+
     with capture(blocks, "input") as b_in, capture(blocks) as b_out, capture(sites("attention")) as attn, \
             capture(sites("mlp")) as mlp, capture(sites("attention_output"), "input") as heads, \
             capture(norms, "input") as n_in, capture(norms) as n_out, capture(final, "input") as f_in, \
-            torch.no_grad():
+            watch(experts, keep_routing, "input"), torch.no_grad():
         logits = model(**kwargs).logits[0, -1].double()
     writes = []
     for b in parts.blocks:
@@ -152,11 +161,29 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
         a_write = a if a_post is None else _last(n_out[a_post[0]])
         m_write = m if m_post is None else _last(n_out[m_post[0]])
         error = float((x + a_write + m_write - y).norm() / max(float(y.norm()), 1e-30))
+        split = _experts(experts[i], routed[i], m) if i in routed else None
         writes.append(BlockWrites(i, x, y, a_write, m_write, _last(heads[i]) if i in heads.hidden else None,
-                                  a_post[1] if a_post else None, m_post[1] if m_post else None, error))
+                                  a_post[1] if a_post else None, m_post[1] if m_post else None, error, split))
     _check_blocks(parts, writes, n_out, norms)
     return Decomposition(embedding=writes[0].inp, blocks=writes, final=writes[-1].out,
                          final_norm=frozen(final, _last(f_in.value), parts.final_norm), logits=logits)
+
+
+def _experts(module: nn.Module, routing: tuple[Any, ...], total: torch.Tensor) -> list[tuple[Any, float | None, Any]]:
+    """Each chosen expert's weighted output at the last position, run alone through the experts module with its
+    own routing weight; what the MoE block wrote besides them (a shared expert) as "shared"."""
+    import torch
+
+    hidden, index, weights = routing
+    out = []
+    with torch.no_grad():
+        for j in range(index.shape[-1]):
+            alone = module(hidden, index[:, j:j + 1], weights[:, j:j + 1])[0].double()
+            out.append((int(index[0, j]), float(weights[0, j]), alone))
+    rest = total - sum(v for _, _, v in out)
+    if float(rest.norm()) > 1e-6 * max(float(total.norm()), 1e-30):
+        out.append(("shared", None, rest))
+    return out
 
 
 def _post_norm(block: Any, value: torch.Tensor, n_in: Any, n_out: Any, norms: dict, parts: Anatomy
