@@ -100,6 +100,30 @@ def activation(config: PretrainedConfig) -> str | None:
     return None
 
 
+# The deepest model llmscope reads: what a layer count costs (per-layer lists, a prefix build, cache
+# layers) is checked to stay within seconds up to here (tests/test_latency_paths.py builds 100,000
+# layers); a config declaring more (2**32-1, to hurt) is refused before anything counts its layers.
+MAX_LAYERS = 100_000
+LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "block_count",
+                    "num_decoder_layers", "decoder_layers", "num_encoder_layers", "encoder_layers")
+
+
+def too_many_layers(values: Any, depth: int = 0) -> tuple[str, int] | None:
+    """The first layer count in a raw config dict (nested sub-configs included) above MAX_LAYERS, as
+    (key, value); None when every count is within it."""
+    if not isinstance(values, dict) or depth > 8:
+        return None
+    for key, value in values.items():
+        if (key in LAYER_COUNT_KEYS and isinstance(value, int) and not isinstance(value, bool)
+                and value > MAX_LAYERS):
+            return key, value
+    for value in values.values():
+        found = too_many_layers(value, depth + 1)
+        if found:
+            return found
+    return None
+
+
 # The names a config gives its context length under, most common first (GPT-2: n_positions; ChatGLM:
 # seq_length; a few: max_sequence_length).
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import mmap
+import os
 import struct
 from math import prod
 from pathlib import Path
@@ -55,10 +56,30 @@ class HeaderError(ValueError):
     """The file is not a GGUF this reader understands (the caller falls back to GGUFReader)."""
 
 
+class BadHeader(HeaderError):
+    """The header declares what the file cannot hold (a length, count or offset past its end), or more
+    than any model needs: refused, never handed to a slower reader."""
+
+
+# Metadata array elements, all arrays together, at most: the largest vocabularies (262,144 tokens, with
+# their scores and types) hold about 800,000; every later reader (GGUFReader, transformers' tokenizer
+# conversion) builds a Python object per element, about 40 us each.
+MAX_ARRAY_ELEMENTS = 2**21
+_MIN_KV_BYTES = 8 + 4 + 1  # a key's length, the value type, a one-byte value
+_MIN_TENSOR_BYTES = 8 + 4 + 8 + 4 + 8  # a name's length, n_dims, one dimension, the type, the offset
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+
+
 def read_header(path: Path | str) -> GgufHeader:
     """Read the metadata and tensor table of the GGUF at PATH, never the tensor data."""
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as blob:
-        return _parse(blob)
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size < 24:
+            raise BadHeader("the file is shorter than a GGUF header")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+            try:
+                return _parse(blob)
+            except struct.error:
+                raise BadHeader("the header runs past the end of the file (truncated?)") from None
 
 
 def _parse(blob: Any) -> GgufHeader:
@@ -69,37 +90,49 @@ def _parse(blob: Any) -> GgufHeader:
         raise HeaderError(f"GGUF version {version} is not read here")
     tensor_count, kv_count = struct.unpack_from("<QQ", blob, 8)
     pos = 24
+    _fits(kv_count * _MIN_KV_BYTES + tensor_count * _MIN_TENSOR_BYTES, blob, pos,
+          f"{kv_count:,} metadata keys and {tensor_count:,} tensors")
     metadata: dict[str, Any] = {}
+    elements = [0]  # array elements so far, all arrays
     for _ in range(kv_count):
         key, pos = _string(blob, pos)
         (kind,) = struct.unpack_from("<I", blob, pos)
-        metadata[key], pos = _value(blob, pos + 4, kind)
+        metadata[key], pos = _value(blob, pos + 4, kind, key, elements)
     tensors = []
     for _ in range(tensor_count):
         name, pos = _string(blob, pos)
         (n_dims,) = struct.unpack_from("<I", blob, pos)
+        if n_dims > _MAX_DIMS:
+            raise BadHeader(f"tensor {name[:80]} declares {n_dims:,} dimensions (GGUF has at most {_MAX_DIMS})")
         dims = struct.unpack_from(f"<{n_dims}Q", blob, pos + 4)
         pos += 4 + 8 * n_dims
         ggml_type, offset = struct.unpack_from("<IQ", blob, pos)
         pos += 12
+        if offset >= len(blob):
+            raise BadHeader(f"tensor {name[:80]} starts at {offset:,}, past the end of the file ({len(blob):,} bytes)")
         tensors.append(TensorEntry(name, tuple(int(d) for d in dims), int(ggml_type), int(offset)))
     alignment = metadata.get("general.alignment", 32)
-    if not isinstance(alignment, int) or alignment <= 0:
-        raise HeaderError("bad general.alignment")
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or not 0 < alignment <= 2**20:
+        raise BadHeader(f"general.alignment {alignment!r} is not a positive size of at most 1 MiB")
     data_start = (pos + alignment - 1) // alignment * alignment
     return GgufHeader(version=version, metadata=metadata, tensors=tuple(tensors), data_start=data_start,
                       file_size=len(blob))
 
 
+def _fits(size: int, blob: Any, pos: int, what: str) -> None:
+    """Refuse SIZE bytes from POS that the file does not have, before anything is read or counted."""
+    if pos + size > len(blob):
+        raise BadHeader(f"{what} would end at byte {pos + size:,}, past the end of the file ({len(blob):,} bytes)")
+
+
 def _string(blob: Any, pos: int) -> tuple[str, int]:
     (length,) = struct.unpack_from("<Q", blob, pos)
     start = pos + 8
-    if start + length > len(blob):
-        raise HeaderError("a string runs past the end of the file")
+    _fits(length, blob, start, f"a string of {length:,} bytes at byte {pos:,}")
     return bytes(blob[start : start + length]).decode("utf-8"), start + length
 
 
-def _value(blob: Any, pos: int, kind: int) -> tuple[Any, int]:
+def _value(blob: Any, pos: int, kind: int, key: str, elements: list[int]) -> tuple[Any, int]:
     if kind in _SCALAR:
         fmt = _SCALAR[kind]
         (value,) = struct.unpack_from(fmt, blob, pos)
@@ -110,17 +143,23 @@ def _value(blob: Any, pos: int, kind: int) -> tuple[Any, int]:
         raise HeaderError(f"unknown metadata value type {kind}")
     item_kind, count = struct.unpack_from("<IQ", blob, pos)
     pos += 12
+    width = struct.calcsize(_SCALAR[item_kind]) if item_kind in _SCALAR else 8  # a string: its length at least
+    _fits(count * width, blob, pos, f"{key[:80]}: {count:,} array elements")
+    elements[0] += count
+    if elements[0] > MAX_ARRAY_ELEMENTS:
+        raise BadHeader(f"{key[:80]}: the metadata arrays hold more than {MAX_ARRAY_ELEMENTS:,} elements "
+                        "(the largest vocabularies need under 1,000,000)")
     if item_kind in _SCALAR:
         fmt = _SCALAR[item_kind]
-        width = struct.calcsize(fmt)
         values = list(struct.unpack_from(f"<{count}{fmt[1]}", blob, pos)) if count else []
         return values, pos + width * count
     if item_kind == _STRING:  # walk the lengths, decode nothing
         unpack = struct.Struct("<Q").unpack_from
+        end = len(blob)
         for _ in range(count):
             pos += 8 + unpack(blob, pos)[0]
-        if pos > len(blob):
-            raise HeaderError("a string array runs past the end of the file")
+            if pos > end:
+                raise BadHeader(f"{key[:80]}: a string array runs past the end of the file")
         return StringArray(int(count)), pos
     raise HeaderError(f"arrays of type {item_kind} are not read here")
 
@@ -142,7 +181,7 @@ def tensor_summary(header: GgufHeader, path: Path) -> dict[str, Any]:
         block_size, type_size = gguf_lib.GGML_QUANT_SIZES[kind]
         elements = prod(tensor.dims)
         if header.data_start + tensor.offset + elements * type_size // block_size > header.file_size:
-            raise HeaderError(f"tensor {tensor.name} runs past the end of the file (truncated?)")
+            raise BadHeader(f"tensor {tensor.name[:80]} runs past the end of the file (truncated?)")
         entry = types.setdefault(kind.name, {"tensors": 0, "elements": 0, "bytes": 0})
         entry["tensors"] += 1
         entry["elements"] += int(elements)
@@ -253,16 +292,40 @@ def config_dict(header: GgufHeader) -> dict[str, Any] | None:
     return config
 
 
+def check_declared(header: GgufHeader) -> None:
+    """Refuse what the metadata declares beyond what llmscope reads or the file holds: a layer count past
+    ``MAX_LAYERS``, a vocabulary larger than the token embedding's rows."""
+    from llmscope.config.values import MAX_LAYERS
+
+    for key, value in header.metadata.items():
+        if key.endswith(".block_count") and isinstance(value, int) and value > MAX_LAYERS:
+            raise BadHeader(f"{key} is {value:,}; llmscope reads models of at most {MAX_LAYERS:,} layers")
+    embedding = next((t for t in header.tensors if t.name == "token_embd.weight"), None)
+    rows = embedding.dims[1] if embedding is not None and len(embedding.dims) >= 2 else None
+    for key, value in header.metadata.items():
+        if rows is not None and key.endswith(".vocab_size") and isinstance(value, int) and value > rows:
+            raise BadHeader(f"{key} is {value:,}, but token_embd.weight holds {rows:,} rows")
+
+
 def write_config_stage(path: Path, out: Path) -> str | None:
     """Write the GGUF cache's config stage (config.json, gguf-tensors.json) from one header read.
 
     None when written; otherwise (nothing written) why the port of transformers' config reader does
-    not apply, in a few words: the caller says so and reads the file the slow way."""
+    not apply, in a few words: the caller says so and reads the file the slow way. A header that
+    declares what the file cannot hold (``BadHeader``) is refused here, whichever transformers is
+    installed, so no slower reader ever walks it."""
     import json
+
+    from llmscope.errors import ModelFormatError
 
     try:
         header = read_header(path)
-    except (HeaderError, struct.error, UnicodeDecodeError, OSError, ValueError) as exc:
+        check_declared(header)
+        summary = tensor_summary(header, path)  # also checks that every tensor lies inside the file
+    except BadHeader as exc:
+        raise ModelFormatError(f"{path}: not a GGUF file llmscope can read ({exc})",
+                               hint="the file is damaged, or declares more than any model holds") from None
+    except (HeaderError, UnicodeDecodeError, OSError, ValueError) as exc:
         return f"its header does not read here ({exc})"
     if not port_applies():
         from importlib.metadata import version
@@ -271,10 +334,6 @@ def write_config_stage(path: Path, out: Path) -> str | None:
     values = config_dict(header)
     if values is None:
         return f"transformers builds the {header.metadata.get('general.architecture')!s} config with steps of its own"
-    try:
-        summary = tensor_summary(header, path)  # also checks that every tensor lies inside the file
-    except HeaderError as exc:
-        return f"its tensor table does not fit the file ({exc})"
     from transformers import CONFIG_MAPPING
 
     if values.get("model_type") not in CONFIG_MAPPING:

@@ -176,6 +176,8 @@ def _pretrained_location(source: ModelSource, stage: str) -> tuple[str, dict[str
     """Where from_pretrained should read ``stage`` from, and the keyword arguments that go with it."""
     if source.kind in ("gguf", "embedded"):
         gguf = gguf_file_for(source)
+        if stage != "config":
+            check_gguf_header(source)
         return str(ensure_gguf_stage(gguf, stage, source)), {}
     if source.kind == "hub":
         kwargs: dict[str, Any] = {"revision": source.revision} if source.revision else {}
@@ -187,6 +189,14 @@ def _pretrained_location(source: ModelSource, stage: str) -> tuple[str, dict[str
     return source.location, {}
 
 
+def check_gguf_header(source: ModelSource) -> None:
+    """A GGUF source's header read and checked first (its config stage: ``gguf_header.py``), so that no
+    slower reader (the tokenizer's conversion: a Python object per metadata element) walks a header
+    that lies about its lengths or holds millions of elements. Cached like every stage."""
+    if source.kind in ("gguf", "embedded"):
+        ensure_gguf_stage(gguf_file_for(source), "config", source)
+
+
 def load_config(source: ModelSource, *, trust_remote_code: bool = False) -> PretrainedConfig:
     """The model's config: config.json only, no weights.
 
@@ -195,14 +205,32 @@ def load_config(source: ModelSource, *, trust_remote_code: bool = False) -> Pret
     location, kwargs = _pretrained_location(source, "config")
     with translate_errors(source, what="config"):
         quiet_transformers()
-        from transformers import AutoConfig
+        from transformers import AutoConfig, PretrainedConfig
 
+        if source.kind in ("folder", "hub") and "gguf_file" not in kwargs:
+            # Before the config class: some build per-layer lists in __init__ (2**32-1 layers: gigabytes)
+            _check_layer_count(PretrainedConfig.get_config_dict(location, **kwargs)[0], source)
         try:
-            return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, **kwargs)
+            config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code, **kwargs)
         except ValueError as exc:
             if "model_type" not in str(exc):
                 raise
-            return _config_without_model_type(source, location, kwargs)
+            config = _config_without_model_type(source, location, kwargs)
+    from llmscope.config.values import text_config
+
+    _check_layer_count({"num_hidden_layers": getattr(text_config(config), "num_hidden_layers", None)}, source)
+    return config
+
+
+def _check_layer_count(values: dict[str, Any], source: ModelSource) -> None:
+    """Refuse a config declaring more layers than llmscope reads in bounded work (``MAX_LAYERS``)."""
+    from llmscope.config.values import MAX_LAYERS, too_many_layers
+
+    found = too_many_layers(values)
+    if found:
+        where = "its GGUF metadata says" if source.kind in ("gguf", "embedded") else "config.json says"
+        raise ModelFormatError(f"{source.display_name}: {where} {found[0]} {found[1]:,}; llmscope reads models of "
+                               f"at most {MAX_LAYERS:,} layers", hint="fix the layer count")
 
 
 def _check_sizes(config: PretrainedConfig, source: ModelSource) -> None:

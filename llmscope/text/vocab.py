@@ -77,6 +77,9 @@ def get_tokenizer(
     source = source_of(spec)
     if fast and not spec.trust_remote_code:
         from llmscope.loading.fast_tokenizer import tokenizer_for
+        from llmscope.loading.model import check_gguf_header
+
+        check_gguf_header(source)  # before the tokenizer's conversion walks the whole header
 
         return tokenizer_for(source), source.display_name
     return load_tokenizer(source, trust_remote_code=spec.trust_remote_code), source.display_name
