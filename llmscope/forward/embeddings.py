@@ -271,6 +271,24 @@ def _analogy(vocab: _Vocabulary, expression: str, terms: list[tuple[int, str]], 
     return Analogy(expression.strip(), top, terms, [(vocab.text(i), rank, c) for i, rank, c in left_out[0]])
 
 
+def _check_work(lm: LoadedModel, vocab: _Vocabulary, ids: list[list[int]], *, neighbors: int, layer: bool,
+                analogy: bool, contexts: Sequence[str]) -> None:
+    """The estimate of what the words, neighbours and sentences will allocate, refused (exit 1) before
+    any of it runs when it cannot fit (as the forward-pass views are)."""
+    from llmscope.memory.forward_guard import check_fits, embeddings_work
+
+    context_tokens = [len(lm.tokenizer(s)["input_ids"]) for s in contexts]
+    estimate = embeddings_work(lm.config, [len(i) for i in ids], vocab_rows=int(vocab.weight.shape[0]),
+                               neighbors=neighbors, layer=layer, analogy=analogy, context_tokens=context_tokens,
+                               dtype=str(vocab.weight.dtype))
+    hints = ["fewer words"]
+    if neighbors and not layer:
+        hints.append("`neighbors=0` (no nearest vocabulary tokens)")
+    if contexts:
+        hints.append("fewer or shorter `contexts`")
+    check_fits(estimate, device=lm.device, hints=hints)
+
+
 def embeddings(
     words: Sequence[str] = (),
     *,
@@ -295,6 +313,8 @@ def embeddings(
     index = hidden_index(layer, num_layers)
     vocab = _Vocabulary(lm, as_typed)
     ids = [vocab.ids(w) for w in words]
+    _check_work(lm, vocab, ids, neighbors=neighbors, layer=index is not None, analogy=terms is not None,
+                contexts=contexts)
     vectors = _word_vectors(vocab, words, ids, index)  # (words, hidden)
     similarity = cosine_matrix(vectors)
     near: list[WordNeighbors] = []

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 
 from llmscope.errors import UsageError
 
+# Words (and context sentences) one call compares at most: their cosines are a words x words table (256
+# words: 65,536 cells, drawn in seconds; 3,000 words took minutes and 20,000 gigabytes).
+MAX_WORDS = 256
+
 
 def parse_analogy(expression: str) -> list[tuple[int, str]]:
     """``"king - man + woman"`` -> ``[(1, "king"), (-1, "man"), (1, "woman")]``; a leading sign is allowed."""
@@ -49,6 +53,12 @@ def check_options(
     plot: bool = False,
 ) -> list[tuple[int, str]] | None:
     """Every check that needs no model (one clear line each); returns the parsed analogy."""
+    if len(words) > MAX_WORDS:
+        raise UsageError(f"{len(words):,} words: at most {MAX_WORDS:,} (their cosines are a words x words table)",
+                         hint="compare fewer words at a time")
+    if len(contexts) > MAX_WORDS:
+        raise UsageError(f"{len(contexts):,} `contexts`: at most {MAX_WORDS:,} (their cosines are a sentences x "
+                         "sentences table at every layer)", hint="compare fewer sentences at a time")
     for w in words:
         if not w.strip():
             raise UsageError("a WORD is empty", hint="give words like: llmscope embeddings king queen")

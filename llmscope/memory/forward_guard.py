@@ -164,6 +164,35 @@ def decode_work(config: PretrainedConfig, prompt_tokens: int, new_tokens: int, *
                         parts)
 
 
+def embeddings_work(config: PretrainedConfig, word_tokens: list[int], *, vocab_rows: int, neighbors: int,
+                    layer: bool, analogy: bool, context_tokens: list[int], dtype: str | None) -> WorkEstimate:
+    """``embeddings``: the words' vectors and their words x words cosines as Python numbers; the scores of
+    every vocabulary row against every word (neighbours) or the analogy; with ``layer``, each word's run
+    alone (one at a time); with contexts, each sentence's run and every layer's sentences x sentences cosines."""
+    layers, _, hidden, _ = shape(config)
+    words, sentences = len(word_tokens), len(context_tokens)
+    element = element_bytes(dtype)
+    parts = {
+        f"cosines of {words:,} x {words:,} words": words * words * (8 + PY_FLOAT),
+        "the word vectors": words * hidden * 8,
+    }
+    if neighbors and not layer:
+        parts[f"scores of {vocab_rows:,} rows x {words:,} words"] = vocab_rows * words * FLOAT32 + vocab_rows * FLOAT32
+    if analogy:
+        parts["the analogy's scores"] = 2 * vocab_rows * FLOAT32
+    if layer and words:
+        parts["hidden states of one word's run"] = (layers + 1) * max(word_tokens) * hidden * (element + 8)
+    if sentences:
+        parts["hidden states of one sentence's run"] = (layers + 1) * max(context_tokens) * hidden * (element + 8)
+        parts[f"the word's means in {sentences:,} sentences"] = 3 * sentences * (layers + 1) * hidden * 8
+        parts[f"cosines of {sentences:,} x {sentences:,} sentences at {layers + 1} depths"] = (
+            (layers + 1) * sentences * sentences * (8 + PY_FLOAT))
+    what = f"embeddings of {words:,} word{'s' if words != 1 else ''}"
+    if sentences:
+        what += f" and {sentences:,} sentences"
+    return WorkEstimate(what, parts)
+
+
 def attribution_row_bytes(config: PretrainedConfig, tokens: int, kept: int, *, dtype: str | None) -> int:
     """One row of a forward and backward pass over TOKENS tokens, logits at KEPT positions (``why``): what
     autograd keeps per layer (the hidden states a block saves, its MLP's hidden units, one layer's
