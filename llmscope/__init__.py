@@ -47,6 +47,8 @@ _API = {
     "WhyResult": "llmscope.explain.why",
     "contributions": "llmscope.explain.contributions",
     "ContributionsResult": "llmscope.explain.contributions",
+    "patch": "llmscope.explain.patch",
+    "PatchResult": "llmscope.explain.patch",
     "expert_routing": "llmscope.forward.experts",  # = llmscope.forward.experts.experts
     "ExpertRoutingResult": "llmscope.forward.experts",
     "pack": "llmscope.text.packing",

@@ -27,6 +27,7 @@ from llmscope.commands import layers as layers_cmd
 from llmscope.commands import memory as memory_cmd
 from llmscope.commands import next_token as next_token_cmd
 from llmscope.commands import pack as pack_cmd
+from llmscope.commands import patch as patch_cmd
 from llmscope.commands import report as report_cmd
 from llmscope.commands import score as score_cmd
 from llmscope.commands import tokenize as tokenize_cmd
@@ -70,6 +71,7 @@ for _name, _module in (
     ("heads", heads_cmd),
     ("why", why_cmd),
     ("contributions", contributions_cmd),
+    ("patch", patch_cmd),
     ("experts", experts_cmd),
     ("pack", pack_cmd),
     ("report", report_cmd),

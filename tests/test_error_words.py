@@ -133,7 +133,7 @@ def _text(node: ast.AST) -> str | None:
 
 
 COMMANDS = ("inspect", "tokenize", "pack", "memory", "generate", "next-token", "layers", "score", "compare",
-            "embeddings", "attention", "heads", "why", "contributions", "experts", "report")
+            "embeddings", "attention", "heads", "why", "contributions", "patch", "experts", "report")
 
 
 def test_every_parameter_named_is_some_command_option():

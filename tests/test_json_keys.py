@@ -69,6 +69,8 @@ WHY = ["model", "prompt", "text", "method", "by", "target", "target_ids", "versu
        "gap", "converged", "n_steps", "baseline", "baseline_id", "units", "check", "dtype", "steps", "warnings"]
 CONTRIBUTIONS = ["model", "prompt", "tokens", "by", "target", "target_id", "versus", "versus_id", "logit",
                  "logit_before_softcap", "sum", "error", "embedding", "bias", "layers", "dtype", "warnings"]
+PATCH = ["model", "clean_prompt", "corrupt_prompt", "noise", "site", "metric", "target", "target_id", "versus",
+         "versus_id", "clean", "corrupt", "tokens", "grid", "raw", "check", "seed", "dtype", "warnings"]
 EXPERTS = ["model", "tokens", "num_experts", "num_experts_per_tok", "layers", "parameters", "warnings"]
 PACK = [
     "model", "source", "seq_len", "separator", "separator_ids", "documents", "empty_documents", "tokens",
@@ -135,6 +137,7 @@ CASES = {
                                      "grad-x-input"], WHY, "llama", []),
     "contributions": (lambda m, f: ["contributions", "Hello world", "-m", m["llama"], "--by", "head"], CONTRIBUTIONS,
                       "llama", []),
+    "patch": (lambda m, f: ["patch", "the cat sat", "--corrupt", "the tan sat", "-m", m["gpt2"]], PATCH, "gpt2", []),
     "experts": (lambda m, f: ["experts", "Hello world", "-m", m["mixtral"]], EXPERTS, "mixtral", []),
     "pack": (lambda m, f: ["pack", f, "-n", "8", "-m", m["gpt2"]], PACK, "gpt2", []),
     "score": (lambda m, f: ["score", "Hello world", "-m", m["llama"]], SCORE, "llama", []),

@@ -44,7 +44,7 @@ def _imported(args: list[str], modules: tuple[str, ...] = HELP_HEAVY, **env: str
 # Every command of the Typer app, in --help order, pinned by hand: adding, renaming or dropping a
 # command must change this list (and README) on purpose.
 COMMANDS = ["inspect", "memory", "tokenize", "next-token", "layers", "embeddings", "generate", "score", "compare",
-            "attention", "heads", "why", "contributions", "experts", "pack", "report"]
+            "attention", "heads", "why", "contributions", "patch", "experts", "pack", "report"]
 
 
 def test_the_app_has_exactly_the_pinned_commands():

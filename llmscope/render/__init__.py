@@ -216,6 +216,7 @@ _RENDERERS = {  # result class name -> "module:function" inside llmscope.render
     "HeadsReport": "heads:render_heads",
     "WhyResult": "why:render_why",
     "ContributionsResult": "contributions:render_contributions",
+    "PatchResult": "patch:render_patch",
     "ExpertRoutingResult": "experts:render_experts",
     "PackingResult": "packing:render_packing",
     "ScoreResult": "score:render_score",

@@ -27,6 +27,7 @@ VIEWS = {
     "HeadsReport": "heads",
     "WhyResult": "why",
     "ContributionsResult": "contributions",
+    "PatchResult": "patch",
     "LayerReport": "layers",
     "ScoreResult": "score",
     "ScoreComparison": "score",
