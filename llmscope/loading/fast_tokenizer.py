@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscope.loading.gguf_cache import cache_root, file_sha256
+from llmscope.loading.cache_files import cache_root, file_sha256, in_cache
 from llmscope.progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,7 +144,9 @@ def tokenizer_for(source: ModelSource) -> Any:
     folder = _local_folder(source)
     if folder is None:
         return load_tokenizer(source)
-    entry = cache_root() / "tokenizers" / f"{cache_key(folder)[:32]}-v{CACHE_FORMAT}"
+    name = f"{cache_key(folder)[:32]}-v{CACHE_FORMAT}"
+    entry = in_cache(cache_root() / "tokenizers" / name, kind="folder", what="tokenizer cache entry",
+                     redo="loading the tokenizer with transformers")
     record = _read_record(entry)
     if record is not None and record["fast"]:
         from tokenizers import Tokenizer

@@ -5,6 +5,8 @@ model), so each GGUF is converted once into ``$LLMSCOPE_CACHE/gguf/<sha256>/`` w
 stage (``config``, ``tokenizer``, ``model``). A stage is written under a temporary name and renamed
 into place only when complete, under a file lock, so a killed or concurrent conversion never leaves
 a half cache that is later served; the key is the file's sha256, so a changed file is never stale.
+A link planted in the cache (``gguf/<key>`` pointing elsewhere) is removed before anything is written
+or deleted under it (``cache_files``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -21,58 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from llmscope.errors import MissingDependencyError, ModelFormatError, ModelNotFoundError, ResourceError
+from llmscope.loading.cache_files import cache_root, file_sha256, in_cache, remove
 from llmscope.progress import reporter
 from llmscope.loading.resolve import DEMO_INSTALL_HINT, EMBEDDED_PACKAGE, ModelSource
 from llmscope.loading.library_errors import quiet_transformers, translate_errors
 
 CACHE_FORMAT = 2  # bump when the layout of a converted GGUF changes (2: added tokens in tokenizer_config.json)
 STAGES = ("config", "tokenizer", "model")
-
-
-def cache_root() -> Path:
-    """``$LLMSCOPE_CACHE``, else ``$XDG_CACHE_HOME/llmscope``, else ``~/.cache/llmscope``: a folder
-    this process can write to (created if missing; checked once per process and root)."""
-    env = os.environ.get("LLMSCOPE_CACHE")
-    if env:
-        root = Path(env).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "llmscope"
-    if root not in _CHECKED_ROOTS:
-        _check_root(root, from_env=bool(env))
-        _CHECKED_ROOTS.add(root)
-    return root
-
-
-_CHECKED_ROOTS: set[Path] = set()
-
-
-def _check_root(root: Path, *, from_env: bool) -> None:
-    """Refuse a cache root that is not a folder this process can write to, before any work."""
-    from llmscope.errors import LlmscopeError, UsageError
-
-    where = f"LLMSCOPE_CACHE={root}" if from_env else f"the cache folder {root}"
-    problem = None
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        problem = "is not a folder"
-    except OSError as exc:
-        problem = f"cannot be created ({exc.strerror or exc})"
-    if problem is None and not root.is_dir():
-        problem = "is not a folder"
-    if problem is None:
-        try:
-            fd, probe = tempfile.mkstemp(dir=root, prefix=".llmscope-probe-")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            problem = f"is not writable ({exc.strerror or exc})"
-    if problem is None:
-        return
-    if from_env:
-        raise UsageError(f"{where} {problem}", hint="point LLMSCOPE_CACHE at a folder you can write to")
-    raise LlmscopeError(f"{where} {problem}", hint="set LLMSCOPE_CACHE to a folder you can write to")
 
 
 def _disk_full(doing: str = "") -> ResourceError:
@@ -83,45 +39,7 @@ def _disk_full(doing: str = "") -> ResourceError:
 
 
 # --------------------------------------------------------------------------------------------
-# Files: sha256 (memoised by stat) and the embedded model
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime, ctime, inode): a second load does not rehash."""
-    path = path.resolve()
-    st = path.stat()
-    # ctime changes on every write and cannot be set back by hand, unlike mtime
-    signature = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
-    memo_dir = cache_root() / "digests"
-    memo = memo_dir / (hashlib.sha256(signature.encode()).hexdigest()[:32] + ".txt")
-    try:
-        stored = memo.read_text().split()
-        if len(stored) == 2 and stored[0] == hashlib.sha256(signature.encode()).hexdigest():
-            return stored[1]
-    except OSError:
-        pass
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    with contextlib.suppress(OSError):
-        atomic_write_text(memo, f"{hashlib.sha256(signature.encode()).hexdigest()} {value}\n")
-    return value
-
-
-def atomic_write_text(target: Path, text: str) -> None:
-    """Write TARGET whole or not at all: a temporary file beside it, renamed into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+# The embedded model
 
 
 def _embedded_package() -> Any:
@@ -136,7 +54,7 @@ def _embedded_package() -> Any:
 def embedded_gguf_path() -> Path:
     """Assemble the demo package's four chunks into one GGUF in the cache (once), sha256-checked."""
     package = _embedded_package()
-    target = cache_root() / "embedded" / package.MODEL_NAME
+    target = in_cache(cache_root() / "embedded" / package.MODEL_NAME, kind="file")
     if target.is_file() and file_sha256(target) == package.EXPECTED_SHA256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -212,22 +130,25 @@ def _stage_is_complete(folder: Path, sha256: str) -> bool:
 def ensure_gguf_stage(gguf: GgufFile, stage: str, source: ModelSource) -> Path:
     """Return the cache folder of one conversion stage, converting it first if needed.
 
-    Stages: ``config`` (config.json and the GGUF tensor summary), ``tokenizer``, ``model``.
+    Stages: ``config`` (config.json and the GGUF tensor summary), ``tokenizer``, ``model``. A link
+    planted on the way (``gguf/<key>`` pointing elsewhere) is removed, the link only, with a notice,
+    before anything is written or deleted.
     """
     from filelock import FileLock
 
-    final = gguf.stage(stage)
+    said = {"what": f"converted GGUF stage ({stage})", "redo": "converting it again"}
+    final = in_cache(gguf.stage(stage), kind="folder", **said)
     if _stage_is_complete(final, gguf.sha256):
         return final
     gguf.entry.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(gguf.entry / f"{stage}.lock")):
+    with FileLock(str(in_cache(gguf.entry / f"{stage}.lock", kind="file", **said))):
         if _stage_is_complete(final, gguf.sha256):  # another process finished it meanwhile
             return final
         # We hold the lock: anything half-written for this stage is a dead process's leftover.
         for stale in gguf.entry.glob(f".{stage}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if final.exists():  # incomplete or foreign: never serve it
-            shutil.rmtree(final, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove(stale)
+        remove(final)  # incomplete or foreign: never serve it
         _convert_into(gguf, stage, source, final)
     return final
 

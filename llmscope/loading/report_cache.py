@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscope.loading.gguf_cache import atomic_write_text, cache_root, file_sha256
+from llmscope.loading.cache_files import atomic_write_text, cache_root, file_sha256, in_cache
 from llmscope.progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +60,8 @@ def _code_digest() -> str:
 
 
 def _entry(key: str) -> Path:
-    return cache_root() / "inspect" / f"{key[:40]}.json"
+    return in_cache(cache_root() / "inspect" / f"{key[:40]}.json", kind="file", what="inspect cache entry",
+                    redo="computing the report again")
 
 
 def load(source: ModelSource, report_class: type[ArchitectureReport], *, modules: bool,
