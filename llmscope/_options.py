@@ -63,12 +63,29 @@ _device = checked("loading.devices", "validate_device")
 _dtype = checked("loading.devices", "validate_dtype")
 
 
-def _export(value: Optional[Path]) -> Optional[Path]:
-    if value is None:  # also every TAB: completion runs this callback, and render would bring Rich
-        return None
-    from llmscope.render import check_export_path
+def _export(ctx: typer.Context, param: typer.CallbackParam, value: Optional[Path]) -> Optional[Path]:
+    if value is not None and not ctx.resilient_parsing:  # every TAB runs this callback too: no Rich then
+        from llmscope.render import check_export_path
 
-    return check_export_path(value)  # a UsageError names --export itself: one line, exit 2, before any work
+        value = check_export_path(value)  # a UsageError names --export itself: one line, exit 2, before any work
+    return _model_files(ctx, param, value)
+
+
+_MODEL_FILES = ("model", "gguf_file", "export")
+
+
+def _model_files(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """The callback of MODEL, --gguf-file and --export: once a command's three are all parsed (in the
+    order they were typed, so the last one checks), refuse an --export that is a file the model is
+    read from (the .gguf itself, a file in the model folder): one line, exit 2, before any load."""
+    seen = ctx.meta.setdefault("llmscope.model_files", {})
+    seen[param.name] = value
+    wanted = {p.name for p in ctx.command.params} & set(_MODEL_FILES)
+    if "export" in wanted and wanted <= seen.keys() and seen["export"] is not None and not ctx.resilient_parsing:
+        from llmscope.text.inputs import check_not_model_file
+
+        check_not_model_file(seen["export"], seen.get("model"), seen.get("gguf_file"))
+    return value
 
 
 def _complete_model(incomplete: str) -> list[str]:
@@ -102,6 +119,7 @@ ModelArg = Annotated[
     typer.Argument(
         help="Hub id (gpt2), local folder, or .gguf file. Default: the embedded Gemma 3 270M.",
         autocompletion=_complete_model,
+        callback=_model_files,
         show_default=False,
     ),
 ]
@@ -112,6 +130,7 @@ Model = Annotated[
         "-m",
         help="Hub id (gpt2), local folder, or .gguf file. Default: the embedded Gemma 3 270M.",
         autocompletion=_complete_model,
+        callback=_model_files,
         rich_help_panel=MODEL_PANEL,
         show_default=False,
     ),
@@ -123,7 +142,8 @@ Revision = Annotated[
 GgufFile = Annotated[
     Optional[str],
     typer.Option(
-        "--gguf-file", help="The .gguf file inside MODEL (a folder or hub repo).", rich_help_panel=MODEL_PANEL
+        "--gguf-file", help="The .gguf file inside MODEL (a folder or hub repo).", callback=_model_files,
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 Device = Annotated[

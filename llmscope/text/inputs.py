@@ -9,6 +9,7 @@ folder is refused (read it as ``-`` if that is really meant, where the limit app
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -264,3 +265,27 @@ def check_not_input(output: str | os.PathLike[str] | None, inputs: Iterable[str 
         if same:
             raise UsageError(f"{_named(option, output)} is the input file of this command: saving would "
                              f"overwrite it", hint=f"give {_flag(option)} another file name")
+
+
+def check_not_model_file(output: str | os.PathLike[str] | None, model: str | os.PathLike[str] | None,
+                         gguf_file: str | None = None, *, option: str = "export") -> None:
+    """Refuse an output that is a file the model is read from: MODEL itself (a .gguf file), the
+    ``gguf_file`` inside the MODEL folder, or any file already inside the MODEL folder (loading reads
+    its config, tokenizer and weight files, and the tokenizer cache hashes every file there). A new
+    file in the folder, or any file for a hub id (whose files live in the Hub's cache), is fine."""
+    if output is None or model is None or str(model).strip() == "":
+        return
+    out = Path(output).expanduser()
+    place = Path(model).expanduser()
+    if not out.exists() or not place.exists():
+        return
+    model_files = [place] if place.is_file() else ([place / gguf_file] if gguf_file else [])
+    for source in model_files:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(out, source):
+                raise UsageError(f"{_named(option, output)} is the model file this command reads: saving "
+                                 "would overwrite it", hint=f"give {_flag(option)} another file name")
+    if place.is_dir() and place.resolve() in out.resolve().parents:
+        raise UsageError(f"{_named(option, output)} is a file in the model folder {literal(str(place))}: "
+                         "saving would overwrite what the model is read from",
+                         hint=f"give {_flag(option)} a file outside the model folder")
