@@ -298,3 +298,30 @@ def test_a_shared_expert_is_its_own_part(tmp_path):
         names = [e["expert"] for e in layer.experts]
         assert names[-1] == "shared" and len(names) == 3
         assert sum(e["share"] for e in layer.experts) == pytest.approx(layer.mlp, abs=1e-6)
+
+
+def test_a_final_softcap_is_applied_after_the_sum_and_named(tmp_path, cli):
+    """Gemma 2 soft-caps its logits: the parts add up to the logit before the cap, and the cap of the sum is the
+    model's own logit."""
+    import math
+
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    import llmscope
+    from llmscope import contributions
+
+    torch.manual_seed(0)
+    tok = _bpe_tokenizer(["<s>", "</s>"], bos="<s>", eos="</s>")
+    config = Gemma2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, head_dim=16, vocab_size=len(tok), final_logit_softcapping=0.05)
+    folder = _save(tmp_path / "gemma2", Gemma2ForCausalLM(config), tok)
+    lm = llmscope.load(str(folder), device="cpu", dtype="float32")
+    r = contributions(PROMPT, model=lm)
+    logits = real_logits(hf(folder), lm.tokenizer(PROMPT)["input_ids"])
+    assert r.logit == pytest.approx(float(logits[r.target_id]), abs=1e-6)
+    assert r.logit_before_softcap is not None and abs(r.logit_before_softcap) > abs(r.logit)  # the cap bites
+    assert r.sum == pytest.approx(r.logit_before_softcap, rel=1e-4)
+    assert 0.05 * math.tanh(r.sum / 0.05) == pytest.approx(r.logit, rel=1e-4)
+    out = cli("contributions", PROMPT, "-m", folder)
+    assert "before its final soft-cap" in out.stdout

@@ -127,10 +127,10 @@ def contributions(prompt: str, *, model: loading.ModelLike = None, target: str |
         if target_id is None:
             target_id = int(final_logits.argmax())
         unembed = parts.module(lm.model, parts.unembedding)
-        direction = unembed.weight.detach().double()[target_id]
+        direction = unembed.weight.detach()[target_id].double()
         head_bias = _bias(unembed, target_id)
         if versus_id is not None:
-            direction = direction - unembed.weight.detach().double()[versus_id]
+            direction = direction - unembed.weight.detach()[versus_id].double()
             head_bias -= _bias(unembed, versus_id)
         scale = _linear_scale(parts)
         norm = d.final_norm
@@ -157,7 +157,9 @@ def contributions(prompt: str, *, model: loading.ModelLike = None, target: str |
             layers.append(LayerContribution(w.index, project(w.attention), project(w.mlp), heads, experts))
         embedding = project(d.embedding)
     model_logit = float(final_logits[target_id] - (final_logits[versus_id] if versus_id is not None else 0))
-    raw = _before_softcap(parts, final_logits, target_id, versus_id)
+    raw = None
+    if parts.final_logit_softcapping:  # the LM head's own output on the real normed state, before the cap
+        raw = (float(direction @ d.normed) + head_bias) * scale
     total = embedding + bias + sum((sum(layer.heads) if layer.heads is not None else layer.attention) + layer.mlp
                                    for layer in layers)
     reference = raw if raw is not None else model_logit
@@ -201,14 +203,3 @@ def _linear_scale(parts: Any) -> float:
     """What the model multiplies its LM head's output by before any soft-cap (Cohere, Granite)."""
     scale = parts.logit_scale or 1.0
     return scale / parts.logit_divisor if parts.logit_divisor else scale
-
-
-def _before_softcap(parts: Any, final: Any, target: int, versus: int | None) -> float | None:
-    """The logit (difference) before the model's final soft-cap, recovered from the capped logits; None without one."""
-    import torch
-
-    cap = parts.final_logit_softcapping
-    if not cap:
-        return None
-    raw = torch.atanh((final / cap).clamp(-1 + 1e-12, 1 - 1e-12)) * cap
-    return float(raw[target] - (raw[versus] if versus is not None else 0))

@@ -104,6 +104,7 @@ class Decomposition:
     final: torch.Tensor  # the residual stream leaving the last block
     final_norm: Frozen
     logits: torch.Tensor  # the model's own logits at the last position (vocab,), float64
+    normed: torch.Tensor  # the final norm's real output at the last position (what the LM head reads)
 
 
 def _last(value: Any) -> Any:
@@ -144,7 +145,7 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
 
     with capture(blocks, "input") as b_in, capture(blocks) as b_out, capture(sites("attention")) as attn, \
             capture(sites("mlp")) as mlp, capture(sites("attention_output"), "input") as heads, \
-            capture(norms, "input") as n_in, capture(norms) as n_out, capture(final, "input") as f_in, \
+            capture(norms, "input") as n_in, capture(norms) as n_out, capture(final, "input") as f_in, capture(final) as f_out, \
             watch(experts, keep_routing, "input"), torch.no_grad():
         logits = model(**kwargs).logits[0, -1].double()
     writes = []
@@ -166,7 +167,8 @@ def decompose(model: nn.Module, parts: Anatomy, ids: list[int], device: Any) -> 
                                   a_post[1] if a_post else None, m_post[1] if m_post else None, error, split))
     _check_blocks(parts, writes, n_out, norms)
     return Decomposition(embedding=writes[0].inp, blocks=writes, final=writes[-1].out,
-                         final_norm=frozen(final, _last(f_in.value), parts.final_norm), logits=logits)
+                         final_norm=frozen(final, _last(f_in.value), parts.final_norm), logits=logits,
+                         normed=_last(f_out.value))
 
 
 def _experts(module: nn.Module, routing: tuple[Any, ...], total: torch.Tensor) -> list[tuple[Any, float | None, Any]]:
