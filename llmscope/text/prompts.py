@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TOKENIZER = "tokenizer"
 CHAT_TEMPLATE = "chat template"
+TEMPLATE_EXTRA_CHARS = 16 * 2**20  # what a template may write besides the messages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,22 +83,28 @@ def render_chat(tokenizer: PreTrainedTokenizerBase, name: str, text: str, system
             "plain text",
         )
     messages = chat_messages(text, system)
-    try:
-        # Rendered by transformers in jinja's sandboxed environment.
+    from llmscope.text.template_budget import TemplateOverBudget, TemplateRaised, render_bounded
+
+    def render() -> str:  # in jinja's sandboxed environment, by transformers
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except LlmscopeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - template errors are the model's, shown as one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+    try:
+        # under a time and memory budget: the sandbox bounds range only (template_budget.py)
+        return render_bounded(render, max_chars=len(text) + len(system or "") + TEMPLATE_EXTRA_CHARS)
+    except TemplateOverBudget as exc:
+        raise ModelFormatError(f"{name}: its chat template {exc.what}, and was stopped",
+                               hint="the template may be malicious or broken; fix or replace it") from None
+    except TemplateRaised as exc:
+        first = exc.message or exc.kind
         # jinja's sandbox stopped the template: a forbidden access (SecurityError) or a loop over a
         # range beyond its limit (OverflowError "Range too big")
-        if type(exc).__name__ == "SecurityError" or isinstance(exc, OverflowError):
+        if exc.kind in ("SecurityError", "OverflowError"):
             raise ModelFormatError(
                 f"{name}: its chat template tried something jinja's sandbox forbids, and was stopped ({first})",
                 hint="the template may be malicious; nothing was run",
-            ) from exc
+            ) from None
         hint = "try without `system`" if system is not None else "check the messages the template expects"
-        raise UsageError(f"{name}: its chat template refused these messages ({first})", hint=hint) from exc
+        raise UsageError(f"{name}: its chat template refused these messages ({first})", hint=hint) from None
 
 
 # --------------------------------------------------------------------------------------------
