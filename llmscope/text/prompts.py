@@ -11,7 +11,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from llmscope.config.values import context_length
-from llmscope.errors import LlmscopeError, ModelFormatError, UsageError
+from llmscope.errors import ModelFormatError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
