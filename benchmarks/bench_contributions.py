@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _best import best_of  # noqa: E402
 
 
 def main() -> int:
@@ -43,14 +45,7 @@ def main() -> int:
         llmscope.contributions(prompt, model=lm, by="head")
 
     modes = {"contributions": contributions, "forward": forward}
-    for fn in modes.values():
-        fn()
-    best = {name: float("inf") for name in modes}
-    for _ in range(args.repeat):
-        for name, fn in modes.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = best_of(modes, args.repeat)
     print(f"{lm.source.display_name}: {n} tokens, --by head, {torch.get_num_threads()} threads, best of {args.repeat}")
     for name, seconds in best.items():
         print(f"  {name:<14} {seconds:7.3f} s")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _best import best_of  # noqa: E402
 
 
 def main() -> int:
@@ -56,12 +58,7 @@ def main() -> int:
         llmscope.patch(args.clean, model=lm, corrupt=args.corrupt)
 
     modes = {"patch": batched, "one by one": one_by_one}
-    best = {name: float("inf") for name in modes}
-    for _ in range(args.repeat):
-        for name, fn in modes.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = best_of(modes, args.repeat, warm=False)
     cells = len(blocks) * len(clean)
     print(f"{lm.source.display_name}: {len(clean)} tokens, {len(blocks)} layers, {cells} cells (--site resid), "
           f"{torch.get_num_threads()} threads, best of {args.repeat}")

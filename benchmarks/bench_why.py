@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _best import best_of  # noqa: E402
 
 
 def main() -> int:
@@ -71,14 +73,7 @@ def main() -> int:
         return lig.attribute(full, baselines=base, n_steps=args.steps)
 
     modes = {"why": run_why, "passes": run_passes, "captum": run_captum}
-    for fn in modes.values():  # warm up
-        fn()
-    best = {name: float("inf") for name in modes}
-    for _ in range(args.repeat):
-        for name, fn in modes.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+    best = best_of(modes, args.repeat)
     print(f"{lm.source.display_name}: {n} prompt tokens, target {args.target!r} ({m} token), {args.steps} steps, "
           f"{torch.get_num_threads()} threads, best of {args.repeat}")
     for name, seconds in best.items():
