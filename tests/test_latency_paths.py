@@ -481,7 +481,7 @@ def test_an_unreadable_inspect_entry_says_so_and_is_replaced(config_folder, cli,
     entries[0].write_text('{"format": 1, "key": "')  # cut short, as a full disk would leave it
     r = cli("inspect", str(folder), "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["num_hidden_layers"] == 12
-    assert "inspect cache entry unreadable" in r.stderr
+    assert "inspect cache entry not used" in r.stderr
     r = cli("inspect", str(folder), "--json")  # rewritten whole: read quietly again
     assert r.exit_code == 0 and r.stderr == ""
 

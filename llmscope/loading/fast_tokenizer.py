@@ -10,8 +10,10 @@ the post-processor, special-token attributes) is all in the backend it built and
 So the first time a folder's tokenizer is loaded, AutoTokenizer loads it; if its class uses the
 wrapper's own encode/decode methods unchanged and a set of probe texts gives the same ids, offsets,
 tokens and text both ways, its backend (``to_str()``) and those values are cached, keyed by the
-content of the folder's files and both libraries' versions, written whole or not at all. Later
-loads read that with ``tokenizers`` alone (no torch, no transformers). Anything else (a class with
+content of the folder's files and both libraries' versions, written whole or not at all, its record
+listing each file's size and sha256 (``cache_files``). Later loads check that entry and read it with
+``tokenizers`` alone (no torch, no transformers); an entry that fails the check (a tokenizer.json
+replaced or cut short, a link) is removed with a notice and built again from transformers. Anything else (a class with
 its own encode or decode, remote code, a Hub id, a probe that differs) keeps using transformers.
 """
 
@@ -19,20 +21,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscope.loading.cache_files import cache_root, file_sha256, in_cache
+from llmscope.loading.cache_files import (
+    DamagedEntry, cache_root, file_sha256, in_cache, publish_folder, read_folder, set_aside,
+)
 from llmscope.progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.loading.resolve import ModelSource
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the record lists each file's size and sha256 (cache_files)
 RECORD = "llmscope-tokenizer.json"
+_SAID = {"what": "tokenizer cache entry", "redo": "loading the tokenizer with transformers"}
+# What FastTokenizer reads from a record, and the type each value must have.
+_SHAPE = {"class": str, "name_or_path": str, "special_attributes": list, "all_special_tokens": list,
+          "split_special_tokens": bool, "clean_up_tokenization_spaces": bool, "clean_up_bpe": bool, "values": dict}
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt", ".onnx", ".lock")
 # The wrapper methods the fast path stands in for: a class overriding any of them is not taken.
 _METHODS = (
@@ -145,8 +152,7 @@ def tokenizer_for(source: ModelSource) -> Any:
     if folder is None:
         return load_tokenizer(source)
     name = f"{cache_key(folder)[:32]}-v{CACHE_FORMAT}"
-    entry = in_cache(cache_root() / "tokenizers" / name, kind="folder", what="tokenizer cache entry",
-                     redo="loading the tokenizer with transformers")
+    entry = in_cache(cache_root() / "tokenizers" / name, kind="folder", **_SAID)
     record = _read_record(entry)
     if record is not None and record["fast"]:
         from tokenizers import Tokenizer
@@ -192,13 +198,22 @@ def cache_key(folder: Path) -> str:
 
 
 def _read_record(entry: Path) -> dict[str, Any] | None:
+    """The record of the cache entry ENTRY once the entry is as written (None when there is none yet);
+    an entry that is not is removed, with a notice, and built again by the caller."""
     try:
-        record = json.loads((entry / RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record = read_folder(entry, RECORD)
+        if record.get("format") != CACHE_FORMAT or not isinstance(record.get("fast"), bool):
+            raise DamagedEntry(f"has a {RECORD} of another shape")
+        if record["fast"] and ("tokenizer.json" not in record["files"] or
+                               not all(isinstance(record.get(k), t) for k, t in _SHAPE.items())):
+            raise DamagedEntry(f"has a {RECORD} of another shape")
+    except FileNotFoundError:
         return None
-    if record.get("format") != CACHE_FORMAT:
+    except DamagedEntry as exc:
+        set_aside(entry, str(exc), **_SAID)
         return None
-    if record.get("fast") and not (entry / "tokenizer.json").is_file():
+    except OSError as exc:
+        reporter().notice(f"tokenizer cache not read ({exc.strerror or exc}): loading the tokenizer with transformers")
         return None
     return record
 
@@ -214,10 +229,9 @@ def _write_entry(entry: Path, tokenizer: Any) -> tuple[bool, str]:
         if fast:
             record.update(describe(tokenizer))
             (tmp / "tokenizer.json").write_text(tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
-        (tmp / RECORD).write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         try:
-            os.replace(tmp, entry)
-        except OSError:  # another process wrote it first: theirs is as good
+            publish_folder(tmp, entry, record, RECORD)
+        except FileExistsError:  # another process wrote it first: theirs is as good
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

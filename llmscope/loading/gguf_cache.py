@@ -5,8 +5,8 @@ model), so each GGUF is converted once into ``$LLMSCOPE_CACHE/gguf/<sha256>/`` w
 stage (``config``, ``tokenizer``, ``model``). A stage is written under a temporary name and renamed
 into place only when complete, under a file lock, so a killed or concurrent conversion never leaves
 a half cache that is later served; the key is the file's sha256, so a changed file is never stale.
-A link planted in the cache (``gguf/<key>`` pointing elsewhere) is removed before anything is written
-or deleted under it (``cache_files``).
+Each stage's marker lists its files' sizes and sha256s, checked before it is served (``cache_files``):
+a stage that does not match, or a link planted in its place, is removed and converted again.
 """
 
 from __future__ import annotations
@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from llmscope.errors import MissingDependencyError, ModelFormatError, ModelNotFoundError, ResourceError
-from llmscope.loading.cache_files import cache_root, file_sha256, in_cache, remove
+from llmscope.loading.cache_files import (
+    DamagedEntry, cache_root, file_sha256, in_cache, publish_folder, read_folder, remove, replace_synced, set_aside,
+)
 from llmscope.progress import reporter
 from llmscope.loading.resolve import DEMO_INSTALL_HINT, EMBEDDED_PACKAGE, ModelSource
 from llmscope.loading.library_errors import quiet_transformers, translate_errors
 
-CACHE_FORMAT = 2  # bump when the layout of a converted GGUF changes (2: added tokens in tokenizer_config.json)
+CACHE_FORMAT = 3  # bump when the layout of a converted GGUF changes (2: added tokens in tokenizer_config.json;
+# 3: the marker lists each file's size and sha256)
 STAGES = ("config", "tokenizer", "model")
+MARKER = "llmscope-cache.json"
 
 
 def _disk_full(doing: str = "") -> ResourceError:
@@ -62,7 +66,7 @@ def embedded_gguf_path() -> Path:
     os.close(fd)
     try:
         package.assemble(tmp, overwrite=True)  # verifies the sha256 itself
-        os.replace(tmp, target)
+        replace_synced(Path(tmp), target)
     except FileNotFoundError as exc:
         raise MissingDependencyError(
             f"the embedded model's chunk packages are incomplete ({exc})", hint=DEMO_INSTALL_HINT
@@ -107,7 +111,7 @@ def gguf_file_for(source: ModelSource) -> GgufFile:
         package = _embedded_package()
         known = GgufFile(cache_root() / "embedded" / package.MODEL_NAME, package.EXPECTED_SHA256)
         # Converted once already: no need to assemble or hash 250 MB again.
-        if all((known.stage(s) / "llmscope-cache.json").is_file() for s in STAGES):
+        if all(_stage_problem(known.stage(s), known.sha256) is None for s in STAGES):
             return known
         return GgufFile(embedded_gguf_path(), package.EXPECTED_SHA256)
     path = source.gguf_path
@@ -119,36 +123,46 @@ def gguf_file_for(source: ModelSource) -> GgufFile:
         raise ModelNotFoundError(f"cannot read {path}: {exc.strerror}") from exc
 
 
-def _stage_is_complete(folder: Path, sha256: str) -> bool:
-    marker = folder / "llmscope-cache.json"
+def _stage_problem(folder: Path, sha256: str) -> str | None:
+    """What keeps the stage FOLDER from being served (None: it is complete, converted from the GGUF
+    whose sha256 is SHA256, every file as written); "" when there is none yet."""
     try:
-        return json.loads(marker.read_text()).get("sha256") == sha256
-    except (OSError, ValueError):
-        return False
+        record = read_folder(folder, MARKER)
+    except FileNotFoundError:
+        return ""
+    except DamagedEntry as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if record.get("sha256") != sha256 or record.get("format") != CACHE_FORMAT:
+        return "was converted from another file"
+    return None
 
 
 def ensure_gguf_stage(gguf: GgufFile, stage: str, source: ModelSource) -> Path:
     """Return the cache folder of one conversion stage, converting it first if needed.
 
     Stages: ``config`` (config.json and the GGUF tensor summary), ``tokenizer``, ``model``. A link
-    planted on the way (``gguf/<key>`` pointing elsewhere) is removed, the link only, with a notice,
-    before anything is written or deleted.
+    planted on the way (``gguf/<key>`` pointing elsewhere) is removed, the link only, before anything
+    is written or deleted; a stage that is damaged is removed with a notice and converted again.
     """
     from filelock import FileLock
 
     said = {"what": f"converted GGUF stage ({stage})", "redo": "converting it again"}
     final = in_cache(gguf.stage(stage), kind="folder", **said)
-    if _stage_is_complete(final, gguf.sha256):
+    if _stage_problem(final, gguf.sha256) is None:
         return final
     gguf.entry.mkdir(parents=True, exist_ok=True)
     with FileLock(str(in_cache(gguf.entry / f"{stage}.lock", kind="file", **said))):
-        if _stage_is_complete(final, gguf.sha256):  # another process finished it meanwhile
+        problem = _stage_problem(final, gguf.sha256)
+        if problem is None:  # another process finished it meanwhile
             return final
         # We hold the lock: anything half-written for this stage is a dead process's leftover.
         for stale in gguf.entry.glob(f".{stage}.tmp-*"):
             with contextlib.suppress(OSError):
                 remove(stale)
-        remove(final)  # incomplete or foreign: never serve it
+        if problem:  # damaged, incomplete or foreign: never serve it
+            set_aside(final, problem, **said)
         _convert_into(gguf, stage, source, final)
     return final
 
@@ -165,8 +179,7 @@ def _convert_into(gguf: GgufFile, stage: str, source: ModelSource, final: Path) 
                     raise _disk_full(" while converting the GGUF file") from exc
                 raise
         marker = {"sha256": gguf.sha256, "source": str(gguf.path), "stage": stage, "format": CACHE_FORMAT}
-        (tmp / "llmscope-cache.json").write_text(json.dumps(marker, indent=1))
-        os.replace(tmp, final)
+        publish_folder(tmp, final, marker, MARKER)  # every file on disk, with its size and sha256
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno == errno.ENOSPC:

@@ -2,14 +2,16 @@
 
 The report depends only on the config (and a GGUF's tensor summary), transformers' version and
 llmscope's own code, so it is cached under a key made of their contents: the config.json's sha256
-(or the GGUF's), both versions, and the sha256 of llmscope's source files. An entry is written
-whole (temporary file, then rename) and only after checking that it reads back equal to the report;
-an entry that does not read back, or any other format, is ignored, and a notice says so. Hub ids and remote code are not
-cached (what a Hub id names can change).
+(or the GGUF's), both versions, and the sha256 of llmscope's source files. An entry is a record
+(``cache_files``: written whole and fsynced, its sha256 on its first line) stored only after checking
+that it reads back equal to the report. On the way back every value is checked against the report's
+type hints; an entry that fails (cut short, a link, another shape) is removed with a notice and the
+report computed again. Hub ids and remote code are not cached (what a Hub id names can change).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,14 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmscope.loading.cache_files import atomic_write_text, cache_root, file_sha256, in_cache
+from llmscope.loading.cache_files import (
+    DamagedEntry, cache_root, file_sha256, in_cache, read_json, set_aside, write_record,
+)
 from llmscope.progress import reporter
 
 if TYPE_CHECKING:  # pragma: no cover
     from llmscope.config.architecture import ArchitectureReport
     from llmscope.loading.resolve import ModelSource
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: a record with its sha256 (cache_files), read back by the type hints
 
 
 def _key(source: ModelSource, modules: bool) -> str | None:
@@ -59,9 +63,15 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+_SAID = {"what": "inspect cache entry", "redo": "computing the report again"}
+
+
 def _entry(key: str) -> Path:
-    return in_cache(cache_root() / "inspect" / f"{key[:40]}.json", kind="file", what="inspect cache entry",
-                    redo="computing the report again")
+    return in_cache(cache_root() / "inspect" / f"{key[:40]}.json", kind="file", **_SAID)
+
+
+def _discard(path: Path, why: str) -> None:
+    set_aside(path, why, **_SAID)
 
 
 def load(source: ModelSource, report_class: type[ArchitectureReport], *, modules: bool,
@@ -73,19 +83,22 @@ def load(source: ModelSource, report_class: type[ArchitectureReport], *, modules
         key = _key(source, modules)
         if key is None:
             return None
-        text = _entry(key).read_text(encoding="utf-8")
+        path = _entry(key)
+        data = read_json(path)
     except FileNotFoundError:  # not seen yet: computed and stored
+        return None
+    except DamagedEntry as exc:
+        _discard(path, str(exc))
         return None
     except OSError as exc:
         reporter().notice(f"inspect cache not read ({exc.strerror or exc}): computing the report")
         return None
     try:
-        data = json.loads(text)
-        if data.get("format") != CACHE_FORMAT or data.get("key") != key:
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("key") != key:
             raise ValueError("another format or key")
         return decode(report_class, data["report"])
-    except (AttributeError, TypeError, KeyError, ValueError) as exc:
-        reporter().notice(f"inspect cache entry unreadable ({exc}): computing the report again")
+    except (TypeError, KeyError, ValueError) as exc:
+        _discard(path, f"is not an inspect report ({exc})")
         return None
 
 
@@ -102,8 +115,8 @@ def store(source: ModelSource, report: ArchitectureReport, *, modules: bool, tru
         if decode(type(report), json.loads(text)["report"]) != report:
             reporter().notice("inspect report not cached: it does not read back equal from JSON")
             return
-        atomic_write_text(_entry(key), text)
-    except (OSError, TypeError, ValueError) as exc:
+        write_record(_entry(key), text.encode("utf-8"))
+    except (OSError, TypeError, KeyError, ValueError) as exc:
         reporter().notice(f"inspect report not cached ({exc}): the next inspect computes it again")
 
 
@@ -112,32 +125,64 @@ def store(source: ModelSource, report: ArchitectureReport, *, modules: bool, tru
 
 
 def decode(kind: Any, value: Any) -> Any:
-    """VALUE (from json) as an instance of KIND: dataclasses, lists, tuples, dicts and unions of them."""
-    if value is None:
-        return None
+    """VALUE (from json) as an instance of KIND, its shape checked all the way down: a dataclass from an
+    object holding its fields, lists, tuples and dicts of their item types, the first option of a union
+    that fits, and int, float, str, bool and None as themselves. Anything else is a TypeError or a
+    KeyError (a damaged entry), never a value of the wrong type handed on."""
+    if kind is Any:
+        return value
+    if kind is None or kind is type(None):
+        if value is None:
+            return None
+        raise TypeError(f"{_show(value)} is not null")
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        if not isinstance(value, dict):
+            raise TypeError(f"{kind.__name__} is {_show(value)}, not an object")
+        fields = dataclasses.fields(kind)
+        missing = [f.name for f in fields if f.init and f.name not in value]
+        extra = sorted(set(value) - {f.name for f in fields})
+        if missing or extra:
+            raise KeyError(f"{kind.__name__} without {missing}" if missing else f"{kind.__name__} with {extra}")
         hints = _hints(kind)
-        return kind(**{f.name: decode(hints[f.name], value[f.name]) for f in dataclasses.fields(kind) if f.init})
+        return kind(**{f.name: decode(hints[f.name], value[f.name]) for f in fields if f.init})
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         for option in args:
-            if option is type(None):
-                continue
-            if dataclasses.is_dataclass(option) and isinstance(value, dict):
+            with contextlib.suppress(TypeError, KeyError):
                 return decode(option, value)
-            if typing.get_origin(option) in (list, tuple) and isinstance(value, list):
-                return decode(option, value)
-            if typing.get_origin(option) is dict and isinstance(value, dict):
-                return decode(option, value)
-        return value
-    if origin is list:
-        return [decode(args[0] if args else Any, v) for v in value]
-    if origin is tuple:
-        item = args[0] if args else Any
-        return tuple(decode(item, v) for v in value)
+        raise TypeError(f"{_show(value)} is none of {kind}")
+    if origin is typing.Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return value
+        raise TypeError(f"{_show(value)} is none of {args}")
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise TypeError(f"{_show(value)} is not a list")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise TypeError(f"{_show(value)} does not have {len(args)} items")
+            return tuple(decode(a, v) for a, v in zip(args, value))
+        items = [decode(args[0] if args else Any, v) for v in value]
+        return items if origin is list else tuple(items)
     if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{_show(value)} is not an object")
         return {k: decode(args[1] if len(args) == 2 else Any, v) for k, v in value.items()}
+    wanted = _SCALARS.get(kind)
+    if wanted is None:
+        raise TypeError(f"no way to check a {kind}")  # a new kind of field: teach decode, or the cache refuses it
+    if not isinstance(value, wanted[0]) or (kind is not bool and isinstance(value, bool)):
+        raise TypeError(f"{_show(value)} is not {wanted[1]}")
     return value
+
+
+_SCALARS = {int: ((int,), "an integer"), float: ((int, float), "a number"), str: ((str,), "a string"),
+            bool: ((bool,), "true or false")}
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @lru_cache(maxsize=None)
