@@ -288,7 +288,7 @@ def test_completion_values_are_the_checked_ones():
     assert _completion.NEXT_TOKEN_STRATEGIES == stepping.STRATEGIES
     assert _completion.DEVICES == devices.DEVICES
     assert _completion.DTYPES == devices.DTYPES
-    from llmscope.forward import attribution
+    from llmscope.explain import attribution
     from llmscope.text import spans
 
     assert _completion.WHY_METHODS == attribution.METHODS
